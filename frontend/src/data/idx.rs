@@ -198,7 +198,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("type code"));
-        let huge = vec![0, 0, 0x08, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 9];
+        let huge = vec![
+            0, 0, 0x08, 3, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 9,
+        ];
         assert!(parse_idx_bytes(&huge)
             .unwrap_err()
             .to_string()
