@@ -147,11 +147,7 @@ fn fully_connected(inputs: &[TensorView<'_>], out: &TensorType) -> Vec<f64> {
     let bias = inputs.get(2).map(|b| b.data.to_f64_vec());
     let units = inputs[1].shape[0];
     let fan_in = inputs[1].shape[1];
-    let rows = if units == 0 {
-        0
-    } else {
-        out.shape.numel() / units
-    };
+    let rows = out.shape.numel().checked_div(units).unwrap_or(0);
     let mut res = vec![0.0; rows * units];
     for r in 0..rows {
         for u in 0..units {
