@@ -13,7 +13,7 @@ use crate::tensor::{DataRef, Element, Storage, Tensor, TensorType, TensorView};
 use crate::with_data;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    check(op, inputs, out)?;
+    super::shape_ops::check(op, inputs, out)?;
     let name = op.name();
     let storage = match op {
         Op::Take { axis } => {
@@ -124,32 +124,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(name, "is not an indexing op")),
     };
     Tensor::new(out.shape.clone(), storage)
-}
-
-/// Re-checks the inputs (cheap: shapes only) so that [`crate::interp::eval_typed`] cannot
-/// index out of bounds when handed a wrong `out`, and that views hold their shapes' data.
-fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if expected != *out {
-        return Err(Error::shape(
-            op.name(),
-            format!("output type {out} given, but the inputs give {expected}"),
-        ));
-    }
-    for (i, v) in inputs.iter().enumerate() {
-        if v.data.len() != v.shape.numel() {
-            return Err(Error::shape(
-                op.name(),
-                format!(
-                    "input {i} has shape {} but holds {} elements",
-                    v.shape,
-                    v.data.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `(outer, A, inner)`: the products of the dims before `axis`, at it, and after it.

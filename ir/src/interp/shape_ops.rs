@@ -146,7 +146,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
 
 /// Re-checks the inputs (cheap: shapes only) so that [`crate::interp::eval_typed`] cannot
 /// index out of bounds when handed a wrong `out`, and that views hold their shapes' data.
-fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
+pub(super) fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
     let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
     let expected = crate::infer::infer(op, &types)?;
     if expected != *out {
