@@ -24,9 +24,13 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(out.shape.numel());
                 for o in 0..outer {
-                    for &k in &idx {
-                        let start = (o * len + k) * inner;
-                        v.extend_from_slice(&s[start..start + inner]);
+                    let block = &s[o * len * inner..];
+                    if inner == 1 {
+                        v.extend(idx.iter().map(|&k| block[k]));
+                    } else {
+                        for &k in &idx {
+                            v.extend_from_slice(&block[k * inner..(k + 1) * inner]);
+                        }
                     }
                 }
                 T::into_storage(v)

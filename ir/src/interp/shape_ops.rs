@@ -170,8 +170,9 @@ pub(super) fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Res
     Ok(())
 }
 
-/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as in shape
-/// inference, which has already rejected bad lengths and zero steps.
+/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as
+/// `infer::shape_ops::resolve_slice` (which has already rejected bad lengths and zero steps);
+/// repeated here because that module is private to `infer`.
 fn resolve_slice(
     shape: &Shape,
     begin: &[Option<i64>],
