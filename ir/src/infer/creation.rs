@@ -64,7 +64,8 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             expect_inputs(op, inputs, 0)?;
             need_float(name, *dtype)?;
             let width = high - low;
-            if !(low < high) || !width.is_finite() {
+            // A NaN bound makes the width NaN.
+            if low >= high || !width.is_finite() {
                 return Err(Error::invalid(
                     name,
                     format!("needs finite low < high, got low={low} high={high}"),
