@@ -422,6 +422,10 @@ fn bad_creation_calls_are_errors_with_clear_messages() {
             &["random_uniform", "equal in f32"],
         ),
         (
+            uniform(0.0, 1e39, &[2], DType::F32, 0),
+            &["random_uniform", "finite in f32"],
+        ),
+        (
             uniform(-1e308, 1e308, &[2], DType::F64, 0),
             &["random_uniform", "finite"],
         ),

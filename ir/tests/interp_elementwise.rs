@@ -725,3 +725,57 @@ fn eval_typed_rejects_a_wrong_output_type() {
         .unwrap_err();
     assert!(e.to_string().contains("f32[3]"), "{e}");
 }
+
+#[test]
+fn inconsistent_views_are_errors_not_panics() {
+    let view = kiln_ir::TensorView {
+        shape: Shape::from([3]),
+        data: kiln_ir::DataRef::F32(&[1.0]),
+    };
+    let e = eval(&Op::Unary { f: UnaryOp::Neg }, &[view]).unwrap_err();
+    assert!(e.to_string().contains("shape [3] but 1 elements"), "{e}");
+}
+
+/// The row-major multi-index of flat position `i` in `dims`.
+fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; dims.len()];
+    for d in (0..dims.len()).rev() {
+        idx[d] = i % dims[d];
+        i /= dims[d];
+    }
+    idx
+}
+
+/// The flat position in `dims` read by output multi-index `idx` under numpy broadcasting.
+fn broadcast_source(idx: &[usize], dims: &[usize]) -> usize {
+    let lead = idx.len() - dims.len();
+    dims.iter().enumerate().fold(0, |flat, (d, &n)| {
+        flat * n + if n == 1 { 0 } else { idx[lead + d] }
+    })
+}
+
+#[test]
+fn broadcasting_matches_a_naive_multi_index_mapping() {
+    let pairs: [(&[usize], &[usize]); 6] = [
+        (&[2, 3, 4], &[4]),
+        (&[2, 1, 4], &[3, 1]),
+        (&[1], &[5, 1, 2]),
+        (&[3, 1, 1, 2], &[1, 4, 3, 1]),
+        (&[], &[2, 2]),
+        (&[2, 0, 3], &[1, 3]),
+    ];
+    for (da, db) in pairs {
+        let na: usize = da.iter().product();
+        let nb: usize = db.iter().product();
+        let a = t((0..na).map(|i| i as i64).collect(), da);
+        let b = t((0..nb).map(|i| 1000 * i as i64).collect(), db);
+        let c = binary(BinaryOp::Add, &a, &b);
+        let out = Shape::new(da).broadcast(&Shape::new(db), "t").unwrap();
+        assert_eq!(c.shape(), &out);
+        for (i, &v) in c.as_slice::<i64>().unwrap().iter().enumerate() {
+            let idx = unravel(i, &out);
+            let want = broadcast_source(&idx, da) as i64 + 1000 * broadcast_source(&idx, db) as i64;
+            assert_eq!(v, want, "{da:?} + {db:?} at {idx:?}");
+        }
+    }
+}

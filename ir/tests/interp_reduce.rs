@@ -402,3 +402,34 @@ fn bad_reductions_are_errors_with_clear_messages() {
     }
     assert!(eval(&red(ReduceOp::Sum, None), &[x.view(), x.view()]).is_err());
 }
+
+#[test]
+fn sums_over_every_axis_subset_match_a_naive_loop() {
+    let dims = [2usize, 3, 1, 4];
+    let n: usize = dims.iter().product();
+    let x = t((0..n).map(|i| (i * i % 17) as i64).collect(), &dims);
+    let xs = x.as_slice::<i64>().unwrap();
+    for mask in 0u32..16 {
+        let axes: Vec<isize> = (0..4).filter(|a| mask & (1 << a) != 0).collect();
+        let got = reduce(ReduceOp::Sum, Some(&axes), true, &x).unwrap();
+        let out_dims: Vec<usize> = (0..4)
+            .map(|a| if mask & (1 << a) != 0 { 1 } else { dims[a] })
+            .collect();
+        assert_eq!(got.shape(), &Shape::new(&out_dims));
+        let mut want = vec![0i64; out_dims.iter().product()];
+        for (i, &v) in xs.iter().enumerate() {
+            // Unravel i in dims, then ravel with reduced axes pinned to 0.
+            let mut rest = i;
+            let mut idx = [0usize; 4];
+            for d in (0..4).rev() {
+                idx[d] = rest % dims[d];
+                rest /= dims[d];
+            }
+            let o = (0..4).fold(0, |flat, d| {
+                flat * out_dims[d] + if out_dims[d] == 1 { 0 } else { idx[d] }
+            });
+            want[o] += v;
+        }
+        assert_eq!(got.as_slice::<i64>().unwrap(), &want[..], "axes {axes:?}");
+    }
+}
