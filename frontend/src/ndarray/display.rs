@@ -165,7 +165,7 @@ impl FloatFormat {
             }
         }
         if finite.len() != shown.len() {
-            let neg_inf = shown.iter().any(|&v| v == f64::NEG_INFINITY);
+            let neg_inf = shown.contains(&f64::NEG_INFINITY);
             let inf_len = 3 + usize::from(neg_inf);
             let offset = f.pad_right + 1;
             f.pad_left = f

@@ -2,6 +2,7 @@
 //! and iteration over the first axis.
 
 use super::{apply, NDArray};
+use kiln_ir::infer::{resolve_slice, SliceDim};
 use kiln_ir::{Error, Op, Result, Shape};
 use std::ops::{Bound, RangeBounds};
 
@@ -129,18 +130,14 @@ macro_rules! s {
     }};
 }
 
-/// One axis of a resolved slice: `count` positions from `start` by `step`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AxisRange {
-    pub(crate) start: i64,
-    pub(crate) count: usize,
-    pub(crate) step: i64,
-}
-
-/// A slice resolved against a shape: one range per axis, and which axes an index dropped.
+/// A slice resolved against a shape: the `Slice` op's attributes, one resolved range per
+/// axis, and which axes an integer index dropped.
 #[derive(Clone, Debug)]
 pub(crate) struct SlicePlan {
-    pub(crate) axes: Vec<AxisRange>,
+    begin: Vec<Option<i64>>,
+    end: Vec<Option<i64>>,
+    step: Vec<Option<i64>>,
+    pub(crate) dims: Vec<SliceDim>,
     pub(crate) dropped: Vec<bool>,
 }
 
@@ -156,15 +153,19 @@ impl SlicePlan {
                 ),
             ));
         }
-        let mut axes = Vec::with_capacity(shape.rank());
-        let mut dropped = Vec::with_capacity(shape.rank());
-        for (axis, &d) in shape.iter().enumerate() {
-            let arg = args.get(axis).copied().unwrap_or(SliceArg::ALL);
-            let (range, drop) = match arg {
+        let n = args.len();
+        let (mut begin, mut end, mut step) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut dropped = vec![false; shape.rank()];
+        for (axis, arg) in args.iter().enumerate() {
+            match *arg {
                 SliceArg::Index(i) => {
-                    let di = d as i64;
-                    let p = if i < 0 { i + di } else { i };
-                    if !(0..di).contains(&p) {
+                    let d = shape[axis] as i64;
+                    let p = if i < 0 { i + d } else { i };
+                    if !(0..d).contains(&p) {
                         return Err(Error::shape(
                             op,
                             format!(
@@ -172,34 +173,35 @@ impl SlicePlan {
                             ),
                         ));
                     }
-                    (
-                        AxisRange {
-                            start: p,
-                            count: 1,
-                            step: 1,
-                        },
-                        true,
-                    )
+                    begin.push(Some(p));
+                    end.push(Some(p + 1));
+                    step.push(None);
+                    dropped[axis] = true;
                 }
-                SliceArg::Range { start, end, step } => {
-                    if step == 0 {
-                        return Err(Error::invalid(
-                            op,
-                            format!("slice step must not be 0 (axis {axis})"),
-                        ));
-                    }
-                    (resolve_range(start, end, step, d), false)
+                SliceArg::Range {
+                    start,
+                    end: stop,
+                    step: by,
+                } => {
+                    begin.push(start);
+                    end.push(stop);
+                    step.push(Some(by));
                 }
-            };
-            axes.push(range);
-            dropped.push(drop);
+            }
         }
-        Ok(SlicePlan { axes, dropped })
+        let dims = resolve_slice(op, shape, &begin, &end, &step)?;
+        Ok(SlicePlan {
+            begin,
+            end,
+            step,
+            dims,
+            dropped,
+        })
     }
 
-    /// The shape of the result: the block without the axes an index dropped.
+    /// The shape of the result: the selected block without the axes an index dropped.
     pub(crate) fn result_shape(&self) -> Shape {
-        self.axes
+        self.dims
             .iter()
             .zip(&self.dropped)
             .filter(|(_, &d)| !d)
@@ -211,20 +213,17 @@ impl SlicePlan {
     /// Calls `f` with the flat position (relative to the array's first element, for an
     /// array of `shape`) of every selected element, in row-major order of the block.
     pub(crate) fn for_each_offset(&self, shape: &Shape, mut f: impl FnMut(usize)) {
-        if self.axes.iter().any(|a| a.count == 0) {
+        if self.dims.iter().any(|a| a.count == 0) {
             return;
         }
         let strides = shape.strides();
-        let rank = self.axes.len();
-        if rank == 0 {
-            f(0);
-            return;
-        }
+        let rank = self.dims.len();
         let pos = |axis: usize, k: usize| -> usize {
-            let a = self.axes[axis];
-            (a.start + k as i64 * a.step) as usize * strides[axis]
+            let a = self.dims[axis];
+            (a.begin + k as i64 * a.step) as usize * strides[axis]
         };
         let mut counter = vec![0usize; rank];
+        // partial[a]: the offset contributed by axes before `a`.
         let mut partial: Vec<usize> = vec![0; rank + 1];
         for axis in 0..rank {
             partial[axis + 1] = partial[axis] + pos(axis, 0);
@@ -239,7 +238,7 @@ impl SlicePlan {
                 }
                 axis -= 1;
                 counter[axis] += 1;
-                if counter[axis] < self.axes[axis].count {
+                if counter[axis] < self.dims[axis].count {
                     break;
                 }
                 counter[axis] = 0;
@@ -251,34 +250,6 @@ impl SlicePlan {
     }
 }
 
-/// numpy's `slice(start, end, step).indices(d)`: the first position and the count.
-fn resolve_range(start: Option<i64>, end: Option<i64>, step: i64, d: usize) -> AxisRange {
-    let d = d as i64;
-    let (lower, upper) = if step > 0 { (0, d) } else { (-1, d - 1) };
-    let clamp = |v: Option<i64>, default: i64| match v {
-        None => default,
-        Some(v) if v < 0 => (v + d).max(lower),
-        Some(v) => v.min(upper),
-    };
-    let (first, stop) = if step > 0 {
-        (clamp(start, lower), clamp(end, upper))
-    } else {
-        (clamp(start, upper), clamp(end, lower))
-    };
-    let count = if step > 0 && stop > first {
-        (stop - first + step - 1) / step
-    } else if step < 0 && first > stop {
-        (first - stop + (-step) - 1) / (-step)
-    } else {
-        0
-    };
-    AxisRange {
-        start: first,
-        count: count as usize,
-        step,
-    }
-}
-
 impl NDArray {
     /// numpy-style indexed read (`x[1:3, ::2, 0]`): see [`s!`](crate::s). Integer positions
     /// drop their axis. A view when the selection is one contiguous block (such as a range
@@ -287,28 +258,18 @@ impl NDArray {
     /// Errors on more indices than axes, an integer position out of range, or a zero step.
     pub fn index(&self, args: &[SliceArg]) -> Result<NDArray> {
         let plan = SlicePlan::new("index", self.shape(), args)?;
-        let mut begin = Vec::with_capacity(args.len());
-        let mut end = Vec::with_capacity(args.len());
-        let mut step = Vec::with_capacity(args.len());
-        for arg in args {
-            let (b, e, s) = match *arg {
-                SliceArg::Index(i) => {
-                    let p = if i < 0 {
-                        i + self.shape()[begin.len()] as i64
-                    } else {
-                        i
-                    };
-                    (Some(p), Some(p + 1), None)
-                }
-                SliceArg::Range { start, end, step } => (start, end, Some(step)),
-            };
-            begin.push(b);
-            end.push(e);
-            step.push(s);
-        }
-        let block = apply(Op::Slice { begin, end, step }, &[self])?;
-        if plan.dropped.iter().any(|&d| d) {
-            let dims: Vec<i64> = plan.result_shape().iter().map(|&d| d as i64).collect();
+        let result_shape = plan.result_shape();
+        let any_dropped = plan.dropped.iter().any(|&d| d);
+        let block = apply(
+            Op::Slice {
+                begin: plan.begin,
+                end: plan.end,
+                step: plan.step,
+            },
+            &[self],
+        )?;
+        if any_dropped {
+            let dims: Vec<i64> = result_shape.iter().map(|&d| d as i64).collect();
             block.reshape(&dims)
         } else {
             Ok(block)
@@ -414,23 +375,6 @@ impl IntoIterator for &NDArray {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_resolve_as_python_slices() {
-        let r = |s, e, st, d| {
-            let a = resolve_range(s, e, st, d);
-            (a.start, a.count)
-        };
-        assert_eq!(r(None, None, 1, 5), (0, 5));
-        assert_eq!(r(Some(1), Some(3), 1, 5), (1, 2));
-        assert_eq!(r(Some(-2), None, 1, 5), (3, 2));
-        assert_eq!(r(None, None, -1, 5), (4, 5));
-        assert_eq!(r(None, None, 2, 5), (0, 3));
-        assert_eq!(r(Some(10), None, 1, 5), (5, 0));
-        assert_eq!(r(Some(3), Some(0), -2, 5), (3, 2));
-        assert_eq!(r(Some(-10), Some(10), 1, 5), (0, 5));
-        assert_eq!(r(None, Some(-10), -1, 5), (4, 5));
-    }
 
     #[test]
     fn offsets_walk_the_block_in_row_major_order() {

@@ -247,14 +247,6 @@ macro_rules! assign_traits {
                 }
             }
         }
-        #[doc = concat!("`a ", $sym, "= 2.0f32`: writes into `a`'s storage.")]
-        impl std::ops::$trait<f32> for NDArray {
-            fn $fn(&mut self, rhs: f32) {
-                if let Err(e) = self.$scalar_method(f64::from(rhs)) {
-                    panic!("`{}=` on NDArray failed: {e}", $sym);
-                }
-            }
-        }
     )*};
 }
 

@@ -23,7 +23,8 @@ pub use nn_ops::{BatchNormOpts, ConvOpts, Dims, PoolOpts};
 
 use crate::autograd::{self, AutogradMeta};
 use crate::context::Context;
-use kiln_ir::{infer::infer, DType, Error, Op, Result, Shape, Storage, Tensor, TensorType};
+use kiln_ir::infer::{infer, resolve_slice, resolve_slice_axis, SliceDim};
+use kiln_ir::{DType, Error, Op, Result, Shape, Storage, Tensor, TensorType};
 use kiln_ir::{DataRef, TensorView};
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -60,6 +61,7 @@ pub(crate) struct Inner {
     /// Device.
     pub(crate) ctx: Context,
     /// Autograd state, owned by [`crate::autograd`].
+    #[allow(dead_code)] // TEMP
     pub(crate) autograd: Mutex<AutogradMeta>,
 }
 
@@ -227,59 +229,61 @@ fn view_of(op: &Op, inputs: &[&NDArray]) -> Result<Option<NDArray>> {
         ) => *x,
         _ => return Ok(None),
     };
-    let out = infer(op, &[x.ty()])?.shape;
+    let shape = x.shape();
     let start = match op {
-        Op::Slice { begin, step, .. } => contiguous_slice_start(x.shape(), &out, begin, step),
-        Op::SliceAxis { axis, begin, .. } => {
-            let axis = x.shape().axis(*axis, op.name())?;
-            let mut begins = vec![None; axis + 1];
-            begins[axis] = Some(*begin);
-            contiguous_slice_start(x.shape(), &out, &begins, &[])
+        Op::Slice { begin, end, step } => {
+            contiguous_start(shape, &resolve_slice(op.name(), shape, begin, end, step)?)
+        }
+        Op::SliceAxis { axis, begin, end } => {
+            let (axis, b, e) = resolve_slice_axis(op.name(), shape, *axis, *begin, *end)?;
+            let dims: Vec<SliceDim> = shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| SliceDim {
+                    begin: if i == axis { b as i64 } else { 0 },
+                    step: 1,
+                    count: if i == axis { e - b } else { d },
+                })
+                .collect();
+            contiguous_start(shape, &dims)
         }
         _ => Some(0),
     };
-    Ok(start.map(|start| {
-        NDArray::from_parts(
-            x.inner.storage.clone(),
-            x.inner.offset + start,
-            out,
-            x.inner.ctx,
-        )
-    }))
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    let out = infer(op, &[x.ty()])?.shape;
+    Ok(Some(NDArray::from_parts(
+        x.inner.storage.clone(),
+        x.inner.offset + start,
+        out,
+        x.inner.ctx,
+    )))
 }
 
-/// Where a slice with step 1 starts within its input, if the slice is one contiguous block:
-/// size-1 axes, then one axis with any range, then full axes.
-fn contiguous_slice_start(
-    input: &Shape,
-    out: &Shape,
-    begin: &[Option<i64>],
-    step: &[Option<i64>],
-) -> Option<usize> {
-    if out.rank() != input.rank() || out.numel() == 0 {
+/// Where a resolved slice starts within its input, if it selects one contiguous block:
+/// single positions on the outer axes, then one axis with a step-1 range, then whole axes.
+fn contiguous_start(shape: &Shape, dims: &[SliceDim]) -> Option<usize> {
+    if dims.iter().any(|d| d.count == 0) {
         return None;
     }
-    if step.iter().any(|s| !matches!(s, None | Some(1))) {
+    let k = dims.iter().position(|d| d.count != 1).unwrap_or(dims.len());
+    if let Some(d) = dims.get(k) {
+        if d.step != 1 {
+            return None;
+        }
+    }
+    let whole = |(d, &n): (&SliceDim, &usize)| d.begin == 0 && d.step == 1 && d.count == n;
+    if !dims.iter().zip(shape.iter()).skip(k + 1).all(whole) {
         return None;
     }
-    // The first axis (from the left) that is not a single element.
-    let k = out.iter().position(|&d| d != 1).unwrap_or(out.rank());
-    if out
-        .iter()
-        .zip(input.iter())
-        .skip(k + 1)
-        .any(|(o, i)| o != i)
-    {
-        return None;
-    }
-    let strides = input.strides();
-    let mut start = 0;
-    for (axis, &d) in input.iter().enumerate().take(begin.len()) {
-        let b = begin[axis].unwrap_or(0);
-        let b = if b < 0 { b + d as i64 } else { b };
-        start += b.clamp(0, d as i64) as usize * strides[axis];
-    }
-    Some(start)
+    let strides = shape.strides();
+    Some(
+        dims.iter()
+            .zip(strides.iter())
+            .map(|(d, s)| d.begin as usize * s)
+            .sum(),
+    )
 }
 
 impl std::fmt::Debug for NDArray {

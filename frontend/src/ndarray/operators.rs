@@ -1,6 +1,7 @@
 //! Arithmetic operators `+ - * /` and unary `-`, candle-style: the output is always a
 //! `Result<NDArray>` (shapes may not broadcast). Operands may be `NDArray`, `&NDArray`, a
-//! scalar (`f64` or `f32`, on either side), or a `Result<NDArray>` next to an array, so
+//! `f64` scalar (on either side; a second scalar type would
+//! make literals like `2.0` ambiguous), or a `Result<NDArray>` next to an array, so
 //! chains read `((&a * &b) + &c)?` with one `?` at the end. Two `Result`s cannot meet (Rust's
 //! orphan rule), nor a `Result` and a scalar: put a `?` on one side.
 //!
@@ -64,35 +65,31 @@ macro_rules! bin_trait {
             }
         }
 
-        bin_trait!(@scalar $trait, $fn, $scalar_fn, $rscalar_fn, f64);
-        bin_trait!(@scalar $trait, $fn, $scalar_fn, $rscalar_fn, f32);
-    };
-    (@scalar $trait:ident, $fn:ident, $scalar_fn:ident, $rscalar_fn:ident, $s:ty) => {
-        impl std::ops::$trait<$s> for NDArray {
+        impl std::ops::$trait<f64> for NDArray {
             type Output = Result<NDArray>;
-            fn $fn(self, rhs: $s) -> Result<NDArray> {
-                self.$scalar_fn(f64::from(rhs))
+            fn $fn(self, rhs: f64) -> Result<NDArray> {
+                self.$scalar_fn(rhs)
             }
         }
 
-        impl std::ops::$trait<$s> for &NDArray {
+        impl std::ops::$trait<f64> for &NDArray {
             type Output = Result<NDArray>;
-            fn $fn(self, rhs: $s) -> Result<NDArray> {
-                self.$scalar_fn(f64::from(rhs))
+            fn $fn(self, rhs: f64) -> Result<NDArray> {
+                self.$scalar_fn(rhs)
             }
         }
 
-        impl std::ops::$trait<NDArray> for $s {
+        impl std::ops::$trait<NDArray> for f64 {
             type Output = Result<NDArray>;
             fn $fn(self, rhs: NDArray) -> Result<NDArray> {
-                rhs.$rscalar_fn(f64::from(self))
+                rhs.$rscalar_fn(self)
             }
         }
 
-        impl std::ops::$trait<&NDArray> for $s {
+        impl std::ops::$trait<&NDArray> for f64 {
             type Output = Result<NDArray>;
             fn $fn(self, rhs: &NDArray) -> Result<NDArray> {
-                rhs.$rscalar_fn(f64::from(self))
+                rhs.$rscalar_fn(self)
             }
         }
     };

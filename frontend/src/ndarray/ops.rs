@@ -331,7 +331,7 @@ impl NDArray {
     pub fn split(&self, num: usize, axis: isize) -> Result<Vec<NDArray>> {
         let ax = self.shape().axis(axis, "split")?;
         let len = self.shape()[ax];
-        if num == 0 || len % num != 0 {
+        if num == 0 || !len.is_multiple_of(num) {
             return Err(Error::shape(
                 "split",
                 format!(
