@@ -251,7 +251,7 @@ fn convolution(
             format!("weight {w} has {o} output channels, not divisible by groups={groups}"),
         ));
     }
-    if w[1] * groups != c {
+    if w[1].checked_mul(groups) != Some(c) {
         return Err(Error::shape(
             op.name(),
             format!(
@@ -332,7 +332,12 @@ fn deconvolution(
             format!("input {x} has {c} channels, not divisible by groups={groups}"),
         ));
     }
-    let o = w[1] * groups;
+    let o = w[1].checked_mul(groups).ok_or_else(|| {
+        Error::shape(
+            op.name(),
+            format!("weight {w} with groups={groups} has too many output channels"),
+        )
+    })?;
     let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;
     let pad = per_dim(op, "pad", pad, nd, 0, 0, x)?;
     let dilation = per_dim(op, "dilation", dilation, nd, 1, 1, x)?;
@@ -356,11 +361,12 @@ fn deconvolution(
                 format!("input {x} and weight {w} need non-empty spatial dims"),
             ));
         }
-        let full = (len as i128 - 1) * stride[i] as i128
-            + dilation[i] as i128 * (k as i128 - 1)
-            + 1
-            + adj[i] as i128;
-        let size = full - 2 * pad[i] as i128;
+        // i128 holds every intermediate unless the attributes are absurd (checked anyway).
+        let size = (len as i128 - 1)
+            .checked_mul(stride[i] as i128)
+            .and_then(|v| v.checked_add((dilation[i] as i128).checked_mul(k as i128 - 1)?))
+            .and_then(|v| v.checked_add(1 + adj[i] as i128 - 2 * pad[i] as i128))
+            .unwrap_or(i128::MAX);
         if size < 1 || size > usize::MAX as i128 {
             return Err(Error::shape(
                 op.name(),
@@ -466,6 +472,12 @@ fn pooling_shape(
     if global {
         dims.extend(std::iter::repeat_n(1, nd));
         return Ok(Shape::from(dims));
+    }
+    if kernel.is_empty() {
+        return Err(Error::invalid(
+            op.name(),
+            format!("needs a kernel (one entry per spatial dim) unless global, input {x}"),
+        ));
     }
     let kernel = per_dim(op, "kernel", kernel, nd, 0, 1, x)?;
     let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;

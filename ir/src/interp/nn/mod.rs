@@ -71,6 +71,18 @@ fn check_types(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<(
     Ok(())
 }
 
+/// `(height, width)` of a per-spatial-dim attribute list (or of a shape's spatial dims), so
+/// that 1-D ops run as 2-D ones of height `lift`: an empty list means `default` in every dim
+/// (the MXNet default that [`crate::infer`] accepts), a 1-D list is `(lift, w)`.
+fn hw(v: &[usize], nd: usize, default: usize, lift: usize) -> (usize, usize) {
+    match v {
+        [] if nd == 1 => (lift, default),
+        [] => (default, default),
+        [w] => (lift, *w),
+        [h, w, ..] => (*h, *w),
+    }
+}
+
 /// Rounds f64 results to the output dtype.
 fn finish(values: Vec<f64>, out: &TensorType) -> Result<Tensor> {
     Tensor::new(out.shape.clone(), Storage::F64(values).cast(out.dtype))

@@ -6,7 +6,7 @@
 //! `count_include_pad`). Global pooling is a window over the whole spatial extent. 1-D pooling
 //! is lifted to 2-D with a height of 1.
 
-use super::Result;
+use super::{hw, Result};
 use crate::error::Error;
 use crate::op::{Op, PoolKind};
 use crate::tensor::{TensorType, TensorView};
@@ -65,16 +65,6 @@ fn attrs(op: &Op) -> Result<PoolAttrs<'_>> {
             count_include_pad: *count_include_pad,
         }),
         _ => Err(Error::invalid(op.name(), "not a pooling op")),
-    }
-}
-
-/// `(height, width)` of a per-spatial-dim list, `default` where empty, 1-D lifted with `lift`.
-fn hw(v: &[usize], nd: usize, default: usize, lift: usize) -> (usize, usize) {
-    match v {
-        [] if nd == 1 => (lift, default),
-        [] => (default, default),
-        [w] => (lift, *w),
-        [h, w, ..] => (*h, *w),
     }
 }
 
