@@ -6,8 +6,5 @@ use crate::tensor::TensorType;
 
 pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
     let _ = inputs;
-    Err(Error::invalid(
-        op.name(),
-        "shape inference not implemented yet",
-    ))
+    Err(Error::invalid(op.name(), "shape inference not implemented yet"))
 }
