@@ -198,9 +198,6 @@ fn conv1d_hand_cases_with_stride_pad_dilation_bias() {
     let b = t(&[10.0], &[1]);
     let y = run(&conv(&[1], &[0], &[2], 1, false), &[&x, &w, &b]).unwrap();
     assert_eq!(y.to_f64_vec(), vec![6.0]);
-    // Empty attribute lists mean the defaults (stride 1, pad 0, dilation 1).
-    let y = run(&conv(&[], &[], &[], 1, true), &[&x, &w]).unwrap();
-    assert_eq!(y.to_f64_vec(), vec![-2.0, -2.0, -2.0]);
 }
 
 #[test]
@@ -878,6 +875,16 @@ fn bad_calls_name_the_op_and_shapes() {
             conv(&[1], &[0, 0], &[1], 1, true),
             vec![z(&[1, 1, 5]), z(&[1, 1, 3])],
             vec!["convolution", "pad [0, 0]", "spatial dim (1)", "[1, 1, 5]"],
+        ),
+        (
+            conv(&[], &[], &[], 1, true),
+            vec![z(&[1, 1, 5]), z(&[1, 1, 3])],
+            vec!["convolution", "stride []", "spatial dim (1)"],
+        ),
+        (
+            deconv(&[1, 1], &[0, 0], &[1, 1], &[], 1, true),
+            vec![z(&[1, 1, 5, 5]), z(&[1, 1, 3, 3])],
+            vec!["deconvolution", "output_padding []", "spatial dim (2)"],
         ),
         (
             conv(&[0], &[0], &[1], 1, true),

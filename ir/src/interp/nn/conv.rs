@@ -46,13 +46,12 @@ impl ConvGeom {
         dilation: &[usize],
         groups: usize,
     ) -> Self {
-        let nd = image.len() - 2;
-        let (h, w) = hw(&image[2..], nd, 1, 1);
-        let (oh, ow) = hw(&y[2..], nd, 1, 1);
-        let (kh, kw) = hw(kernel, nd, 1, 1);
-        let (sh, sw) = hw(stride, nd, 1, 1);
-        let (ph, pw) = hw(pad, nd, 0, 0);
-        let (dh, dw) = hw(dilation, nd, 1, 1);
+        let (h, w) = hw(&image[2..], 1);
+        let (oh, ow) = hw(&y[2..], 1);
+        let (kh, kw) = hw(kernel, 1);
+        let (sh, sw) = hw(stride, 1);
+        let (ph, pw) = hw(pad, 0);
+        let (dh, dw) = hw(dilation, 1);
         ConvGeom {
             n: image[0],
             c: image[1],

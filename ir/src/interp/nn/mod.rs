@@ -72,12 +72,12 @@ fn check_types(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<(
 }
 
 /// `(height, width)` of a per-spatial-dim attribute list (or of a shape's spatial dims), so
-/// that 1-D ops run as 2-D ones of height `lift`: an empty list means `default` in every dim
-/// (the MXNet default that [`crate::infer`] accepts), a 1-D list is `(lift, w)`.
-fn hw(v: &[usize], nd: usize, default: usize, lift: usize) -> (usize, usize) {
+/// that 1-D ops run as 2-D ones: a 1-D list is `(lift, w)`, where `lift` is the neutral value
+/// (size 1, stride 1, pad 0, dilation 1). [`crate::infer`] guarantees the lengths; an empty
+/// list only reaches here for global pooling, which does not read it.
+fn hw(v: &[usize], lift: usize) -> (usize, usize) {
     match v {
-        [] if nd == 1 => (lift, default),
-        [] => (default, default),
+        [] => (lift, lift),
         [w] => (lift, *w),
         [h, w, ..] => (*h, *w),
     }

@@ -71,17 +71,12 @@ fn attrs(op: &Op) -> Result<PoolAttrs<'_>> {
 impl PoolGeom {
     /// The geometry of pooling an NCW / NCHW input `x` into `y`.
     fn new(a: &PoolAttrs<'_>, x: &[usize], y: &[usize]) -> Self {
-        let nd = x.len() - 2;
-        let (h, w) = hw(&x[2..], nd, 1, 1);
-        let (oh, ow) = hw(&y[2..], nd, 1, 1);
+        let (h, w) = hw(&x[2..], 1);
+        let (oh, ow) = hw(&y[2..], 1);
         let ((kh, kw), (sh, sw), (ph, pw)) = if a.global {
             ((h, w), (1, 1), (0, 0))
         } else {
-            (
-                hw(a.kernel, nd, 1, 1),
-                hw(a.stride, nd, 1, 1),
-                hw(a.pad, nd, 0, 0),
-            )
+            (hw(a.kernel, 1), hw(a.stride, 1), hw(a.pad, 0))
         };
         PoolGeom {
             planes: x[0] * x[1],
