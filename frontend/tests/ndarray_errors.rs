@@ -114,7 +114,7 @@ fn bad_calls_are_errors_naming_the_problem() {
                 let a = m23.clone();
                 move || drop_value(a.slice_axis0(1..5))
             }),
-            &["slice_axis0", "[2, 3]"],
+            &["slice_axis0", "rows 1..5", "[2, 3]"],
         ),
         (
             "indexed write out of range",

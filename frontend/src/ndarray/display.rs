@@ -6,7 +6,7 @@
 //! items at each edge of every axis.
 
 use super::NDArray;
-use kiln_ir::{DType, Shape, TensorView};
+use kiln_ir::{DType, DataRef, Shape, TensorView};
 use std::fmt;
 
 const LINE_WIDTH: usize = 75;
@@ -34,13 +34,12 @@ pub(crate) fn format_values(v: &TensorView<'_>) -> String {
         return "[]".to_string();
     }
     let summarize = shape.numel() > THRESHOLD;
-    let values = v.data.to_f64_vec();
-    let shown = shown_values(shape, &values, summarize);
-    let format = ElementFormat::new(v.dtype(), &shown);
+    let shown = shown_positions(shape, summarize);
+    let format = ElementFormat::new(v.data, &shown);
     let printer = Printer {
         shape,
         strides: shape.strides().to_vec(),
-        values: &values,
+        data: v.data,
         format: &format,
         summarize,
     };
@@ -49,7 +48,7 @@ pub(crate) fn format_values(v: &TensorView<'_>) -> String {
 }
 
 /// The positions printed along an axis of length `d`.
-fn shown_positions(d: usize, summarize: bool) -> Vec<usize> {
+fn shown_along(d: usize, summarize: bool) -> Vec<usize> {
     if summarize && 2 * EDGE_ITEMS < d {
         (0..EDGE_ITEMS).chain(d - EDGE_ITEMS..d).collect()
     } else {
@@ -57,12 +56,13 @@ fn shown_positions(d: usize, summarize: bool) -> Vec<usize> {
     }
 }
 
-/// The values that will be printed (numpy sizes the columns from these only).
-fn shown_values(shape: &Shape, values: &[f64], summarize: bool) -> Vec<f64> {
+/// The flat positions of the elements that will be printed (numpy sizes the columns from
+/// these only).
+fn shown_positions(shape: &Shape, summarize: bool) -> Vec<usize> {
     let strides = shape.strides();
     let mut flats = vec![0usize];
     for (axis, &d) in shape.iter().enumerate() {
-        let pos = shown_positions(d, summarize);
+        let pos = shown_along(d, summarize);
         let stride = strides[axis];
         flats = flats
             .iter()
@@ -70,9 +70,25 @@ fn shown_values(shape: &Shape, values: &[f64], summarize: bool) -> Vec<f64> {
             .collect();
     }
     flats
-        .iter()
-        .filter_map(|&i| values.get(i).copied())
-        .collect()
+}
+
+/// Element `i` of `data` as an integer (integer dtypes; exact for all of i64).
+fn int_at(data: DataRef<'_>, i: usize) -> i64 {
+    match data {
+        DataRef::I32(s) => s.get(i).map_or(0, |&v| i64::from(v)),
+        DataRef::I64(s) => s.get(i).copied().unwrap_or(0),
+        DataRef::U8(s) => s.get(i).map_or(0, |&v| i64::from(v)),
+        other => float_at(other, i) as i64,
+    }
+}
+
+/// Element `i` of `data` as f64.
+fn float_at(data: DataRef<'_>, i: usize) -> f64 {
+    if i < data.len() {
+        data.get_f64(i)
+    } else {
+        0.0
+    }
 }
 
 /// How every element of one array is formatted (numpy's per-dtype formatter, sized from the
@@ -94,16 +110,17 @@ struct FloatFormat {
 }
 
 impl ElementFormat {
-    fn new(dtype: DType, shown: &[f64]) -> ElementFormat {
-        match dtype {
+    fn new(data: DataRef<'_>, shown: &[usize]) -> ElementFormat {
+        match data.dtype() {
             DType::Bool => ElementFormat::Bool,
             DType::F32 | DType::F64 => {
-                ElementFormat::Float(FloatFormat::new(dtype == DType::F32, shown))
+                let values: Vec<f64> = shown.iter().map(|&i| float_at(data, i)).collect();
+                ElementFormat::Float(FloatFormat::new(data.dtype() == DType::F32, &values))
             }
-            _ => {
+            DType::I32 | DType::I64 | DType::U8 => {
                 let width = shown
                     .iter()
-                    .map(|&v| (v as i64).to_string().len())
+                    .map(|&i| int_at(data, i).to_string().len())
                     .max()
                     .unwrap_or(0);
                 ElementFormat::Int { width }
@@ -111,11 +128,16 @@ impl ElementFormat {
         }
     }
 
-    fn format(&self, v: f64) -> String {
+    fn format(&self, data: DataRef<'_>, i: usize) -> String {
         match self {
-            ElementFormat::Bool => if v != 0.0 { " True" } else { "False" }.to_string(),
-            ElementFormat::Int { width } => format!("{:>width$}", v as i64),
-            ElementFormat::Float(f) => f.format(v),
+            ElementFormat::Bool => if float_at(data, i) != 0.0 {
+                " True"
+            } else {
+                "False"
+            }
+            .to_string(),
+            ElementFormat::Int { width } => format!("{:>width$}", int_at(data, i)),
+            ElementFormat::Float(f) => f.format(float_at(data, i)),
         }
     }
 }
@@ -268,7 +290,7 @@ impl FloatFormat {
 struct Printer<'a> {
     shape: &'a Shape,
     strides: Vec<usize>,
-    values: &'a [f64],
+    data: DataRef<'a>,
     format: &'a ElementFormat,
     summarize: bool,
 }
@@ -279,9 +301,7 @@ impl Printer<'_> {
         let axes_left = self.shape.rank() - axis;
         if axes_left == 0 {
             let flat: usize = index.iter().zip(&self.strides).map(|(i, s)| i * s).sum();
-            return self
-                .format
-                .format(self.values.get(flat).copied().unwrap_or(0.0));
+            return self.format.format(self.data, flat);
         }
         let next_hanging = format!("{hanging} ");
         let next_width = width.saturating_sub(1);
@@ -382,6 +402,11 @@ mod tests {
     #[test]
     fn ints_and_bools_pad_to_the_widest() {
         assert_eq!(show(vec![1i64, 10, -3], &[3]), "[ 1 10 -3]");
+        assert_eq!(
+            show(vec![i64::MAX, 0], &[2]),
+            "[9223372036854775807                   0]"
+        );
+        assert_eq!(show(vec![255u8, 7], &[2]), "[255   7]");
         assert_eq!(show(vec![true, false], &[2]), "[ True False]");
     }
 

@@ -314,15 +314,19 @@ impl NDArray {
             (Some(s), Some(e)) if self.ndim() > 0 && s <= e && e <= n => {
                 self.slice_axis(0, s as i64, Some(e as i64))
             }
-            _ => Err(Error::shape(
-                "slice_axis0",
-                format!(
-                    "range {:?}..{:?} is out of bounds for axis 0 of an array of shape {}",
-                    range.start_bound(),
-                    range.end_bound(),
-                    self.shape()
-                ),
-            )),
+            _ => {
+                let show =
+                    |b: Option<usize>| b.map_or_else(|| "overflow".into(), |v| v.to_string());
+                Err(Error::shape(
+                    "slice_axis0",
+                    format!(
+                        "rows {}..{} are out of bounds for axis 0 of an array of shape {}",
+                        show(start),
+                        show(end),
+                        self.shape()
+                    ),
+                ))
+            }
         }
     }
 
