@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::ndarray::{apply_on, NDArray, NestedArray};
 use kiln_ir::{DType, Error, Op, Result, Shape};
 
-pub use crate::ndarray::{BatchNormOpts, ConvOpts, PoolOpts};
+pub use crate::ndarray::{BatchNormOpts, ConvOpts, Dims, PoolOpts};
 
 /// Where a new array lives and its dtype. Converts from a [`DType`] or a [`Context`] alone,
 /// so `nd::zeros_with([2], DType::I64)` and `nd::zeros_with([2], ctx)` both work.

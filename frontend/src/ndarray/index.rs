@@ -87,14 +87,14 @@ macro_rules! slice_arg_ints {
             fn into_slice_arg(self) -> SliceArg {
                 let (start, end) = (*self.start() as i64, *self.end() as i64);
                 // `..=-1` means through the last element.
-                let end = if end == -1 { None } else { Some(end + 1) };
+                let end = if end == -1 { None } else { Some(end.saturating_add(1)) };
                 SliceArg::Range { start: Some(start), end, step: 1 }
             }
         }
         impl IntoSliceArg for std::ops::RangeToInclusive<$t> {
             fn into_slice_arg(self) -> SliceArg {
                 let end = self.end as i64;
-                let end = if end == -1 { None } else { Some(end + 1) };
+                let end = if end == -1 { None } else { Some(end.saturating_add(1)) };
                 SliceArg::Range { start: None, end, step: 1 }
             }
         }
