@@ -301,8 +301,9 @@ fn binary_inputs(g: &mut Gen, f: BinaryOp, sa: &[usize], sb: &[usize]) -> (Tenso
         Pow => (g.pos(sa), g.uni(sb, -1.5, 1.5), Kind::Diff),
         // Values on two interleaved grids never tie.
         Maximum | Minimum => (g.grid(sa, 0.2, 0.0, 5), g.grid(sb, 0.2, 0.1, 5), Kind::Diff),
+        // Zero gradient away from the discontinuities at a == b.
         Eq | Ne | Gt | Ge | Lt | Le => {
-            (g.grid(sa, 0.2, 0.0, 2), g.grid(sb, 0.2, 0.0, 2), Kind::Zero)
+            (g.grid(sa, 0.2, 0.0, 2), g.grid(sb, 0.2, 0.1, 2), Kind::Zero)
         }
         Add | Sub | Mul => (g.uni(sa, -1.5, 1.5), g.uni(sb, -1.5, 1.5), Kind::Diff),
     }

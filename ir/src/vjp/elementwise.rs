@@ -165,10 +165,9 @@ fn binary<B: VjpBuilder>(
         }
         Mul => (b.binary(Mul, g, z)?, b.binary(Mul, g, x)?),
         Div => {
-            // d/dz x/z = -x/z^2 = -(x/z)/z: reuse g/z.
+            // d/dz x/z = -x/z^2 = -(1/z) * y: reuse g/z.
             let gx = b.binary(Div, g, z)?;
             let t = b.binary(Mul, &gx, y)?;
-            let t = b.binary(Div, &t, z)?;
             (gx.clone(), b.unary(UnaryOp::Neg, &t)?)
         }
         Pow => {
