@@ -256,7 +256,9 @@ fn check(case: &Case, seed: u64) -> Vec<String> {
             }
             let num = (f[0] - f[1]) / (2.0 * case.eps);
             let scale = an.abs().max(num.abs()).max(1.0);
-            if !((an - num).abs() <= case.tol * scale) {
+            // Written so that a NaN on either side fails.
+            let close = (an - num).abs() <= case.tol * scale;
+            if !close {
                 fails.push(format!(
                     "{name}: leaf {leaf} element {j}: vjp {an:.9} vs finite difference {num:.9}"
                 ));
@@ -1406,4 +1408,55 @@ fn wrong_input_counts_are_errors() {
         let e = vjp(&mut Eager, &op, &inputs, &x, &x).unwrap_err();
         assert!(e.to_string().contains("vjp expects"), "{}: {e}", op.name());
     }
+}
+
+#[test]
+fn pow_exponent_gradient_is_zero_at_a_zero_base() {
+    let a = floats(&[0.0, 2.0], &[2]);
+    let b = floats(&[2.0, 3.0], &[2]);
+    let op = Op::Binary { f: BinaryOp::Pow };
+    let y = eval(&op, &[a.view(), b.view()]).unwrap();
+    let g = floats(&[1.0, 1.0], &[2]);
+    let gr = vjp(&mut Eager, &op, &[a, b], &y, &g).unwrap();
+    // d/da a^b = b a^(b-1): 0 at a = 0, 3 * 4 = 12 at a = 2.
+    assert_eq!(gr[0].as_ref().unwrap().to_f64_vec(), vec![0.0, 12.0]);
+    // d/db a^b = a^b ln(a): 0 at a = 0 (not NaN), 8 ln 2 at a = 2.
+    let gb = gr[1].as_ref().unwrap().to_f64_vec();
+    assert_eq!(gb[0], 0.0);
+    assert!((gb[1] - 8.0 * 2f64.ln()).abs() < 1e-12);
+}
+
+/// Single-precision inputs: the gradients keep the input dtype and still match (loosely:
+/// f32 finite differences need a large step).
+#[test]
+fn gradcheck_f32() {
+    let pick = |c: &Case| {
+        matches!(
+            c.op,
+            Op::Unary { f: UnaryOp::Tanh }
+                | Op::Binary { f: BinaryOp::Mul }
+                | Op::FullyConnected { .. }
+                | Op::Softmax { .. }
+                | Op::BatchNorm { .. }
+                | Op::Convolution { .. }
+                | Op::Reduce {
+                    f: ReduceOp::Mean,
+                    ..
+                }
+        )
+    };
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(pick)
+        .map(|mut c| {
+            for (t, _) in &mut c.leaves {
+                if t.dtype() == DType::F64 {
+                    *t = t.cast(DType::F32);
+                }
+            }
+            c.tol(1e-2, 2e-2)
+        })
+        .collect();
+    assert!(cases.len() > 20, "only {} f32 cases", cases.len());
+    run_all(&cases);
 }

@@ -30,7 +30,10 @@
 //!   not split).
 //! - `prod` uses `y / x` and `norm` uses `x / y`: the gradient is not finite where an input of
 //!   `prod` is 0 or a `norm` is 0.
-//! - `pow(a, b)` w.r.t. `b` is `y * ln(a)`, set to 0 where `a == 0`, NaN where `a < 0`.
+//! - `pow(a, b)` w.r.t. `b` is `y * ln(a)`, set to 0 where `a == 0`, NaN where `a < 0`;
+//!   the reverse scalar form `s ^ x` gives `y * ln(s)` (NaN for `s < 0`, and at `s == 0`).
+//! - Only float types have meaningful gradients; for integer inputs the same formulas run in
+//!   the integer type (as MXNet does), except where a float op is needed (`pow`'s exponent).
 //! - Max pooling routes each window's gradient to its first maximal element (`PoolingGrad`).
 
 mod elementwise;
