@@ -8,8 +8,8 @@
 
 use kiln_ir::vjp::{vjp, VjpBuilder};
 use kiln_ir::{
-    interp::eval, ArgReduceOp, BinaryOp, DType, Op, PoolKind, ReduceOp, Result, Shape, Tensor,
-    UnaryOp,
+    infer::infer, interp::eval, ArgReduceOp, BinaryOp, DType, Op, PoolKind, ReduceOp, Result,
+    Shape, Tensor, TensorType, UnaryOp,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -1459,4 +1459,100 @@ fn gradcheck_f32() {
         .collect();
     assert!(cases.len() > 20, "only {} f32 cases", cases.len());
     run_all(&cases);
+}
+
+// ----- the same VJPs building a graph -----------------------------------------------------------
+
+/// Builds a graph instead of running ops: values are node ids, types come from shape
+/// inference. Replaying the graph with the interpreter must give the eager gradients exactly.
+#[derive(Default)]
+struct Symbolic {
+    /// `None` for a graph input.
+    nodes: Vec<Option<(Op, Vec<usize>)>>,
+    types: Vec<TensorType>,
+}
+
+impl Symbolic {
+    fn input(&mut self, ty: TensorType) -> usize {
+        self.nodes.push(None);
+        self.types.push(ty);
+        self.nodes.len() - 1
+    }
+
+    /// Evaluates every node given the inputs' values (in node order).
+    fn run(&self, inputs: &[(usize, Tensor)]) -> Result<Vec<Option<Tensor>>> {
+        let mut vals: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (id, t) in inputs {
+            vals[*id] = Some(t.clone());
+        }
+        for (id, node) in self.nodes.iter().enumerate() {
+            if let Some((op, args)) = node {
+                let views: Vec<_> = args
+                    .iter()
+                    .map(|&a| vals[a].as_ref().expect("argument evaluated first").view())
+                    .collect();
+                let out = eval(op, &views)?;
+                assert_eq!(
+                    out.ty(),
+                    self.types[id],
+                    "inferred type of node {id} ({})",
+                    op.name()
+                );
+                vals[id] = Some(out);
+            }
+        }
+        Ok(vals)
+    }
+}
+
+impl VjpBuilder for Symbolic {
+    type Value = usize;
+    fn apply(&mut self, op: Op, inputs: &[&usize]) -> Result<usize> {
+        let types: Vec<TensorType> = inputs.iter().map(|&&i| self.types[i].clone()).collect();
+        let out = infer(&op, &types)?;
+        self.nodes
+            .push(Some((op, inputs.iter().map(|&&i| i).collect())));
+        self.types.push(out);
+        Ok(self.nodes.len() - 1)
+    }
+    fn shape(&self, v: &usize) -> Shape {
+        self.types[*v].shape.clone()
+    }
+    fn dtype(&self, v: &usize) -> DType {
+        self.types[*v].dtype
+    }
+}
+
+#[test]
+fn graph_builder_gives_the_eager_gradients() {
+    let mut checked = 0;
+    for (i, case) in all_cases().iter().enumerate() {
+        let leaves: Vec<Tensor> = case.leaves.iter().map(|(t, _)| t.clone()).collect();
+        let y = forward(&case.op, &leaves, &case.wiring).unwrap();
+        let head = Gen::new(i as u64).uni(y.shape(), -1.0, 1.0).cast(y.dtype());
+        let inputs: Vec<Tensor> = case.wiring.iter().map(|&l| leaves[l].clone()).collect();
+        let eager = vjp(&mut Eager, &case.op, &inputs, &y, &head).unwrap();
+
+        let mut sym = Symbolic::default();
+        let leaf_ids: Vec<usize> = leaves.iter().map(|t| sym.input(t.ty())).collect();
+        let (y_id, head_id) = (sym.input(y.ty()), sym.input(head.ty()));
+        let input_ids: Vec<usize> = case.wiring.iter().map(|&l| leaf_ids[l]).collect();
+        let grads = vjp(&mut sym, &case.op, &input_ids, &y_id, &head_id).unwrap();
+        let mut bound: Vec<(usize, Tensor)> = leaf_ids.iter().copied().zip(leaves).collect();
+        bound.push((y_id, y));
+        bound.push((head_id, head));
+        let vals = sym.run(&bound).unwrap();
+        assert_eq!(grads.len(), eager.len(), "{}", case.name);
+        for (k, (gs, ge)) in grads.iter().zip(&eager).enumerate() {
+            match (gs, ge) {
+                (Some(id), Some(t)) => {
+                    assert_eq!(vals[*id].as_ref(), Some(t), "{}: input {k}", case.name);
+                    checked += 1;
+                }
+                (None, None) => {}
+                _ => panic!("{}: input {k}: graph and eager disagree on None", case.name),
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} gradients compared");
 }
