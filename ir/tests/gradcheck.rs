@@ -6,7 +6,7 @@
 //! cover every op variant (and every unary, binary, scalar and reduce function);
 //! `every_op_is_covered` fails when one is missing.
 
-use kiln_ir::vjp::{vjp, VjpBuilder};
+use kiln_ir::vjp::{vjp, vjp_wanted, VjpBuilder};
 use kiln_ir::{
     infer::infer, interp::eval, ArgReduceOp, BinaryOp, DType, Op, PoolKind, ReduceOp, Result,
     Shape, Tensor, TensorType, UnaryOp,
@@ -1555,4 +1555,61 @@ fn graph_builder_gives_the_eager_gradients() {
         }
     }
     assert!(checked > 300, "only {checked} gradients compared");
+}
+
+// ----- asking for some gradients only ----------------------------------------------------------
+
+#[test]
+fn wanted_gradients_equal_the_full_ones() {
+    let mut compared = 0;
+    for (i, case) in all_cases().iter().enumerate() {
+        let leaves: Vec<Tensor> = case.leaves.iter().map(|(t, _)| t.clone()).collect();
+        let y = forward(&case.op, &leaves, &case.wiring).unwrap();
+        let head = Gen::new(i as u64).uni(y.shape(), -1.0, 1.0).cast(y.dtype());
+        let inputs: Vec<Tensor> = case.wiring.iter().map(|&l| leaves[l].clone()).collect();
+        let full = vjp(&mut Eager, &case.op, &inputs, &y, &head).unwrap();
+        for k in 0..inputs.len() {
+            let wanted: Vec<bool> = (0..inputs.len()).map(|j| j == k).collect();
+            let some = vjp_wanted(&mut Eager, &case.op, &inputs, &y, &head, &wanted).unwrap();
+            assert_eq!(some.len(), inputs.len(), "{}", case.name);
+            for (j, g) in some.iter().enumerate() {
+                if j == k {
+                    assert_eq!(g, &full[j], "{}: input {j}", case.name);
+                    compared += usize::from(g.is_some());
+                } else {
+                    assert!(g.is_none(), "{}: input {j} was not asked for", case.name);
+                }
+            }
+        }
+        let none = vec![false; inputs.len()];
+        let nothing = vjp_wanted(&mut Eager, &case.op, &inputs, &y, &head, &none).unwrap();
+        assert!(nothing.iter().all(Option::is_none), "{}", case.name);
+    }
+    assert!(compared > 300, "only {compared} gradients compared");
+}
+
+#[test]
+fn unwanted_gradients_cost_no_ops() {
+    // A first convolution layer: the data needs no gradient, so no deconvolution is built.
+    let mut sym = Symbolic::default();
+    let x = sym.input(TensorType::new([2, 3, 5, 5], DType::F32));
+    let w = sym.input(TensorType::new([4, 3, 3, 3], DType::F32));
+    let bias = sym.input(TensorType::new([4], DType::F32));
+    let op = conv(&[1, 1], &[1, 1], &[1, 1], 1, false);
+    let y = sym.input(TensorType::new([2, 4, 5, 5], DType::F32));
+    let g = sym.input(TensorType::new([2, 4, 5, 5], DType::F32));
+    let grads = vjp_wanted(&mut sym, &op, &[x, w, bias], &y, &g, &[false, true, true]).unwrap();
+    assert!(grads[0].is_none() && grads[1].is_some() && grads[2].is_some());
+    let ops: Vec<&str> = sym
+        .nodes
+        .iter()
+        .flatten()
+        .map(|(op, _)| op.name())
+        .collect();
+    assert_eq!(ops, vec!["conv_grad_weight", "sum"]);
+    let e = vjp_wanted(&mut sym, &op, &[x, w, bias], &y, &g, &[true]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "convolution: vjp: 1 `wanted` flags for 3 inputs"
+    );
 }

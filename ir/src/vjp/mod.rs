@@ -219,16 +219,47 @@ pub fn vjp<B: VjpBuilder>(
     output: &B::Value,
     grad: &B::Value,
 ) -> Result<Vec<Option<B::Value>>> {
-    match op {
+    let all = vec![true; inputs.len()];
+    vjp_wanted(b, op, inputs, output, grad, &all)
+}
+
+/// [`vjp`] for the inputs with `wanted[i]` set only: the others get `None`, and the work
+/// that only they need is skipped (an eager tape then does not compute, say, the gradient of
+/// a network's first convolution w.r.t. the data).
+///
+/// Errors when `wanted` and `inputs` differ in length, and as [`vjp`].
+pub fn vjp_wanted<B: VjpBuilder>(
+    b: &mut B,
+    op: &Op,
+    inputs: &[B::Value],
+    output: &B::Value,
+    grad: &B::Value,
+    wanted: &[bool],
+) -> Result<Vec<Option<B::Value>>> {
+    if wanted.len() != inputs.len() {
+        return Err(Error::invalid(
+            op.name(),
+            format!(
+                "vjp: {} `wanted` flags for {} inputs",
+                wanted.len(),
+                inputs.len()
+            ),
+        ));
+    }
+    if !wanted.iter().any(|&w| w) {
+        return Ok(vec![None; inputs.len()]);
+    }
+    let w = Wanted(wanted);
+    let mut grads = match op {
         Op::Unary { .. }
         | Op::Binary { .. }
         | Op::Scalar { .. }
         | Op::Where
         | Op::Clip { .. }
-        | Op::Cast { .. } => elementwise::vjp(b, op, inputs, output, grad),
-        Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::vjp(b, op, inputs, output, grad),
+        | Op::Cast { .. } => elementwise::vjp(b, op, inputs, output, grad, w)?,
+        Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::vjp(b, op, inputs, output, grad)?,
         Op::Dot { .. } | Op::BatchDot { .. } | Op::FullyConnected { .. } => {
-            linalg::vjp(b, op, inputs, grad)
+            linalg::vjp(b, op, inputs, grad, w)?
         }
         Op::Reshape { .. }
         | Op::Transpose { .. }
@@ -243,13 +274,14 @@ pub fn vjp<B: VjpBuilder>(
         | Op::Tile { .. }
         | Op::Repeat { .. }
         | Op::Flip { .. }
-        | Op::SliceGrad { .. } => shape_ops::vjp(b, op, inputs, grad),
+        | Op::SliceGrad { .. }
+        | Op::Shuffle { .. } => shape_ops::vjp(b, op, inputs, grad, w)?,
         Op::Take { .. }
         | Op::Pick { .. }
         | Op::OneHot { .. }
         | Op::Gather { .. }
         | Op::TakeGrad { .. }
-        | Op::GatherGrad { .. } => indexing::vjp(b, op, inputs, grad),
+        | Op::GatherGrad { .. } => indexing::vjp(b, op, inputs, grad)?,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::SoftmaxCrossEntropy
@@ -260,7 +292,7 @@ pub fn vjp<B: VjpBuilder>(
         | Op::PoolingGrad { .. }
         | Op::BatchNorm { .. }
         | Op::LayerNorm { .. }
-        | Op::Dropout { .. } => nn::vjp(b, op, inputs, output, grad),
+        | Op::Dropout { .. } => nn::vjp(b, op, inputs, output, grad, w)?,
         Op::Full { .. }
         | Op::Arange { .. }
         | Op::Linspace { .. }
@@ -269,13 +301,30 @@ pub fn vjp<B: VjpBuilder>(
         | Op::RandomBernoulli { .. }
         | Op::RandomRandint { .. } => {
             expect_inputs(op, inputs, 0)?;
-            Ok(Vec::new())
+            Vec::new()
         }
         Op::Multinomial { .. } => {
             expect_inputs(op, inputs, 1)?;
-            Ok(vec![None])
+            vec![None]
         }
-        Op::Shuffle { .. } => shape_ops::vjp(b, op, inputs, grad),
+    };
+    for (g, &want) in grads.iter_mut().zip(wanted) {
+        if !want {
+            *g = None;
+        }
+    }
+    Ok(grads)
+}
+
+/// Which inputs' gradients are asked for (families skip work for the others).
+#[derive(Clone, Copy)]
+struct Wanted<'a>(&'a [bool]);
+
+impl Wanted<'_> {
+    /// Whether input `i`'s gradient is wanted (inputs past the flags count as wanted; the
+    /// input count is checked separately).
+    fn at(self, i: usize) -> bool {
+        self.0.get(i).copied().unwrap_or(true)
     }
 }
 
