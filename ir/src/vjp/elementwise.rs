@@ -1,6 +1,6 @@
 //! VJPs of the elementwise ops: unary, binary (with un-broadcasting), scalar, where, clip, cast.
 
-use super::{expect_inputs, VjpBuilder, Wanted};
+use super::{expect_inputs, Pair, VjpBuilder, Wanted};
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::shape::Shape;
@@ -148,8 +148,6 @@ fn unary<B: VjpBuilder>(
     };
     Ok(Some(gx))
 }
-
-type Pair<V> = (Option<V>, Option<V>);
 
 fn binary<B: VjpBuilder>(
     b: &mut B,

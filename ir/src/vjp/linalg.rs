@@ -1,11 +1,9 @@
 //! VJPs of the matrix products: dot (all transpose flags, N-d), batch_dot, fully_connected.
 
-use super::{expect_inputs, VjpBuilder, Wanted};
+use super::{expect_inputs, Pair, VjpBuilder, Wanted};
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::shape::Shape;
-
-type Pair<V> = (Option<V>, Option<V>);
 
 pub(super) fn vjp<B: VjpBuilder>(
     b: &mut B,

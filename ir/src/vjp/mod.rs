@@ -316,6 +316,9 @@ pub fn vjp_wanted<B: VjpBuilder>(
     Ok(grads)
 }
 
+/// The gradients of two inputs.
+type Pair<V> = (Option<V>, Option<V>);
+
 /// Which inputs' gradients are asked for (families skip work for the others).
 #[derive(Clone, Copy)]
 struct Wanted<'a>(&'a [bool]);

@@ -1,7 +1,7 @@
 //! VJPs of the neural-network ops: softmax family, convolutions, pooling, normalizations,
 //! dropout.
 
-use super::{expect_inputs, other_axes, VjpBuilder, Wanted};
+use super::{expect_inputs, other_axes, Pair, VjpBuilder, Wanted};
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, PoolKind, ReduceOp, UnaryOp};
 use crate::shape::Shape;
@@ -417,7 +417,7 @@ fn scale_shift_grads<B: VjpBuilder>(
     xhat: &B::Value,
     others: &[usize],
     want: Wanted<'_>,
-) -> Result<(Option<B::Value>, Option<B::Value>)> {
+) -> Result<Pair<B::Value>> {
     let ggamma = if want.at(1) {
         let gxh = b.binary(Mul, g, xhat)?;
         Some(b.sum(&gxh, others, false)?)
