@@ -1613,3 +1613,146 @@ fn unwanted_gradients_cost_no_ops() {
         "convolution: vjp: 1 `wanted` flags for 3 inputs"
     );
 }
+
+// ----- second order ----------------------------------------------------------------------------
+
+/// Adds `g` into `slot` (through the interpreter, so dtypes must agree).
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
+    *slot = Some(match slot.take() {
+        None => g,
+        Some(prev) => eval(&Op::Binary { f: BinaryOp::Add }, &[prev.view(), g.view()]).unwrap(),
+    });
+}
+
+/// `F(x) = sum_k <vjp_k(x, h), v_k>` over the case's differentiable leaves, eagerly.
+fn first_order_inner(case: &Case, leaves: &[Tensor], head: &Tensor, v: &[Option<Tensor>]) -> f64 {
+    let y = forward(&case.op, leaves, &case.wiring).unwrap();
+    let inputs: Vec<Tensor> = case.wiring.iter().map(|&l| leaves[l].clone()).collect();
+    let grads = vjp(&mut Eager, &case.op, &inputs, &y, head).unwrap();
+    grads
+        .iter()
+        .zip(v)
+        .map(|(g, v)| match (g, v) {
+            (Some(g), Some(v)) => inner(g, &v.to_f64_vec()),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The VJPs are built from differentiable ops, so differentiating the VJP graph itself (reverse
+/// mode over its nodes, each node through `vjp`) gives second derivatives: they must match
+/// finite differences of the first-order VJP. This exercises the gradient helper ops
+/// (SliceGrad, TakeGrad, GatherGrad, ConvGradWeight, Deconvolution, PoolingGrad) in real use.
+#[test]
+fn second_order_through_the_vjp_graph() {
+    let (mut checked, mut skipped) = (0, Vec::new());
+    let mut fails = Vec::new();
+    for (ci, case) in all_cases().iter().enumerate() {
+        if case.leaves.iter().all(|(_, k)| *k != Kind::Diff) {
+            continue;
+        }
+        let mut g = Gen::new(500 + ci as u64);
+        let leaves: Vec<Tensor> = case.leaves.iter().map(|(t, _)| t.clone()).collect();
+        let y = forward(&case.op, &leaves, &case.wiring).unwrap();
+        let head = g.uni(y.shape(), -1.0, 1.0).cast(y.dtype());
+        // The first-order VJP as a graph of the leaves, the output and the head.
+        let mut sym = Symbolic::default();
+        let leaf_ids: Vec<usize> = leaves.iter().map(|t| sym.input(t.ty())).collect();
+        let (y_id, head_id) = (sym.input(y.ty()), sym.input(head.ty()));
+        let input_ids: Vec<usize> = case.wiring.iter().map(|&l| leaf_ids[l]).collect();
+        let grads = vjp(&mut sym, &case.op, &input_ids, &y_id, &head_id).unwrap();
+        let mut bound: Vec<(usize, Tensor)> =
+            leaf_ids.iter().copied().zip(leaves.clone()).collect();
+        bound.push((y_id, y.clone()));
+        bound.push((head_id, head.clone()));
+        let vals = sym.run(&bound).unwrap();
+        // Random weights v_k on the first-order gradients seed the reverse pass.
+        let v: Vec<Option<Tensor>> = grads
+            .iter()
+            .map(|gr| gr.map(|id| g.uni(vals[id].as_ref().unwrap().shape(), -1.0, 1.0)))
+            .collect();
+        let mut adj: Vec<Option<Tensor>> = vec![None; sym.nodes.len()];
+        for (gr, vk) in grads.iter().zip(&v) {
+            if let (Some(id), Some(vk)) = (gr, vk) {
+                accumulate(&mut adj[*id], vk.clone());
+            }
+        }
+        let mut unsupported = None;
+        for id in (0..sym.nodes.len()).rev() {
+            let (Some((op, args)), Some(gid)) = (&sym.nodes[id], adj[id].clone()) else {
+                continue;
+            };
+            let ins: Vec<Tensor> = args.iter().map(|&a| vals[a].clone().unwrap()).collect();
+            match vjp(&mut Eager, op, &ins, vals[id].as_ref().unwrap(), &gid) {
+                Ok(gi) => {
+                    for (&a, ga) in args.iter().zip(gi) {
+                        if let Some(ga) = ga {
+                            accumulate(&mut adj[a], ga);
+                        }
+                    }
+                }
+                Err(e) => {
+                    unsupported = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = unsupported {
+            skipped.push(format!("{}: {e}", case.name));
+            continue;
+        }
+        // The output y is itself op(x): push its adjoint through the forward op's VJP.
+        let mut leaf_adj: Vec<Option<Tensor>> = leaf_ids.iter().map(|&i| adj[i].clone()).collect();
+        if let Some(gy) = adj[y_id].clone() {
+            let inputs: Vec<Tensor> = case.wiring.iter().map(|&l| leaves[l].clone()).collect();
+            let gi = vjp(&mut Eager, &case.op, &inputs, &y, &gy).unwrap();
+            for (k, ga) in gi.into_iter().enumerate() {
+                if let Some(ga) = ga {
+                    accumulate(&mut leaf_adj[case.wiring[k]], ga);
+                }
+            }
+        }
+        for (li, (x, kind)) in case.leaves.iter().enumerate() {
+            if *kind != Kind::Diff || x.dtype() != DType::F64 {
+                continue;
+            }
+            let analytic = leaf_adj[li]
+                .as_ref()
+                .map(|t| t.to_f64_vec())
+                .unwrap_or_else(|| vec![0.0; x.shape().numel()]);
+            let base = x.to_f64_vec();
+            let eps = 1e-5;
+            for (j, &an) in analytic.iter().enumerate() {
+                let mut f = [0.0; 2];
+                for (k, sgn) in [1.0, -1.0].iter().enumerate() {
+                    let mut pv = base.clone();
+                    pv[j] += sgn * eps;
+                    let mut ls = leaves.clone();
+                    ls[li] = floats(&pv, x.shape());
+                    f[k] = first_order_inner(case, &ls, &head, &v);
+                }
+                let num = (f[0] - f[1]) / (2.0 * eps);
+                let close = (an - num).abs() <= 1e-5 * an.abs().max(num.abs()).max(1.0);
+                if !close {
+                    fails.push(format!(
+                        "{}: leaf {li} element {j}: second order {an:.9} vs finite difference {num:.9}",
+                        case.name
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        fails.is_empty(),
+        "{} mismatches:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
+    // Only max pooling's second derivative is outside the op set.
+    assert!(
+        skipped.iter().all(|s| s.starts_with("max pool")),
+        "unexpectedly skipped: {skipped:#?}"
+    );
+    assert!(checked > 1000, "only {checked} second derivatives checked");
+}
