@@ -19,7 +19,26 @@
 //!   w.r.t. its `x` input.
 //!
 //! Ops without inputs (`Full`, `Arange`, `Linspace`, the random generators) return an empty
-//! vector.
+//! vector. When one value feeds several inputs (`x * x`), the consumer adds their entries.
+//! [`vjp_wanted`] computes only the gradients asked for; the others are `None` too.
+//!
+//! # How the less obvious ones are built
+//!
+//! - broadcast binary ops, `Where`, `BroadcastTo`: [`VjpBuilder::sum_to`] un-broadcasts;
+//! - `Slice`/`SliceAxis`: `SliceGrad` with the resolved begin/step; `Concat`/`Stack`: one
+//!   `SliceAxis` per input; `Tile`/`Repeat`: reshape to split the copies out, then sum;
+//! - `Take` -> `TakeGrad`; `Gather` and `Pick` -> `GatherGrad`; their VJPs w.r.t. `dy` are
+//!   `Take`/`Gather` again, `SliceGrad`'s is `Slice`, so second derivatives work;
+//! - `Convolution` -> `Deconvolution` (input, with the `output_padding` that restores the
+//!   input size) and `ConvGradWeight`; `Deconvolution` -> `Convolution` and `ConvGradWeight`
+//!   with the roles swapped; `ConvGradWeight` -> `Deconvolution` and `Convolution`;
+//! - `Pooling` -> `PoolingGrad`; average `PoolingGrad` -> average `Pooling` (its adjoint);
+//! - `Dropout`: the same `Dropout` op (same seed) applied to ones rebuilds `mask / (1 - p)`;
+//! - `Shuffle`: the permutation is recovered by shuffling row numbers with the same seed, and
+//!   the gradient is scattered back with `TakeGrad`;
+//! - `BatchNorm` with batch statistics and `LayerNorm`:
+//!   `dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`; with running
+//!   statistics `BatchNorm` is affine in `x`.
 //!
 //! # Conventions at kinks and ties (as MXNet)
 //!
