@@ -1639,6 +1639,24 @@ fn first_order_inner(case: &Case, leaves: &[Tensor], head: &Tensor, v: &[Option<
         .sum()
 }
 
+/// Reverse mode over `sym`'s nodes (the graph's values in `vals`): each node's adjoint in `adj`
+/// is pushed to its arguments through `vjp`, last node first.
+fn backprop(sym: &Symbolic, vals: &[Option<Tensor>], adj: &mut [Option<Tensor>]) -> Result<()> {
+    for id in (0..sym.nodes.len()).rev() {
+        let (Some((op, args)), Some(gid)) = (&sym.nodes[id], adj[id].clone()) else {
+            continue;
+        };
+        let ins: Vec<Tensor> = args.iter().map(|&a| vals[a].clone().unwrap()).collect();
+        let gi = vjp(&mut Eager, op, &ins, vals[id].as_ref().unwrap(), &gid)?;
+        for (&a, ga) in args.iter().zip(gi) {
+            if let Some(ga) = ga {
+                accumulate(&mut adj[a], ga);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The VJPs are built from differentiable ops, so differentiating the VJP graph itself (reverse
 /// mode over its nodes, each node through `vjp`) gives second derivatives: they must match
 /// finite differences of the first-order VJP. This exercises the gradient helper ops
@@ -1677,26 +1695,7 @@ fn second_order_through_the_vjp_graph() {
                 accumulate(&mut adj[*id], vk.clone());
             }
         }
-        let mut unsupported = None;
-        for id in (0..sym.nodes.len()).rev() {
-            let (Some((op, args)), Some(gid)) = (&sym.nodes[id], adj[id].clone()) else {
-                continue;
-            };
-            let ins: Vec<Tensor> = args.iter().map(|&a| vals[a].clone().unwrap()).collect();
-            match vjp(&mut Eager, op, &ins, vals[id].as_ref().unwrap(), &gid) {
-                Ok(gi) => {
-                    for (&a, ga) in args.iter().zip(gi) {
-                        if let Some(ga) = ga {
-                            accumulate(&mut adj[a], ga);
-                        }
-                    }
-                }
-                Err(e) => {
-                    unsupported = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+        let unsupported = backprop(&sym, &vals, &mut adj).err().map(|e| e.to_string());
         if let Some(e) = unsupported {
             skipped.push(format!("{}: {e}", case.name));
             continue;
@@ -1755,4 +1754,187 @@ fn second_order_through_the_vjp_graph() {
         "unexpectedly skipped: {skipped:#?}"
     );
     assert!(checked > 1000, "only {checked} second derivatives checked");
+}
+
+// ----- whole networks ----------------------------------------------------------------------------
+
+/// Builds a scalar loss of the given inputs as a graph; returns the loss node.
+type Net = fn(&mut Symbolic, &[usize]) -> Result<usize>;
+
+fn mlp(s: &mut Symbolic, p: &[usize]) -> Result<usize> {
+    // x [4, 6], w1 [5, 6], b1 [5], w2 [3, 5], b2 [3], labels [4]
+    let fc = Op::FullyConnected {
+        flatten: true,
+        no_bias: false,
+    };
+    let h = s.apply(fc.clone(), &[&p[0], &p[1], &p[2]])?;
+    let h = s.unary(UnaryOp::Tanh, &h)?;
+    let logits = s.apply(fc, &[&h, &p[3], &p[4]])?;
+    let lp = s.apply(Op::LogSoftmax { axis: -1 }, &[&logits])?;
+    let picked = s.apply(
+        Op::Pick {
+            axis: -1,
+            keepdims: false,
+        },
+        &[&lp, &p[5]],
+    )?;
+    let nll = s.unary(UnaryOp::Neg, &picked)?;
+    s.reduce(ReduceOp::Mean, &nll, &[0], false)
+}
+
+fn cnn(s: &mut Symbolic, p: &[usize]) -> Result<usize> {
+    // x [2, 2, 6, 6], w [3, 2, 3, 3], b [3], gamma [3], beta [3], mean [3], var [3],
+    // fc w [4, 12], fc b [4], labels [2]
+    let c = s.apply(
+        conv(&[1, 1], &[1, 1], &[1, 1], 1, false),
+        &[&p[0], &p[1], &p[2]],
+    )?;
+    let bn = Op::BatchNorm {
+        eps: 1e-3,
+        axis: 1,
+        use_batch_stats: true,
+    };
+    let c = s.apply(bn, &[&c, &p[3], &p[4], &p[5], &p[6]])?;
+    let c = s.unary(UnaryOp::Softrelu, &c)?;
+    let c = s.apply(
+        pool(PoolKind::Avg, &[3, 3], &[3, 3], &[0, 0], false, true),
+        &[&c],
+    )?;
+    let f = s.apply(Op::Flatten, &[&c])?;
+    let fc = Op::FullyConnected {
+        flatten: true,
+        no_bias: false,
+    };
+    let logits = s.apply(fc, &[&f, &p[7], &p[8]])?;
+    let l = s.apply(Op::SoftmaxCrossEntropy, &[&logits, &p[9]])?;
+    s.reduce(ReduceOp::Sum, &l, &[0], false)
+}
+
+fn attention(s: &mut Symbolic, p: &[usize]) -> Result<usize> {
+    // q [2, 3, 4], k [2, 5, 4], v [2, 5, 4], gamma [4], beta [4]
+    let bd = |ta, tb| Op::BatchDot {
+        transpose_a: ta,
+        transpose_b: tb,
+    };
+    let scores = s.apply(bd(false, true), &[&p[0], &p[1]])?;
+    let scores = s.scalar(BinaryOp::Div, &scores, 2.0)?;
+    let att = s.apply(Op::Softmax { axis: -1 }, &[&scores])?;
+    let out = s.apply(bd(false, false), &[&att, &p[2]])?;
+    let out = s.binary(BinaryOp::Add, &out, &p[0])?;
+    let out = s.apply(
+        Op::LayerNorm {
+            axis: -1,
+            eps: 1e-5,
+        },
+        &[&out, &p[3], &p[4]],
+    )?;
+    let out = s.apply(Op::Dropout { p: 0.25, seed: 5 }, &[&out])?;
+    let sq = s.unary(UnaryOp::Square, &out)?;
+    let t = s.apply(
+        Op::Transpose {
+            axes: Some(vec![2, 0, 1]),
+        },
+        &[&sq],
+    )?;
+    let t = s.apply(
+        Op::SliceAxis {
+            axis: 0,
+            begin: 1,
+            end: None,
+        },
+        &[&t],
+    )?;
+    s.reduce(ReduceOp::Sum, &t, &[0, 1, 2], false)
+}
+
+#[test]
+fn whole_networks_match_finite_differences() {
+    let mut g = Gen::new(77);
+    let nets: Vec<(&str, Net, Vec<(Tensor, Kind)>)> = vec![
+        (
+            "mlp",
+            mlp,
+            vec![
+                (g.uni(&[4, 6], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[5, 6], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[5], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[3, 5], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[3], -1.0, 1.0), Kind::Diff),
+                (floats(&[0.0, 2.0, 1.0, 2.0], &[4]), Kind::NoGrad),
+            ],
+        ),
+        (
+            "cnn",
+            cnn,
+            vec![
+                (g.uni(&[2, 2, 6, 6], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[3, 2, 3, 3], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[3], -1.0, 1.0), Kind::Diff),
+                (g.pos(&[3]), Kind::Diff),
+                (g.uni(&[3], -1.0, 1.0), Kind::Diff),
+                (Tensor::zeros([3], DType::F64), Kind::NoGrad),
+                (Tensor::full([3], DType::F64, 1.0), Kind::NoGrad),
+                (g.uni(&[4, 12], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[4], -1.0, 1.0), Kind::Diff),
+                (ints(&[3, 0], &[2]), Kind::NoGrad),
+            ],
+        ),
+        (
+            "attention",
+            attention,
+            vec![
+                (g.uni(&[2, 3, 4], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[2, 5, 4], -1.0, 1.0), Kind::Diff),
+                (g.uni(&[2, 5, 4], -1.0, 1.0), Kind::Diff),
+                (g.pos(&[4]), Kind::Diff),
+                (g.uni(&[4], -1.0, 1.0), Kind::Diff),
+            ],
+        ),
+    ];
+    for (name, net, params) in nets {
+        let mut sym = Symbolic::default();
+        let ids: Vec<usize> = params.iter().map(|(t, _)| sym.input(t.ty())).collect();
+        let loss = net(&mut sym, &ids).unwrap();
+        let bind = |ts: &[Tensor]| -> Vec<(usize, Tensor)> {
+            ids.iter().copied().zip(ts.iter().cloned()).collect()
+        };
+        let base: Vec<Tensor> = params.iter().map(|(t, _)| t.clone()).collect();
+        let vals = sym.run(&bind(&base)).unwrap();
+        let mut adj: Vec<Option<Tensor>> = vec![None; sym.nodes.len()];
+        adj[loss] = Some(floats(&[1.0], &[]));
+        backprop(&sym, &vals, &mut adj).unwrap();
+        let eps = 1e-6;
+        let mut fails = Vec::new();
+        for (pi, (x, kind)) in params.iter().enumerate() {
+            if *kind != Kind::Diff {
+                continue;
+            }
+            let an = adj[ids[pi]]
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: no gradient for parameter {pi}"));
+            assert_eq!(an.ty(), x.ty(), "{name}: parameter {pi}");
+            let xv = x.to_f64_vec();
+            for (j, a) in an.to_f64_vec().into_iter().enumerate() {
+                let mut f = [0.0; 2];
+                for (k, sgn) in [1.0, -1.0].iter().enumerate() {
+                    let mut pv = xv.clone();
+                    pv[j] += sgn * eps;
+                    let mut ts = base.clone();
+                    ts[pi] = floats(&pv, x.shape());
+                    f[k] = sym.run(&bind(&ts)).unwrap()[loss]
+                        .as_ref()
+                        .unwrap()
+                        .to_f64_vec()[0];
+                }
+                let num = (f[0] - f[1]) / (2.0 * eps);
+                let close = (a - num).abs() <= 1e-6 * a.abs().max(num.abs()).max(1.0);
+                if !close {
+                    fails.push(format!(
+                        "{name}: parameter {pi} element {j}: {a:.9} vs {num:.9}"
+                    ));
+                }
+            }
+        }
+        assert!(fails.is_empty(), "{}", fails.join("\n"));
+    }
 }
