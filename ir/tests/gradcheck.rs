@@ -1761,6 +1761,9 @@ fn second_order_through_the_vjp_graph() {
 /// Builds a scalar loss of the given inputs as a graph; returns the loss node.
 type Net = fn(&mut Symbolic, &[usize]) -> Result<usize>;
 
+/// A network's inputs and how each is checked.
+type Params = Vec<(Tensor, Kind)>;
+
 fn mlp(s: &mut Symbolic, p: &[usize]) -> Result<usize> {
     // x [4, 6], w1 [5, 6], b1 [5], w2 [3, 5], b2 [3], labels [4]
     let fc = Op::FullyConnected {
@@ -1850,7 +1853,7 @@ fn attention(s: &mut Symbolic, p: &[usize]) -> Result<usize> {
 #[test]
 fn whole_networks_match_finite_differences() {
     let mut g = Gen::new(77);
-    let nets: Vec<(&str, Net, Vec<(Tensor, Kind)>)> = vec![
+    let nets: Vec<(&str, Net, Params)> = vec![
         (
             "mlp",
             mlp,
