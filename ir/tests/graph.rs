@@ -637,3 +637,213 @@ fn run_with_uses_the_executor_and_skips_dead_nodes() {
         .unwrap_err();
     assert_eq!(e.to_string(), "add: no kernel");
 }
+
+// ----- with the whole op set -------------------------------------------------------------------
+
+#[test]
+fn mlp_layer_prints_as_documented() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([64, 784])).unwrap();
+    let w = g.add_param("w", f32t([256, 784])).unwrap();
+    let b = g.add_param("b", f32t([256])).unwrap();
+    let fc = g
+        .add_op(
+            Op::FullyConnected {
+                flatten: true,
+                no_bias: false,
+            },
+            &[x, w, b],
+        )
+        .unwrap();
+    let r = g.add_op(relu(), &[fc]).unwrap();
+    g.set_outputs(vec![r]).unwrap();
+    assert_eq!(
+        g.to_text(),
+        "%0 = input \"x\" : f32[64,784]\n\
+         %1 = param \"w\" : f32[256,784]\n\
+         %2 = param \"b\" : f32[256]\n\
+         %3 = fully_connected(%0, %1, %2) {flatten=true, no_bias=false} : f32[64,256]\n\
+         %4 = relu(%3) : f32[64,256]\n\
+         return %4\n"
+    );
+    let e = g
+        .add_op(
+            Op::FullyConnected {
+                flatten: true,
+                no_bias: false,
+            },
+            &[x, b, b],
+        )
+        .unwrap_err();
+    assert!(e.to_string().starts_with("fully_connected: "), "{e}");
+}
+
+#[test]
+fn vjps_build_a_backward_graph_that_runs() {
+    // y = relu(x) * w; dy/dx = (x > 0) * w * dy, dy/dw = relu(x) * dy.
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([3])).unwrap();
+    let w = g.add_param("w", f32t([3])).unwrap();
+    let dy = g.add_input("dy", f32t([3])).unwrap();
+    let r = g.add_op(relu(), &[x]).unwrap();
+    let y = g.add_op(mul(), &[r, w]).unwrap();
+    let grads = kiln_ir::vjp::vjp(&mut g, &mul(), &[r, w], &y, &dy).unwrap();
+    let (dr, dw) = (grads[0].unwrap(), grads[1].unwrap());
+    let dx = kiln_ir::vjp::vjp(&mut g, &relu(), &[x], &r, &dr).unwrap()[0].unwrap();
+    g.set_outputs(vec![y, dx, dw]).unwrap();
+    let out = g
+        .run(&[
+            ("x", tensor(&[-1.0, 2.0, 3.0], &[3]).view()),
+            ("w", tensor(&[10.0, 20.0, 30.0], &[3]).view()),
+            ("dy", tensor(&[1.0, 1.0, 0.5], &[3]).view()),
+        ])
+        .unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![0.0, 40.0, 90.0]);
+    assert_eq!(out[1].to_f64_vec(), vec![0.0, 20.0, 15.0]);
+    assert_eq!(out[2].to_f64_vec(), vec![0.0, 2.0, 1.5]);
+    // The backward graph survives the JSON form too.
+    let back = Graph::from_json(&g.to_json()).unwrap();
+    assert_eq!(back.to_text(), g.to_text());
+}
+
+#[test]
+fn json_round_trips_ops_of_every_family() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([2, 3, 8, 8])).unwrap();
+    let w = g.add_param("w", f32t([4, 3, 3, 3])).unwrap();
+    let labels = g
+        .add_input("labels", TensorType::new([2], DType::I32))
+        .unwrap();
+    let conv = g
+        .add_op(
+            Op::Convolution {
+                stride: vec![1, 1],
+                pad: vec![1, 1],
+                dilation: vec![1, 1],
+                groups: 1,
+                no_bias: true,
+            },
+            &[x, w],
+        )
+        .unwrap();
+    let pool = g
+        .add_op(
+            Op::Pooling {
+                kind: kiln_ir::PoolKind::Max,
+                kernel: vec![2, 2],
+                stride: vec![2, 2],
+                pad: vec![0, 0],
+                global: false,
+                count_include_pad: true,
+            },
+            &[conv],
+        )
+        .unwrap();
+    let sliced = g
+        .add_op(
+            Op::Slice {
+                begin: vec![None, Some(1)],
+                end: vec![None, None],
+                step: vec![None, Some(1)],
+            },
+            &[pool],
+        )
+        .unwrap();
+    let flat = g.add_op(Op::Flatten, &[sliced]).unwrap();
+    let logits = g
+        .add_op(
+            Op::Reduce {
+                f: kiln_ir::ReduceOp::Mean,
+                axes: Some(vec![-1]),
+                keepdims: true,
+            },
+            &[flat],
+        )
+        .unwrap();
+    let wide = g.add_op(Op::Tile { reps: vec![1, 5] }, &[logits]).unwrap();
+    let noise = g
+        .add_op(
+            Op::RandomNormal {
+                loc: 0.0,
+                scale: 0.1,
+                shape: Shape::from([2, 5]),
+                dtype: DType::F32,
+                seed: 7,
+            },
+            &[],
+        )
+        .unwrap();
+    let noisy = g.add_op(add(), &[wide, noise]).unwrap();
+    let loss = g.add_op(Op::SoftmaxCrossEntropy, &[noisy, labels]).unwrap();
+    let total = g
+        .add_op(
+            Op::Reduce {
+                f: kiln_ir::ReduceOp::Sum,
+                axes: None,
+                keepdims: false,
+            },
+            &[loss],
+        )
+        .unwrap();
+    let clipped = g
+        .add_op(
+            Op::Clip {
+                min: -1e30,
+                max: 1.5e-7,
+            },
+            &[total],
+        )
+        .unwrap();
+    g.set_outputs(vec![clipped, loss]).unwrap();
+    assert_eq!(
+        g.ty(clipped).unwrap(),
+        &TensorType::new(Shape::scalar(), DType::F32)
+    );
+
+    let json = g.to_json();
+    let back = Graph::from_json(&json).unwrap();
+    assert_eq!(back.to_json(), json);
+    assert_eq!(back.to_text(), g.to_text());
+    assert!(g.to_text().contains(
+        "= convolution(%0, %1) {stride=[1,1], pad=[1,1], dilation=[1,1], groups=1, no_bias=true} : f32[2,4,8,8]"
+    ));
+    assert!(g
+        .to_text()
+        .contains("%7 = mean(%6) {axes=[-1], keepdims=true} : f32[2,1]"));
+
+    // The same values come out of both.
+    let xv = Tensor::from_vec(
+        (0..384).map(|i| (i % 7) as f32 * 0.1).collect(),
+        [2, 3, 8, 8],
+    )
+    .unwrap();
+    let wv = Tensor::from_vec(
+        (0..108).map(|i| (i % 5) as f32 * 0.01).collect(),
+        [4, 3, 3, 3],
+    )
+    .unwrap();
+    let lv = Tensor::from_vec(vec![1i32, 4], [2]).unwrap();
+    let feed = [("x", xv.view()), ("w", wv.view()), ("labels", lv.view())];
+    assert_eq!(g.run(&feed).unwrap(), back.run(&feed).unwrap());
+}
+
+#[test]
+fn non_finite_op_attributes_fail_to_load_clearly() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([2])).unwrap();
+    let y = g
+        .add_op(
+            Op::Clip {
+                min: 0.0,
+                max: f64::INFINITY,
+            },
+            &[x],
+        )
+        .unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    let e = load_err(&g.to_json());
+    assert!(
+        e.starts_with("graph JSON: node 1: invalid type: null, expected f64"),
+        "{e}"
+    );
+}
