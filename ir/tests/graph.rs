@@ -328,7 +328,40 @@ fn dot_form_shortens_long_attributes() {
         dot.contains("n1 [label=\"%1 reshape\\nshape=[1,1,1,1,1,1,1,1,1,1,1,1…\\nf32[1,1,1,1,1,1,1,1,1,1,1,1,1,1,2,3,4]\""),
         "{dot}"
     );
-    // The text form keeps the attribute whole.
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([1, 1, 4, 4])).unwrap();
+    let y = g
+        .add_op(
+            Op::Pooling {
+                kind: kiln_ir::PoolKind::Avg,
+                kernel: vec![2, 2],
+                stride: vec![2, 2],
+                pad: vec![0, 0],
+                global: false,
+                count_include_pad: true,
+            },
+            &[x],
+        )
+        .unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    assert!(g.to_dot().contains(
+        "n1 [label=\"%1 pooling\\nkind=avg, kernel=[2,2], stride=[2,2],\\npad=[0,0], global=false,\\ncount_include_pad=true\\nf32[1,1,2,2]\", shape=box];"
+    ), "{}", g.to_dot());
+}
+
+#[test]
+fn text_form_keeps_long_attributes_whole() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t([2, 3, 4])).unwrap();
+    let y = g
+        .add_op(
+            Op::Reshape {
+                shape: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4],
+            },
+            &[x],
+        )
+        .unwrap();
+    g.set_outputs(vec![y]).unwrap();
     assert!(g
         .to_text()
         .contains("{shape=[1,1,1,1,1,1,1,1,1,1,1,1,1,1,2,3,4]}"));

@@ -1,6 +1,7 @@
 //! The Graphviz DOT form: render with `dot -Tsvg graph.dot -o graph.svg`.
 //!
-//! Each node is a box labelled `%k op`, its attributes (shortened) and its type; inputs and
+//! Each node is a box labelled `%k op`, its attributes (shortened, string quotes dropped,
+//! wrapped) and its type; inputs and
 //! parameters are ellipses, constants are notes, outputs are plain `output i` nodes. Edges into
 //! a node with several inputs are labelled with the input position.
 
@@ -10,6 +11,8 @@ use std::fmt::Write;
 
 /// Attribute values longer than this are cut (the text and JSON forms keep them whole).
 const MAX_ATTR_CHARS: usize = 24;
+/// Attribute lines wrap before passing this width.
+const MAX_LINE_CHARS: usize = 40;
 
 impl Graph {
     /// The graph in Graphviz DOT syntax, numbered as the text form.
@@ -29,9 +32,9 @@ impl Graph {
                 NodeKind::Op(op) => {
                     let parts: Vec<String> = attrs(op)
                         .into_iter()
-                        .map(|(k, v)| format!("{k}={}", shorten(&v)))
+                        .map(|(k, v)| format!("{k}={}", shorten(v.trim_matches('"'))))
                         .collect();
-                    let extra = (!parts.is_empty()).then(|| parts.join(", "));
+                    let extra = (!parts.is_empty()).then(|| wrap(&parts));
                     (op.name().to_string(), extra, "box")
                 }
             };
@@ -66,6 +69,28 @@ impl Graph {
         out.push_str("}\n");
         out
     }
+}
+
+/// Joins `k=v` parts with `, `, starting a new line before one that would pass
+/// `MAX_LINE_CHARS`.
+fn wrap(parts: &[String]) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for (i, p) in parts.iter().enumerate() {
+        let len = p.chars().count();
+        if i > 0 {
+            if line + 2 + len > MAX_LINE_CHARS {
+                out.push_str(",\n");
+                line = 0;
+            } else {
+                out.push_str(", ");
+                line += 2;
+            }
+        }
+        out.push_str(p);
+        line += len;
+    }
+    out
 }
 
 /// Cuts a long attribute value to `MAX_ATTR_CHARS` characters plus an ellipsis.
