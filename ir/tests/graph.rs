@@ -879,4 +879,30 @@ fn non_finite_op_attributes_fail_to_load_clearly() {
         e.starts_with("graph JSON: node 1: invalid type: null, expected f64"),
         "{e}"
     );
+    assert!(e.ends_with("(an op attribute that was infinite or NaN: JSON cannot store it)"));
+}
+
+#[test]
+fn json_files_save_and_load() {
+    let (g, _) = small_graph();
+    let dir = std::env::temp_dir().join(format!("kiln-graph-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("small.json");
+    g.save_json(&path).unwrap();
+    assert_eq!(Graph::load_json(&path).unwrap().to_text(), SMALL_TEXT);
+
+    std::fs::write(&path, "{\"format\": \"kiln-graph\", \"version\": 9}").unwrap();
+    let e = Graph::load_json(&path).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: graph JSON: version 9 is newer than this kiln reads (version 1)",
+            path.display()
+        )
+    );
+    let missing = dir.join("missing.json");
+    let e = Graph::load_json(&missing).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    assert!(e.to_string().starts_with(&missing.display().to_string()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

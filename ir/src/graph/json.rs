@@ -8,7 +8,7 @@
 //!     {"id":0,"kind":"input","name":"x","inputs":[],"type":{"shape":[2,3],"dtype":"f32"}},
 //!     {"id":1,"kind":"param","name":"b","inputs":[],"type":{"shape":[3],"dtype":"f32"}},
 //!     {"id":2,"kind":"const","value":{"dtype":"f32","shape":[],"data":[0.5]},"inputs":[],"type":{"shape":[],"dtype":"f32"}},
-//!     {"id":3,"kind":"op","op":{"op":"add"...},"inputs":[0,1],"type":{"shape":[2,3],"dtype":"f32"}}
+//!     {"id":3,"kind":"op","op":{"op":"binary","f":"add"},"inputs":[0,1],"type":{"shape":[2,3],"dtype":"f32"}}
 //!   ],
 //!   "outputs": [3]
 //! }
@@ -280,11 +280,42 @@ impl Graph {
                 Some(id) => format!("node {id}"),
                 None => format!("node #{i} in the list"),
             };
-            let node: NodeIn = serde_json::from_value(v)
-                .map_err(|e| Error::Format(format!("graph JSON: {label}: {e}")))?;
+            let node: NodeIn = serde_json::from_value(v).map_err(|e| {
+                let mut msg = format!("graph JSON: {label}: {e}");
+                if msg.contains("null, expected f64") {
+                    msg.push_str(
+                        " (an op attribute that was infinite or NaN: JSON cannot store it)",
+                    );
+                }
+                Error::Format(msg)
+            })?;
             parsed.push(node);
         }
         build(parsed, &outputs)
+    }
+}
+
+impl Graph {
+    /// Writes [`Graph::to_json`] to the file `path`.
+    pub fn save_json(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_json()).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Reads a graph from the JSON file `path` (see [`Graph::from_json`]); errors name the file.
+    pub fn load_json(path: impl AsRef<std::path::Path>) -> Result<Graph> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Graph::from_json(&text).map_err(|e| match e {
+            Error::Format(msg) => Error::Format(format!("{}: {msg}", path.display())),
+            other => other,
+        })
     }
 }
 

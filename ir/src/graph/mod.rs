@@ -21,8 +21,12 @@
 //!
 //! Readable forms: [`Graph::to_text`] (also `Display`), [`Graph::to_dot`] (Graphviz) and
 //! [`Graph::to_json`] / [`Graph::from_json`] (the versioned exchange format documented in
-//! [`json`]). All three number nodes `%0, %1, ...` in [`Graph::topo_order`], which need not
-//! equal the [`NodeId`]s once passes have removed nodes.
+//! [`json`]; [`Graph::save_json`] / [`Graph::load_json`] for files). All three number nodes
+//! `%0, %1, ...` in [`Graph::topo_order`], which need not equal the [`NodeId`]s once passes
+//! have removed nodes.
+//!
+//! Running: [`Graph::run`] on the reference interpreter, [`Graph::run_with`] on a backend's
+//! kernels.
 
 mod dot;
 pub mod json;
