@@ -77,6 +77,14 @@ fn inputs_and_params_are_bound_by_unique_names() {
         "graph: an input or parameter named \"x\" already exists"
     );
     assert!(g.add_input("", f32t([2])).is_err());
+    let e = g
+        .add_input("huge", f32t([1 << 40, 1 << 40]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "graph: input \"huge\": type f32[1099511627776,1099511627776] is too large to hold"
+    );
     assert_eq!(g.len(), 3);
 }
 
@@ -486,6 +494,10 @@ fn json_checks_format_and_version() {
         load_err(r#"{"format": "kiln-graph", "version": 1, "nodes": [], "outputs": [], "x": 1}"#),
         "graph JSON: unknown field \"x\""
     );
+    assert_eq!(
+        Graph::new().to_json(),
+        "{\n  \"format\": \"kiln-graph\",\n  \"version\": 1,\n  \"nodes\": [],\n  \"outputs\": []\n}\n"
+    );
     let empty =
         Graph::from_json(r#"{"format": "kiln-graph", "version": 1, "nodes": [], "outputs": []}"#)
             .unwrap();
@@ -524,6 +536,13 @@ fn json_reports_bad_nodes_by_id() {
     assert_eq!(
         load_err(&HAND_WRITTEN.replace("\"data\": [1, \"-inf\"]", "\"data\": [1]")),
         "graph JSON: node 5: const of shape [2] needs 2 elements, got 1"
+    );
+    assert_eq!(
+        load_err(&HAND_WRITTEN.replace(
+            "\"shape\": [2], \"data\"",
+            "\"shape\": [4294967296, 4294967296], \"data\""
+        )),
+        "graph JSON: node 5: const of shape [4294967296, 4294967296] has too many elements"
     );
     assert_eq!(
         load_err(&HAND_WRITTEN.replace("\"-inf\"", "\"minus infinity\"")),

@@ -205,20 +205,27 @@ impl Graph {
                     .collect(),
                 ty: &node.ty,
             };
-            // Serializing plain data with string keys cannot fail; a failure would only drop
-            // the node, which loading then reports as a dangling reference.
-            lines.push(serde_json::to_string(&out).unwrap_or_default());
+            // Serializing plain data with string keys cannot fail; were it to, the `null`
+            // placeholder makes loading the file fail loudly rather than lose the node.
+            lines.push(serde_json::to_string(&out).unwrap_or_else(|_| "null".into()));
         }
         let outputs: Vec<String> = self
             .outputs
             .iter()
             .map(|o| number[o.index()].to_string())
             .collect();
-        format!(
-            "{{\n  \"format\": \"{FORMAT_TAG}\",\n  \"version\": {FORMAT_VERSION},\n  \"nodes\": [\n    {}\n  ],\n  \"outputs\": [{}]\n}}\n",
-            lines.join(",\n    "),
-            outputs.join(", ")
-        )
+        let mut out = String::from("{\n");
+        out.push_str(&format!("  \"format\": \"{FORMAT_TAG}\",\n"));
+        out.push_str(&format!("  \"version\": {FORMAT_VERSION},\n"));
+        if lines.is_empty() {
+            out.push_str("  \"nodes\": [],\n");
+        } else {
+            out.push_str("  \"nodes\": [\n    ");
+            out.push_str(&lines.join(",\n    "));
+            out.push_str("\n  ],\n");
+        }
+        out.push_str(&format!("  \"outputs\": [{}]\n}}\n", outputs.join(", ")));
+        out
     }
 
     /// Reads a graph written by [`Graph::to_json`] (or by hand, in that format), checking it
@@ -454,17 +461,25 @@ fn add_node(
 
 /// Decodes a constant, checking the element count and every element's type and range.
 fn read_tensor(t: &TensorIn) -> Result<Tensor> {
-    if t.shape
+    match t
+        .shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        != Some(t.data.len())
     {
-        return Err(Error::Format(format!(
-            "const of shape {} needs {} elements, got {}",
-            t.shape,
-            t.shape.iter().map(|&d| d as u128).product::<u128>(),
-            t.data.len()
-        )));
+        Some(n) if n == t.data.len() => {}
+        Some(n) => {
+            return Err(Error::Format(format!(
+                "const of shape {} needs {n} elements, got {}",
+                t.shape,
+                t.data.len()
+            )))
+        }
+        None => {
+            return Err(Error::Format(format!(
+                "const of shape {} has too many elements",
+                t.shape
+            )))
+        }
     }
     let storage = match t.dtype {
         DType::F32 => Storage::F32(read_elements(&t.data, |v| read_float(v).map(|x| x as f32))?),

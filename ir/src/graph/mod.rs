@@ -205,6 +205,19 @@ impl Graph {
     }
 
     fn insert(&mut self, kind: NodeKind, ty: TensorType) -> Result<NodeId> {
+        // Sizes must fit in memory: later code (kernels, memory planning) multiplies dims
+        // without checking.
+        let bytes = ty
+            .shape
+            .iter()
+            .try_fold(ty.dtype.size_of(), |acc, &d| acc.checked_mul(d));
+        if bytes.is_none_or(|b| b > isize::MAX as usize) {
+            return Err(Error::Graph(format!(
+                "{}: type {} is too large to hold",
+                kind.describe(),
+                ty
+            )));
+        }
         self.g
             .try_add_node(Node { kind, ty })
             .map_err(|e| Error::Graph(format!("cannot add a node: {e}")))
