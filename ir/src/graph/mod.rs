@@ -31,6 +31,7 @@
 mod dot;
 pub mod json;
 mod run;
+pub mod testing;
 mod text;
 
 use crate::dtype::DType;
