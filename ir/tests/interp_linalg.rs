@@ -210,6 +210,16 @@ fn fully_connected_flatten_and_not() {
     assert_eq!(y.to_f64_vec(), vec![15.0]);
 }
 
+#[test]
+fn fully_connected_flattens_a_vector_to_one_feature() {
+    // [3] with flatten is [3, 1]: three samples of one feature each.
+    let x = t(&[1.0, 2.0, 3.0], &[3]);
+    let w = t(&[2.0, -1.0], &[2, 1]);
+    let y = run(&fc(true, true), &[&x, &w]).unwrap();
+    assert_eq!(y.shape(), &Shape::from([3, 2]));
+    assert_eq!(y.to_f64_vec(), vec![2.0, -1.0, 4.0, -2.0, 6.0, -3.0]);
+}
+
 /// Calls that must fail, and fragments the message must contain (op name and shapes).
 #[test]
 fn bad_calls_name_the_op_and_shapes() {

@@ -198,9 +198,6 @@ fn conv1d_hand_cases_with_stride_pad_dilation_bias() {
     let b = t(&[10.0], &[1]);
     let y = run(&conv(&[1], &[0], &[2], 1, false), &[&x, &w, &b]).unwrap();
     assert_eq!(y.to_f64_vec(), vec![6.0]);
-    // Empty attribute lists mean the defaults (stride 1, pad 0, dilation 1).
-    let y = run(&conv(&[], &[], &[], 1, true), &[&x, &w]).unwrap();
-    assert_eq!(y.to_f64_vec(), vec![-2.0, -2.0, -2.0]);
 }
 
 #[test]
@@ -249,6 +246,32 @@ fn conv_keeps_f32() {
     let y = run(&conv(&[1], &[0], &[1], 1, true), &[&x, &w]).unwrap();
     assert_eq!(y.dtype(), DType::F32);
     assert_eq!(y.as_slice::<f32>().unwrap(), &[3.0, 5.0]);
+}
+
+#[test]
+fn conv_gives_the_same_values_in_f32_and_f64() {
+    let x = random(&[1, 2, 5, 5], 5);
+    let w = random(&[4, 1, 3, 3], 6);
+    let b = random(&[4], 7);
+    let op = conv(&[2, 1], &[1, 1], &[1, 2], 2, false);
+    let y64 = run(&op, &[&x, &w, &b]).unwrap();
+    let [x32, w32, b32] = [&x, &w, &b].map(|t| t.cast(DType::F32));
+    let y32 = run(&op, &[&x32, &w32, &b32]).unwrap();
+    assert_eq!(y32.dtype(), DType::F32);
+    assert_close(&y32.to_f64_vec(), &y64.to_f64_vec(), 1e-6);
+}
+
+#[test]
+fn empty_batches_give_empty_outputs() {
+    let x = t(&[], &[0, 2, 5]);
+    let w = random(&[3, 2, 2], 1);
+    let y = run(&conv(&[1], &[0], &[1], 1, true), &[&x, &w]).unwrap();
+    assert_eq!(y.shape(), &Shape::from([0, 3, 4]));
+    let y = run(&pool(PoolKind::Avg, &[2], &[1], &[0], true), &[&x]).unwrap();
+    assert_eq!(y.shape(), &Shape::from([0, 2, 4]));
+    let g = t(&[1.0, 1.0], &[2]);
+    let y = run(&batch_norm(1e-5, 1, true), &[&x, &g, &g, &g, &g]).unwrap();
+    assert_eq!(y.shape(), x.shape());
 }
 
 #[test]
@@ -854,6 +877,16 @@ fn bad_calls_name_the_op_and_shapes() {
             vec!["convolution", "pad [0, 0]", "spatial dim (1)", "[1, 1, 5]"],
         ),
         (
+            conv(&[], &[], &[], 1, true),
+            vec![z(&[1, 1, 5]), z(&[1, 1, 3])],
+            vec!["convolution", "stride []", "spatial dim (1)"],
+        ),
+        (
+            deconv(&[1, 1], &[0, 0], &[1, 1], &[], 1, true),
+            vec![z(&[1, 1, 5, 5]), z(&[1, 1, 3, 3])],
+            vec!["deconvolution", "output_padding []", "spatial dim (2)"],
+        ),
+        (
             conv(&[0], &[0], &[1], 1, true),
             vec![z(&[1, 1, 5]), z(&[1, 1, 3])],
             vec!["convolution", "stride [0] must be >= 1"],
@@ -950,6 +983,11 @@ fn bad_calls_name_the_op_and_shapes() {
             pool_op(&[5, 1], &[1, 1], &[0, 0]),
             vec![z(&[1, 1, 4, 4])],
             vec!["pooling", "[1, 1, 4, 4]", "kernel extent 5"],
+        ),
+        (
+            pool_op(&[], &[], &[]),
+            vec![z(&[1, 1, 4])],
+            vec!["pooling", "needs a kernel", "[1, 1, 4]"],
         ),
         (
             pool_op(&[2], &[1], &[0]),

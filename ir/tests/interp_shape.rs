@@ -504,7 +504,7 @@ fn bad_calls_name_the_op_and_the_shapes() {
                 axes: Some(vec![2]),
             },
             vec![f(&[1, 1])],
-            "squeeze: axis 2 is out of range for input [1, 1] of rank 2",
+            "squeeze: axis 2 is out of range for [1, 1] of rank 2",
         ),
         (Op::Flatten, vec![f(&[])], "flatten: needs an input of rank >= 1, got a scalar []"),
         (
@@ -552,7 +552,7 @@ fn bad_calls_name_the_op_and_the_shapes() {
                 end: None,
             },
             vec![f(&[3, 4])],
-            "slice_axis: axis -3 is out of range for input [3, 4] of rank 2",
+            "slice_axis: axis -3 is out of range for [3, 4] of rank 2",
         ),
         (
             Op::Concat { axis: 1 },
@@ -573,7 +573,7 @@ fn bad_calls_name_the_op_and_the_shapes() {
         (
             Op::Concat { axis: 0 },
             vec![f(&[]), f(&[])],
-            "concat: axis 0 is out of range for input [] of rank 0",
+            "concat: axis 0 is out of range for [] of rank 0",
         ),
         (
             Op::Stack { axis: 0 },
@@ -591,7 +591,7 @@ fn bad_calls_name_the_op_and_the_shapes() {
                 axis: Some(0),
             },
             vec![f(&[])],
-            "repeat: axis 0 is out of range for input [] of rank 0",
+            "repeat: axis 0 is out of range for [] of rank 0",
         ),
         (
             Op::Tile {
@@ -669,4 +669,88 @@ fn eval_rejects_inconsistent_views() {
         err,
         "reshape: output type i32[6] given, but the inputs give f32[6]"
     );
+}
+
+/// Every permutation of a [2, 3, 4] tensor, against `out[i] = x[sum(i_k * stride[perm[k]])]`.
+#[test]
+fn transpose_matches_index_arithmetic_for_every_permutation() {
+    let dims = [2usize, 3, 4];
+    let strides = [12usize, 4, 1];
+    let x = t((0..24).collect::<Vec<i32>>(), &dims);
+    let perms = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for perm in perms {
+        let got = run(
+            &Op::Transpose {
+                axes: Some(perm.to_vec()),
+            },
+            &[&x],
+        );
+        let out_dims = perm.map(|a| dims[a]);
+        let mut want = Vec::new();
+        for i in 0..out_dims[0] {
+            for j in 0..out_dims[1] {
+                for k in 0..out_dims[2] {
+                    let off = i * strides[perm[0]] + j * strides[perm[1]] + k * strides[perm[2]];
+                    want.push(off as i32);
+                }
+            }
+        }
+        assert_tensor(&got, &out_dims, &want);
+    }
+}
+
+/// Slices with mixed steps on a [3, 4, 5] tensor, against explicit index lists.
+#[test]
+fn slice_matches_index_lists_in_three_dims() {
+    let x = t((0..60).collect::<Vec<i64>>(), &[3, 4, 5]);
+    // x[::2, 3:0:-1, 1::3] -> rows [0, 2], [3, 2, 1], [1, 4]
+    let got = run(
+        &slice(
+            &[None, Some(3), Some(1)],
+            &[None, Some(0), None],
+            &[Some(2), Some(-1), Some(3)],
+        ),
+        &[&x],
+    );
+    let mut want = Vec::new();
+    for i in [0i64, 2] {
+        for j in [3i64, 2, 1] {
+            for k in [1i64, 4] {
+                want.push(i * 20 + j * 5 + k);
+            }
+        }
+    }
+    assert_tensor(&got, &[2, 3, 2], &want);
+    // x[1:, :, ::-1] flips the contiguous axis and keeps the leading ones.
+    let got = run(
+        &slice(
+            &[Some(1), None, None],
+            &[None, None, None],
+            &[None, None, Some(-1)],
+        ),
+        &[&x],
+    );
+    let mut want = Vec::new();
+    for i in 1..3i64 {
+        for j in 0..4i64 {
+            for k in (0..5i64).rev() {
+                want.push(i * 20 + j * 5 + k);
+            }
+        }
+    }
+    assert_tensor(&got, &[2, 4, 5], &want);
+    // Flip of the middle axis equals the slice ::-1 on it.
+    let flipped = run(&Op::Flip { axes: vec![1] }, &[&x]);
+    let sliced = run(
+        &slice(&[None, None], &[None, None], &[None, Some(-1)]),
+        &[&x],
+    );
+    assert_eq!(flipped, sliced);
 }

@@ -1,12 +1,16 @@
 //! Shape/dtype inference for the creation and random ops.
 //!
-//! Attribute checks live here so a bad call fails before anything runs: `arange` needs a
-//! non-zero step and finite bounds; `linspace` finite bounds; `random_uniform` finite
-//! `low < high` that stay distinct in the dtype (float dtypes only); `random_normal` finite
-//! `loc` and finite `scale >= 0` (float dtypes only); `random_bernoulli` `p` in `[0, 1]` (any
-//! dtype, bool included); `random_randint` `low < high` with every value of the range exact in
-//! the dtype (integer dtypes, or floats within ±2^24 for f32 and ±2^53 for f64); `multinomial`
-//! float probabilities of rank >= 1 with at least one category; `shuffle` rank >= 1.
+//! Attribute checks live here so a bad call fails before anything runs:
+//! - `arange`: finite bounds and a non-zero step; `linspace`: finite bounds;
+//! - `random_uniform`: float dtypes, finite `low < high` that stay finite and distinct in the
+//!   dtype;
+//! - `random_normal`: float dtypes, finite `loc`, finite `scale >= 0`;
+//! - `random_bernoulli`: `p` in `[0, 1]`, any dtype (bool included);
+//! - `random_randint`: `low < high` with every value of the range exact in the dtype (integer
+//!   dtypes, or floats within ±2^24 for f32 and ±2^53 for f64; bool is rejected);
+//! - `multinomial`: float probabilities of rank >= 1 with at least one category (their values
+//!   are checked when the op runs);
+//! - `shuffle`: rank >= 1.
 
 use super::elementwise::check_size;
 use super::expect_inputs;
@@ -64,17 +68,27 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             expect_inputs(op, inputs, 0)?;
             need_float(name, *dtype)?;
             let width = high - low;
-            if !(low < high) || !width.is_finite() {
+            // A NaN bound makes the width NaN.
+            if low >= high || !width.is_finite() {
                 return Err(Error::invalid(
                     name,
                     format!("needs finite low < high, got low={low} high={high}"),
                 ));
             }
-            if *dtype == DType::F32 && (*low as f32) >= (*high as f32) {
-                return Err(Error::invalid(
-                    name,
-                    format!("low={low} and high={high} are equal in f32"),
-                ));
+            if *dtype == DType::F32 {
+                let (lo, hi) = (*low as f32, *high as f32);
+                if !lo.is_finite() || !hi.is_finite() {
+                    return Err(Error::invalid(
+                        name,
+                        format!("low={low} and high={high} must be finite in f32"),
+                    ));
+                }
+                if lo >= hi {
+                    return Err(Error::invalid(
+                        name,
+                        format!("low={low} and high={high} are equal in f32"),
+                    ));
+                }
             }
             sized(name, shape.clone(), *dtype)
         }

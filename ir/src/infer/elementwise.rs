@@ -76,8 +76,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Clip { min, max } => {
             expect_inputs(op, inputs, 1)?;
             let x = &inputs[0];
-            // `!(min <= max)` also rejects NaN bounds.
-            if !(min <= max) {
+            if min > max || min.is_nan() || max.is_nan() {
                 return Err(Error::invalid(
                     name,
                     format!("needs min <= max, got min={min} max={max}"),

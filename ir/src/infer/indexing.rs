@@ -8,6 +8,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::expect_inputs;
+use crate::infer::shape_ops::{axis_of, checked_numel};
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -176,33 +177,4 @@ fn numeric_grad(name: &str, dy: &TensorType) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Normalizes `axis` against `shape`, with an error that names the shape.
-fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
-    let r = shape.rank() as isize;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
-        Ok(a as usize)
-    } else {
-        Err(Error::shape(
-            name,
-            format!(
-                "axis {axis} is out of range for {shape} of rank {}",
-                shape.rank()
-            ),
-        ))
-    }
-}
-
-/// The element count of `shape`, or an error when it does not fit in memory's index range.
-fn checked_numel(name: &str, shape: &Shape) -> Result<usize> {
-    if shape.contains(&0) {
-        return Ok(0);
-    }
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(|| Error::shape(name, format!("shape {shape} has too many elements")))
 }

@@ -174,7 +174,11 @@ fn fc_shape(op: &Op, inputs: &[TensorType], flatten: bool) -> Result<Shape> {
     }
     let units = w[0];
     let (lead, inner): (Vec<usize>, usize) = if flatten {
-        (vec![x[0]], x[1..].iter().product())
+        let inner = x[1..]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::shape(op.name(), format!("input {x} has too many features")))?;
+        (vec![x[0]], inner)
     } else {
         (x[..x.rank() - 1].to_vec(), x[x.rank() - 1])
     };

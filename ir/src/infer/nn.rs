@@ -4,9 +4,8 @@
 //! Data operands must be floating point (f32 or f64) and share one dtype, which the output
 //! keeps; only `softmax_cross_entropy`'s labels may be of any dtype.
 //!
-//! Spatial attributes (`stride`, `pad`, `dilation`, `output_padding`) have one entry per
-//! spatial dim; an empty list means the MXNet default (stride 1, pad 0, dilation 1,
-//! output_padding 0), so frontends may leave them unset.
+//! Spatial attributes (`kernel`, `stride`, `pad`, `dilation`, `output_padding`) have exactly
+//! one entry per spatial dim (global pooling ignores its kernel, stride and pad).
 
 use crate::error::{Error, Result};
 use crate::infer::expect_inputs;
@@ -164,22 +163,15 @@ fn spatial_rank(op: &Op, what: &str, x: &Shape) -> Result<usize> {
     }
 }
 
-/// One value per spatial dim: the list itself, or `default` repeated when it is empty.
-/// `min` is the smallest allowed value.
+/// Checks that a per-spatial-dim attribute has one entry per spatial dim, each >= `min`.
 fn per_dim(
     op: &Op,
     name: &str,
     v: &[usize],
     nd: usize,
-    default: usize,
     min: usize,
     x: &Shape,
 ) -> Result<Vec<usize>> {
-    let v = if v.is_empty() {
-        vec![default; nd]
-    } else {
-        v.to_vec()
-    };
     if v.len() != nd {
         return Err(Error::invalid(
             op.name(),
@@ -192,7 +184,7 @@ fn per_dim(
             format!("{name} {v:?} must be >= {min}, got {bad}"),
         ));
     }
-    Ok(v)
+    Ok(v.to_vec())
 }
 
 /// The output length of a (dilated, strided, padded) window sweep along one dim:
@@ -251,7 +243,7 @@ fn convolution(
             format!("weight {w} has {o} output channels, not divisible by groups={groups}"),
         ));
     }
-    if w[1] * groups != c {
+    if w[1].checked_mul(groups) != Some(c) {
         return Err(Error::shape(
             op.name(),
             format!(
@@ -261,9 +253,9 @@ fn convolution(
             ),
         ));
     }
-    let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, 1, x)?;
+    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
+    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
+    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
     let mut dims = vec![x[0], o];
     for i in 0..nd {
         dims.push(window_out(
@@ -332,11 +324,16 @@ fn deconvolution(
             format!("input {x} has {c} channels, not divisible by groups={groups}"),
         ));
     }
-    let o = w[1] * groups;
-    let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, 1, x)?;
-    let adj = per_dim(op, "output_padding", output_padding, nd, 0, 0, x)?;
+    let o = w[1].checked_mul(groups).ok_or_else(|| {
+        Error::shape(
+            op.name(),
+            format!("weight {w} with groups={groups} has too many output channels"),
+        )
+    })?;
+    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
+    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
+    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
+    let adj = per_dim(op, "output_padding", output_padding, nd, 0, x)?;
     let mut dims = vec![x[0], o];
     for i in 0..nd {
         let (len, k) = (x[2 + i], w[2 + i]);
@@ -356,11 +353,12 @@ fn deconvolution(
                 format!("input {x} and weight {w} need non-empty spatial dims"),
             ));
         }
-        let full = (len as i128 - 1) * stride[i] as i128
-            + dilation[i] as i128 * (k as i128 - 1)
-            + 1
-            + adj[i] as i128;
-        let size = full - 2 * pad[i] as i128;
+        // i128 holds every intermediate unless the attributes are absurd (checked anyway).
+        let size = (len as i128 - 1)
+            .checked_mul(stride[i] as i128)
+            .and_then(|v| v.checked_add((dilation[i] as i128).checked_mul(k as i128 - 1)?))
+            .and_then(|v| v.checked_add(1 + adj[i] as i128 - 2 * pad[i] as i128))
+            .unwrap_or(i128::MAX);
         if size < 1 || size > usize::MAX as i128 {
             return Err(Error::shape(
                 op.name(),
@@ -415,9 +413,9 @@ fn conv_grad_weight(
             format!("kernel {kernel:?} needs one entry per spatial dim ({nd}) of input {x}"),
         ));
     }
-    let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, 1, x)?;
+    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
+    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
+    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
     for i in 0..nd {
         let y = window_out(
             op,
@@ -467,9 +465,15 @@ fn pooling_shape(
         dims.extend(std::iter::repeat_n(1, nd));
         return Ok(Shape::from(dims));
     }
-    let kernel = per_dim(op, "kernel", kernel, nd, 0, 1, x)?;
-    let stride = per_dim(op, "stride", stride, nd, 1, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, 0, x)?;
+    if kernel.is_empty() {
+        return Err(Error::invalid(
+            op.name(),
+            format!("needs a kernel (one entry per spatial dim) unless global, input {x}"),
+        ));
+    }
+    let kernel = per_dim(op, "kernel", kernel, nd, 1, x)?;
+    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
+    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
     for i in 0..nd {
         if pad[i] >= kernel[i] {
             return Err(Error::invalid(

@@ -2,6 +2,14 @@
 //!
 //! Every shape op keeps its input's dtype and works on every dtype. The rules follow numpy
 //! (MXNet 1.x for `reshape` codes and `slice_axis`); each error names the op and the shapes.
+//! Where `op.rs` leaves a case open:
+//! - `reshape`: codes below -1 are errors; a `-1` next to a zero-size dim is ambiguous and an
+//!   error (as in numpy);
+//! - `squeeze`, `flip`: naming an axis twice is an error (as in numpy);
+//! - `flatten` of a scalar is an error;
+//! - `slice_axis`: begin and end clamp to the axis after wrapping negatives; `begin > end` is
+//!   an error (MXNet), `begin == end` an empty result;
+//! - `repeat` of a scalar with an axis is an error (numpy allows `axis=None` only).
 
 use crate::error::{Error, Result};
 use crate::infer::expect_inputs;
@@ -485,7 +493,7 @@ fn same_dtype<'a>(name: &str, inputs: &'a [TensorType]) -> Result<&'a TensorType
 }
 
 /// Normalizes `axis` against `shape`, with an error that names the shape.
-fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
+pub(super) fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
     let r = shape.rank() as isize;
     let a = if axis < 0 { axis + r } else { axis };
     if (0..r).contains(&a) {
@@ -494,7 +502,7 @@ fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
         Err(Error::shape(
             name,
             format!(
-                "axis {axis} is out of range for input {shape} of rank {}",
+                "axis {axis} is out of range for {shape} of rank {}",
                 shape.rank()
             ),
         ))
@@ -545,7 +553,7 @@ fn pad_front(v: &[usize], rank: usize, i: usize) -> usize {
 }
 
 /// The element count of `shape`, or an error when it does not fit in memory's index range.
-fn checked_numel(name: &str, shape: &Shape) -> Result<usize> {
+pub(super) fn checked_numel(name: &str, shape: &Shape) -> Result<usize> {
     if shape.contains(&0) {
         return Ok(0);
     }

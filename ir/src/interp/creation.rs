@@ -184,7 +184,7 @@ fn shuffle(x: &TensorView<'_>, seed: u64) -> Result<Tensor> {
     let rows = x.shape[0];
     let mut perm: Vec<usize> = (0..rows).collect();
     perm.shuffle(&mut op_rng(seed));
-    let row_len = if rows == 0 { 0 } else { x.data.len() / rows };
+    let row_len = x.data.len().checked_div(rows).unwrap_or(0);
     with_data!(x.data, T, s => {
         let mut v: Vec<T> = Vec::with_capacity(s.len());
         for &r in &perm {

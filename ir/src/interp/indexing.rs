@@ -13,7 +13,7 @@ use crate::tensor::{DataRef, Element, Storage, Tensor, TensorType, TensorView};
 use crate::with_data;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    check(op, inputs, out)?;
+    super::shape_ops::check(op, inputs, out)?;
     let name = op.name();
     let storage = match op {
         Op::Take { axis } => {
@@ -24,9 +24,13 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(out.shape.numel());
                 for o in 0..outer {
-                    for &k in &idx {
-                        let start = (o * len + k) * inner;
-                        v.extend_from_slice(&s[start..start + inner]);
+                    let block = &s[o * len * inner..];
+                    if inner == 1 {
+                        v.extend(idx.iter().map(|&k| block[k]));
+                    } else {
+                        for &k in &idx {
+                            v.extend_from_slice(&block[k * inner..(k + 1) * inner]);
+                        }
                     }
                 }
                 T::into_storage(v)
@@ -124,32 +128,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(name, "is not an indexing op")),
     };
     Tensor::new(out.shape.clone(), storage)
-}
-
-/// Re-checks the inputs (cheap: shapes only) so that [`crate::interp::eval_typed`] cannot
-/// index out of bounds when handed a wrong `out`, and that views hold their shapes' data.
-fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if expected != *out {
-        return Err(Error::shape(
-            op.name(),
-            format!("output type {out} given, but the inputs give {expected}"),
-        ));
-    }
-    for (i, v) in inputs.iter().enumerate() {
-        if v.data.len() != v.shape.numel() {
-            return Err(Error::shape(
-                op.name(),
-                format!(
-                    "input {i} has shape {} but holds {} elements",
-                    v.shape,
-                    v.data.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `(outer, A, inner)`: the products of the dims before `axis`, at it, and after it.

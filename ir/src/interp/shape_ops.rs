@@ -146,7 +146,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
 
 /// Re-checks the inputs (cheap: shapes only) so that [`crate::interp::eval_typed`] cannot
 /// index out of bounds when handed a wrong `out`, and that views hold their shapes' data.
-fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
+pub(super) fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
     let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
     let expected = crate::infer::infer(op, &types)?;
     if expected != *out {
@@ -170,8 +170,9 @@ fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
     Ok(())
 }
 
-/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as in shape
-/// inference, which has already rejected bad lengths and zero steps.
+/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as
+/// `infer::shape_ops::resolve_slice` (which has already rejected bad lengths and zero steps);
+/// repeated here because that module is private to `infer`.
 fn resolve_slice(
     shape: &Shape,
     begin: &[Option<i64>],

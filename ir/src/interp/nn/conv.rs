@@ -9,7 +9,7 @@
 //! into the image; the weight gradient sums image·y into the weight. Sharing the enumeration
 //! makes them exact adjoints of each other. 1-D ops are lifted to 2-D with a height of 1.
 
-use super::Result;
+use super::{hw, Result};
 use crate::error::Error;
 use crate::op::Op;
 use crate::tensor::{TensorType, TensorView};
@@ -34,21 +34,9 @@ struct ConvGeom {
     groups: usize,
 }
 
-/// `(height, width)` of a per-spatial-dim list; `default` where the list is empty (the
-/// MXNet default, accepted by [`crate::infer`]); 1-D lists get the neutral `lift` height.
-fn hw(v: &[usize], nd: usize, default: usize, lift: usize) -> (usize, usize) {
-    match v {
-        [] if nd == 1 => (lift, default),
-        [] => (default, default),
-        [w] => (lift, *w),
-        [h, w, ..] => (*h, *w),
-    }
-}
-
 impl ConvGeom {
-    /// The geometry from the image and output shapes (NCW or NCHW), the kernel's spatial
-    /// size, the output channels `o` and the attributes.
-    #[allow(clippy::too_many_arguments)]
+    /// The geometry from the image and y shapes (both NCW or both NCHW), the kernel's spatial
+    /// size and the attributes.
     fn new(
         image: &[usize],
         y: &[usize],
@@ -58,13 +46,12 @@ impl ConvGeom {
         dilation: &[usize],
         groups: usize,
     ) -> Self {
-        let nd = image.len() - 2;
-        let (h, w) = hw(&image[2..], nd, 1, 1);
-        let (oh, ow) = hw(&y[2..], nd, 1, 1);
-        let (kh, kw) = hw(kernel, nd, 1, 1);
-        let (sh, sw) = hw(stride, nd, 1, 1);
-        let (ph, pw) = hw(pad, nd, 0, 0);
-        let (dh, dw) = hw(dilation, nd, 1, 1);
+        let (h, w) = hw(&image[2..], 1);
+        let (oh, ow) = hw(&y[2..], 1);
+        let (kh, kw) = hw(kernel, 1);
+        let (sh, sw) = hw(stride, 1);
+        let (ph, pw) = hw(pad, 0);
+        let (dh, dw) = hw(dilation, 1);
         ConvGeom {
             n: image[0],
             c: image[1],

@@ -71,6 +71,18 @@ fn check_types(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<(
     Ok(())
 }
 
+/// `(height, width)` of a per-spatial-dim attribute list (or of a shape's spatial dims), so
+/// that 1-D ops run as 2-D ones: a 1-D list is `(lift, w)`, where `lift` is the neutral value
+/// (size 1, stride 1, pad 0, dilation 1). [`crate::infer`] guarantees the lengths; an empty
+/// list only reaches here for global pooling, which does not read it.
+fn hw(v: &[usize], lift: usize) -> (usize, usize) {
+    match v {
+        [] => (lift, lift),
+        [w] => (lift, *w),
+        [h, w, ..] => (*h, *w),
+    }
+}
+
 /// Rounds f64 results to the output dtype.
 fn finish(values: Vec<f64>, out: &TensorType) -> Result<Tensor> {
     Tensor::new(out.shape.clone(), Storage::F64(values).cast(out.dtype))

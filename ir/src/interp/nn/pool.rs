@@ -6,7 +6,7 @@
 //! `count_include_pad`). Global pooling is a window over the whole spatial extent. 1-D pooling
 //! is lifted to 2-D with a height of 1.
 
-use super::Result;
+use super::{hw, Result};
 use crate::error::Error;
 use crate::op::{Op, PoolKind};
 use crate::tensor::{TensorType, TensorView};
@@ -68,30 +68,15 @@ fn attrs(op: &Op) -> Result<PoolAttrs<'_>> {
     }
 }
 
-/// `(height, width)` of a per-spatial-dim list, `default` where empty, 1-D lifted with `lift`.
-fn hw(v: &[usize], nd: usize, default: usize, lift: usize) -> (usize, usize) {
-    match v {
-        [] if nd == 1 => (lift, default),
-        [] => (default, default),
-        [w] => (lift, *w),
-        [h, w, ..] => (*h, *w),
-    }
-}
-
 impl PoolGeom {
     /// The geometry of pooling an NCW / NCHW input `x` into `y`.
     fn new(a: &PoolAttrs<'_>, x: &[usize], y: &[usize]) -> Self {
-        let nd = x.len() - 2;
-        let (h, w) = hw(&x[2..], nd, 1, 1);
-        let (oh, ow) = hw(&y[2..], nd, 1, 1);
+        let (h, w) = hw(&x[2..], 1);
+        let (oh, ow) = hw(&y[2..], 1);
         let ((kh, kw), (sh, sw), (ph, pw)) = if a.global {
             ((h, w), (1, 1), (0, 0))
         } else {
-            (
-                hw(a.kernel, nd, 1, 1),
-                hw(a.stride, nd, 1, 1),
-                hw(a.pad, nd, 0, 0),
-            )
+            (hw(a.kernel, 1), hw(a.stride, 1), hw(a.pad, 0))
         };
         PoolGeom {
             planes: x[0] * x[1],
