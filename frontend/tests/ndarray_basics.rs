@@ -49,6 +49,7 @@ fn construction_from_rust_data() -> Result<()> {
 #[test]
 fn creation_functions() -> Result<()> {
     assert_eq!(f32s(&nd::zeros([2, 2])?), vec![0.0; 4]);
+    assert_eq!(nd::empty([3, 4])?.shape().dims(), &[3, 4]);
     assert_eq!(f32s(&nd::ones([3])?), vec![1.0; 3]);
     assert_eq!(f32s(&nd::full([2], 7.0)?), vec![7.0, 7.0]);
     let i = nd::ones_with([2], DType::I64)?;
@@ -116,6 +117,11 @@ fn random_sampling_repeats_under_a_seed() -> Result<()> {
     assert_eq!(a.to_vec::<f64>()?, b.to_vec::<f64>()?);
     let c = nd::random::normal_with(0.0, 1.0, [5], DType::F64)?;
     assert_ne!(a.to_vec::<f64>()?, c.to_vec::<f64>()?);
+    kiln_frontend::random::seed(3);
+    let book = nd::random_normal(0.0, 1.0, [3, 4])?;
+    kiln_frontend::random::seed(3);
+    assert_eq!(f32s(&book), f32s(&nd::random::normal(0.0, 1.0, [3, 4])?));
+    assert_eq!(nd::random_uniform(0.0, 1.0, [2])?.dtype(), DType::F32);
     let uf = nd::random::uniform_with(0.0, 1.0, [2], DType::F64)?;
     assert_eq!(uf.dtype(), DType::F64);
     let bf = nd::random::bernoulli_with(1.0, [2], DType::F64)?;
