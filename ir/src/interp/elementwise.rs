@@ -21,7 +21,6 @@ use smallvec::SmallVec;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
     let name = op.name();
-    check_call(op, inputs, out)?;
     match op {
         Op::Unary { f } => {
             let x = &inputs[0];
@@ -79,34 +78,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         }
         _ => Err(Error::invalid(name, "is not an elementwise op")),
     }
-}
-
-/// Checks a call before a family's kernels run: `eval_typed` is public and skips inference,
-/// and a [`TensorView`]'s fields are public, so this re-checks that every input's data length
-/// matches its shape and that `out` is what the inputs give. Kernels may then index freely.
-pub(crate) fn check_call(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    for (i, v) in inputs.iter().enumerate() {
-        let numel = v.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if numel != Some(v.data.len()) {
-            return Err(Error::shape(
-                op.name(),
-                format!(
-                    "input {i} has shape {} but {} elements",
-                    v.shape,
-                    v.data.len()
-                ),
-            ));
-        }
-    }
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if &expected != out {
-        return Err(Error::invalid(
-            op.name(),
-            format!("output type {out} does not match the inferred {expected}"),
-        ));
-    }
-    Ok(())
 }
 
 // ----- broadcasting index maps ---------------------------------------------------------------

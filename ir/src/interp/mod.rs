@@ -3,6 +3,7 @@
 //! Written for clarity over speed; backends are tested against it. One module per op family,
 //! matching [`crate::infer`].
 
+mod check;
 mod creation;
 mod elementwise;
 mod indexing;
@@ -18,8 +19,9 @@ use crate::infer::infer;
 use crate::op::Op;
 use crate::tensor::{Tensor, TensorType, TensorView};
 
-/// Evaluates one op on concrete inputs. Inputs are checked by [`infer`] first, so a family's
-/// evaluator may rely on valid shapes and dtypes and only computes values.
+/// Evaluates one op on concrete inputs. Inputs are checked by [`infer`] first (and the call
+/// by [`eval_typed`]), so a family's evaluator may rely on valid shapes, dtypes and data
+/// lengths and only computes values.
 ///
 /// ```
 /// use kiln_ir::{interp::eval, BinaryOp, Op, Tensor};
@@ -34,8 +36,10 @@ pub fn eval(op: &Op, inputs: &[TensorView<'_>]) -> Result<Tensor> {
     eval_typed(op, inputs, &out)
 }
 
-/// Evaluates one op whose output type `out` is already inferred (skips re-checking).
+/// Evaluates one op whose output type `out` is already inferred. The call is still checked
+/// (data lengths against shapes, `out` against inference), so a wrong `out` is an error.
 pub fn eval_typed(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
+    check::check_call(op, inputs, out)?;
     match op {
         Op::Unary { .. }
         | Op::Binary { .. }
