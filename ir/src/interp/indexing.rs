@@ -5,6 +5,7 @@
 //! and clipped to `[0, A-1]` (MXNet's `mode='clip'`); NaN reads as 0. The scatter-adds
 //! accumulate, so repeated indices sum their gradients.
 
+use super::strided::AxisSplit;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -18,7 +19,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Take { axis } => {
             let (data, indices) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
             let idx = clipped(indices.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(out.shape.numel());
@@ -38,7 +39,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Pick { axis, .. } => {
             let (data, index) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
             let idx = clipped(index.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(outer * inner);
@@ -70,7 +71,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Gather { axis } => {
             let (data, indices) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
             let count = indices.shape[a];
             let idx = clipped(indices.data, len);
             with_data!(data.data, T, s => {
@@ -89,7 +90,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::TakeGrad { axis, shape } => {
             let (indices, dy) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, shape.rank(), name)?;
-            let (outer, len, inner) = split(shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
             let idx = clipped(indices.data, len);
             with_data!(dy.data, T, g => {
                 let mut dx = vec![T::default(); shape.numel()];
@@ -108,7 +109,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::GatherGrad { axis, shape } => {
             let (indices, dy) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, shape.rank(), name)?;
-            let (outer, len, inner) = split(shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
             let count = indices.shape[a];
             let idx = clipped(indices.data, len);
             with_data!(dy.data, T, g => {
@@ -127,15 +128,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(name, "is not an indexing op")),
     };
     Tensor::new(out.shape.clone(), storage)
-}
-
-/// `(outer, A, inner)`: the products of the dims before `axis`, at it, and after it.
-fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        dims[..axis].iter().product(),
-        dims[axis],
-        dims[axis + 1..].iter().product(),
-    )
 }
 
 /// Indices truncated toward zero and clipped to `[0, len-1]` (NaN and `len == 0` give 0).

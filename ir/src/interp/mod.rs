@@ -13,6 +13,7 @@ mod nn;
 pub use nn::dropout_mask;
 mod reduce;
 mod shape_ops;
+mod strided;
 
 use crate::error::Result;
 use crate::infer::infer;

@@ -6,6 +6,7 @@
 //! the real ones. Reshape-like ops copy the data unchanged. Copies move contiguous runs at a
 //! time where the strides allow.
 
+use super::strided::broadcast_strides;
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::shape::{normalize_axis, Shape};
@@ -31,15 +32,9 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             strided(x.data, &out.shape, &s, 0)
         }
         Op::BroadcastTo { shape } => {
-            let off = shape.rank() - dims.len();
-            let s: Vec<isize> = (0..shape.rank())
-                .map(|i| {
-                    if i < off || dims[i - off] == 1 {
-                        0
-                    } else {
-                        strides[i - off]
-                    }
-                })
+            let s: Vec<isize> = broadcast_strides(&x.shape, shape, name)?
+                .iter()
+                .map(|&s| s as isize)
                 .collect();
             strided(x.data, shape, &s, 0)
         }

@@ -12,6 +12,7 @@
 mod conv;
 mod pool;
 
+use super::strided::AxisSplit;
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::random::op_rng;
@@ -71,35 +72,6 @@ fn hw(v: &[usize], lift: usize) -> (usize, usize) {
 /// Rounds f64 results to the output dtype.
 fn finish(values: Vec<f64>, out: &TensorType) -> Result<Tensor> {
     Tensor::new(out.shape.clone(), Storage::F64(values).cast(out.dtype))
-}
-
-/// A row-major shape seen as `[outer, len, inner]` around one axis: element `(o, i, j)` is at
-/// `(o * len + i) * inner + j`.
-struct AxisSplit {
-    outer: usize,
-    len: usize,
-    inner: usize,
-}
-
-impl AxisSplit {
-    fn new(dims: &[usize], axis: usize) -> Self {
-        AxisSplit {
-            outer: dims[..axis].iter().product(),
-            len: dims[axis],
-            inner: dims[axis + 1..].iter().product(),
-        }
-    }
-
-    /// The flat indices of the lane `(o, ·, j)` along the axis.
-    fn lane(&self, o: usize, j: usize) -> impl Iterator<Item = usize> + '_ {
-        let base = o * self.len * self.inner + j;
-        (0..self.len).map(move |i| base + i * self.inner)
-    }
-
-    /// Every lane's `(o, j)`.
-    fn lanes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.outer).flat_map(move |o| (0..self.inner).map(move |j| (o, j)))
-    }
 }
 
 /// Softmax (or its log) along each lane, with the lane's max subtracted first so `exp` never
