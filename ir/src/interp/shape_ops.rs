@@ -8,6 +8,7 @@
 
 use super::strided::broadcast_strides;
 use crate::error::{Error, Result};
+use crate::infer::{resolve_slice, resolve_slice_axis};
 use crate::op::Op;
 use crate::shape::{normalize_axis, Shape};
 use crate::tensor::{DataRef, Element, Storage, Tensor, TensorType, TensorView};
@@ -39,23 +40,22 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             strided(x.data, shape, &s, 0)
         }
         Op::Slice { begin, end, step } => {
-            let resolved = resolve_slice(&x.shape, begin, end, step);
+            let resolved = resolve_slice(name, &x.shape, begin, end, step)?;
             let mut base = 0isize;
             let mut s = Vec::with_capacity(dims.len());
             let mut counts = Vec::with_capacity(dims.len());
-            for ((&(b, st, count), &stride), &n) in resolved.iter().zip(&strides).zip(dims) {
+            for ((r, &stride), &n) in resolved.iter().zip(&strides).zip(dims) {
                 // A 0-count axis may have its begin outside the axis; nothing is read then.
-                if count > 0 && n > 0 {
-                    base += b as isize * stride;
+                if r.count > 0 && n > 0 {
+                    base += r.begin as isize * stride;
                 }
-                s.push(st as isize * stride);
-                counts.push(count);
+                s.push(r.step as isize * stride);
+                counts.push(r.count);
             }
             strided(x.data, &Shape::from(counts), &s, base)
         }
-        Op::SliceAxis { axis, begin, .. } => {
-            let a = normalize_axis(*axis, dims.len(), name)?;
-            let b = slice_axis_begin(dims[a], *begin);
+        Op::SliceAxis { axis, begin, end } => {
+            let (a, b, _) = resolve_slice_axis(name, &x.shape, *axis, *begin, *end)?;
             let base = if out.shape[a] > 0 {
                 b as isize * strides[a]
             } else {
@@ -136,59 +136,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(name, "is not a shape op")),
     };
     Tensor::new(out.shape.clone(), storage)
-}
-
-/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as
-/// `infer::shape_ops::resolve_slice` (which has already rejected bad lengths and zero steps);
-/// repeated here because that module is private to `infer`.
-fn resolve_slice(
-    shape: &Shape,
-    begin: &[Option<i64>],
-    end: &[Option<i64>],
-    step: &[Option<i64>],
-) -> Vec<(i64, i64, usize)> {
-    shape
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            if i >= begin.len() {
-                return (0, 1, n);
-            }
-            let s = step[i].unwrap_or(1);
-            let n = n as i128;
-            let wrap = |v: i64| {
-                let v = v as i128;
-                if v < 0 {
-                    v + n
-                } else {
-                    v
-                }
-            };
-            let (b, count) = if s > 0 {
-                let b = begin[i].map_or(0, wrap).clamp(0, n);
-                let e = end[i].map_or(n, wrap).clamp(0, n);
-                (
-                    b,
-                    ((e - b).max(0) as u128).div_ceil(s.unsigned_abs() as u128),
-                )
-            } else {
-                let b = begin[i].map_or(n - 1, wrap).clamp(-1, n - 1);
-                let e = end[i].map_or(-1, wrap).clamp(-1, n - 1);
-                (
-                    b,
-                    ((b - e).max(0) as u128).div_ceil(s.unsigned_abs() as u128),
-                )
-            };
-            (b as i64, s, count as usize)
-        })
-        .collect()
-}
-
-/// The clamped start of `slice_axis` on an axis of size `n`.
-fn slice_axis_begin(n: usize, begin: i64) -> usize {
-    let n = n as i128;
-    let b = begin as i128;
-    (if b < 0 { b + n } else { b }).clamp(0, n) as usize
 }
 
 fn isize_strides(shape: &Shape) -> SmallVec<[isize; 4]> {
