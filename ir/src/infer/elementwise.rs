@@ -7,11 +7,10 @@
 //!   `clip` on bool are dtype errors;
 //! - binary ops and `where`'s branches need one dtype on both sides (no implicit promotion).
 
-use super::expect_inputs;
+use super::common::{check_size, expect_inputs, require_float};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, UnaryOp};
-use crate::shape::Shape;
 use crate::tensor::TensorType;
 
 pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
@@ -108,11 +107,8 @@ fn check_unary_dtype(name: &str, f: UnaryOp, x: &TensorType) -> Result<()> {
             ),
         ));
     }
-    if f.needs_float() && !x.dtype.is_float() {
-        return Err(Error::dtype(
-            name,
-            format!("needs a floating-point input, got {} {}", x.dtype, x.shape),
-        ));
+    if f.needs_float() {
+        require_float(name, "input", x)?;
     }
     Ok(())
 }
@@ -136,20 +132,4 @@ fn check_binary_dtype(name: &str, f: BinaryOp, x: &TensorType) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Rejects shapes whose element count or byte size does not fit in memory addressing
-/// (`Shape::numel` would overflow, an allocation would abort).
-pub(crate) fn check_size(name: &str, shape: &Shape, dtype: DType) -> Result<()> {
-    let bytes = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .and_then(|n| n.checked_mul(dtype.size_of()));
-    match bytes {
-        Some(b) if b <= isize::MAX as usize => Ok(()),
-        _ => Err(Error::shape(
-            name,
-            format!("output {dtype} {shape} is too large to allocate"),
-        )),
-    }
 }

@@ -2,6 +2,7 @@
 //!
 //! One module per op family; each returns a clear error naming the op and the shapes.
 
+mod common;
 mod creation;
 mod elementwise;
 mod indexing;
@@ -12,7 +13,7 @@ mod shape_ops;
 
 pub use shape_ops::{resolve_slice, resolve_slice_axis, SliceDim};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::op::Op;
 use crate::tensor::TensorType;
 
@@ -79,15 +80,4 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         | Op::Multinomial { .. }
         | Op::Shuffle { .. } => creation::infer(op, inputs),
     }
-}
-
-/// Checks the number of inputs.
-pub(crate) fn expect_inputs(op: &Op, inputs: &[TensorType], n: usize) -> Result<()> {
-    if inputs.len() != n {
-        return Err(Error::invalid(
-            op.name(),
-            format!("expects {n} input(s), got {}", inputs.len()),
-        ));
-    }
-    Ok(())
 }

@@ -7,8 +7,8 @@
 //! Spatial attributes (`kernel`, `stride`, `pad`, `dilation`, `output_padding`) have exactly
 //! one entry per spatial dim (global pooling ignores its kernel, stride and pad).
 
+use super::common::{expect_inputs, same_float};
 use crate::error::{Error, Result};
-use crate::infer::expect_inputs;
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -105,29 +105,6 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         }
         _ => Err(Error::invalid(op.name(), "not a neural-network op")),
     }
-}
-
-/// Checks that every named input is f32 or f64 and that they all share the first one's dtype.
-fn same_float(op: &Op, inputs: &[(&str, &TensorType)]) -> Result<()> {
-    let (first, t0) = inputs[0];
-    if !t0.dtype.is_float() {
-        return Err(Error::dtype(
-            op.name(),
-            format!("needs f32 or f64 data, got {} {first}", t0.dtype),
-        ));
-    }
-    for (name, t) in &inputs[1..] {
-        if t.dtype != t0.dtype {
-            return Err(Error::dtype(
-                op.name(),
-                format!(
-                    "inputs must share one dtype, got {} {first} and {} {name}",
-                    t0.dtype, t.dtype
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn softmax_cross_entropy(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {

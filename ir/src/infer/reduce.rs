@@ -5,7 +5,7 @@
 //! `argmin` reject bool and need every index of the reduced extent to be exact in the dtype
 //! (at most 256 positions for u8, 2^24 for f32).
 
-use super::expect_inputs;
+use super::common::{expect_inputs, require_float};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::{Op, ReduceOp};
@@ -95,10 +95,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
 
 fn check_reduce_dtype(name: &str, f: ReduceOp, x: &TensorType) -> Result<()> {
     match f {
-        ReduceOp::Norm if !x.dtype.is_float() => Err(Error::dtype(
-            name,
-            format!("needs a floating-point input, got {} {}", x.dtype, x.shape),
-        )),
+        ReduceOp::Norm => require_float(name, "input", x),
         ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Prod if x.dtype == DType::Bool => {
             Err(Error::dtype(
                 name,
