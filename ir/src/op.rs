@@ -499,6 +499,18 @@ pub enum Op {
     Shuffle { seed: u64 },
 }
 
+/// The op families: one module each in [`crate::infer`] and [`crate::interp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    Elementwise,
+    Reduce,
+    Linalg,
+    ShapeOps,
+    Indexing,
+    Nn,
+    Creation,
+}
+
 impl Op {
     /// The op's name as used in text forms and error messages (`add`, `sum`, `convolution`).
     pub fn name(&self) -> &'static str {
@@ -574,18 +586,64 @@ impl Op {
         }
     }
 
+    /// The family whose `infer` and `interp` modules implement the op.
+    pub(crate) fn family(&self) -> Family {
+        match self {
+            Op::Unary { .. }
+            | Op::Binary { .. }
+            | Op::Scalar { .. }
+            | Op::Where
+            | Op::Clip { .. }
+            | Op::Cast { .. } => Family::Elementwise,
+            Op::Reduce { .. } | Op::ArgReduce { .. } => Family::Reduce,
+            Op::Dot { .. } | Op::BatchDot { .. } | Op::FullyConnected { .. } => Family::Linalg,
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::ExpandDims { .. }
+            | Op::Squeeze { .. }
+            | Op::Flatten
+            | Op::BroadcastTo { .. }
+            | Op::Slice { .. }
+            | Op::SliceAxis { .. }
+            | Op::Concat { .. }
+            | Op::Stack { .. }
+            | Op::Tile { .. }
+            | Op::Repeat { .. }
+            | Op::Flip { .. }
+            | Op::SliceGrad { .. } => Family::ShapeOps,
+            Op::Take { .. }
+            | Op::Pick { .. }
+            | Op::OneHot { .. }
+            | Op::Gather { .. }
+            | Op::TakeGrad { .. }
+            | Op::GatherGrad { .. } => Family::Indexing,
+            Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::SoftmaxCrossEntropy
+            | Op::Convolution { .. }
+            | Op::Deconvolution { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::Pooling { .. }
+            | Op::PoolingGrad { .. }
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Dropout { .. } => Family::Nn,
+            Op::Full { .. }
+            | Op::Arange { .. }
+            | Op::Linspace { .. }
+            | Op::RandomUniform { .. }
+            | Op::RandomNormal { .. }
+            | Op::RandomBernoulli { .. }
+            | Op::RandomRandint { .. }
+            | Op::Multinomial { .. }
+            | Op::Shuffle { .. } => Family::Creation,
+        }
+    }
+
     /// True for elementwise ops (one output element from the same-position input elements,
     /// after broadcasting): the ops a fusion pass may chain.
     pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            Op::Unary { .. }
-                | Op::Binary { .. }
-                | Op::Scalar { .. }
-                | Op::Where
-                | Op::Clip { .. }
-                | Op::Cast { .. }
-        )
+        self.family() == Family::Elementwise
     }
 
     /// True for ops whose result depends on a random seed (CSE must not merge two of them).

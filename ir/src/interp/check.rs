@@ -6,7 +6,7 @@
 //! call is an error here, never an out-of-bounds index.
 
 use crate::error::{Error, Result};
-use crate::op::Op;
+use crate::op::{Family, Op};
 use crate::tensor::{TensorType, TensorView};
 
 pub(super) fn check_call(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
@@ -44,23 +44,7 @@ pub(super) fn check_call(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -
 /// The ops whose data-length error reads "but N elements" (see [`check_call`]).
 fn elementwise_wording(op: &Op) -> bool {
     matches!(
-        op,
-        Op::Unary { .. }
-            | Op::Binary { .. }
-            | Op::Scalar { .. }
-            | Op::Where
-            | Op::Clip { .. }
-            | Op::Cast { .. }
-            | Op::Reduce { .. }
-            | Op::ArgReduce { .. }
-            | Op::Full { .. }
-            | Op::Arange { .. }
-            | Op::Linspace { .. }
-            | Op::RandomUniform { .. }
-            | Op::RandomNormal { .. }
-            | Op::RandomBernoulli { .. }
-            | Op::RandomRandint { .. }
-            | Op::Multinomial { .. }
-            | Op::Shuffle { .. }
+        op.family(),
+        Family::Elementwise | Family::Reduce | Family::Creation
     )
 }
