@@ -21,28 +21,20 @@ use rand::RngCore;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
     let values = match op {
-        Op::Softmax { axis } => {
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let x = &inputs[0];
             let ax = x.shape.axis(*axis, op.name())?;
+            let log = matches!(op, Op::LogSoftmax { .. });
             softmax(
                 &x.data.to_f64_vec(),
                 &AxisSplit::new(x.shape.dims(), ax),
-                false,
-            )
-        }
-        Op::LogSoftmax { axis } => {
-            let x = &inputs[0];
-            let ax = x.shape.axis(*axis, op.name())?;
-            softmax(
-                &x.data.to_f64_vec(),
-                &AxisSplit::new(x.shape.dims(), ax),
-                true,
+                log,
             )
         }
         Op::SoftmaxCrossEntropy => softmax_cross_entropy(&inputs[0], &inputs[1]),
-        Op::Convolution { .. } => conv::convolution(op, inputs, out)?,
-        Op::Deconvolution { .. } => conv::deconvolution(op, inputs, out)?,
-        Op::ConvGradWeight { .. } => conv::conv_grad_weight(op, inputs, out)?,
+        Op::Convolution { .. } | Op::Deconvolution { .. } | Op::ConvGradWeight { .. } => {
+            conv::eval(op, inputs, out)?
+        }
         Op::Pooling { .. } => pool::pooling(op, &inputs[0], out)?,
         Op::PoolingGrad { .. } => pool::pooling_grad(op, &inputs[0], &inputs[1], out)?,
         Op::BatchNorm {
