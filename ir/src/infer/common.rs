@@ -58,6 +58,22 @@ pub(crate) fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
     }
 }
 
+/// Normalizes `axes`, rejecting repeats (as numpy does).
+pub(crate) fn distinct_axes(name: &str, shape: &Shape, axes: &[isize]) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &axis in axes {
+        let a = axis_of(name, axis, shape)?;
+        if out.contains(&a) {
+            return Err(Error::invalid(
+                name,
+                format!("axis {axis} is repeated in {axes:?} (input {shape})"),
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
 /// Errors unless `t` is f32 or f64; `what` names the operand ("input", "probabilities").
 pub(crate) fn require_float(name: &str, what: &str, t: &TensorType) -> Result<()> {
     if !t.dtype.is_float() {

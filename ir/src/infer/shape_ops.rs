@@ -11,7 +11,7 @@
 //!   an error (MXNet), `begin == end` an empty result;
 //! - `repeat` of a scalar with an axis is an error (numpy allows `axis=None` only).
 
-use super::common::{axis_of, check_size, expect_inputs};
+use super::common::{axis_of, check_size, distinct_axes, expect_inputs};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -515,22 +515,6 @@ fn insert_axis(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
             ),
         ))
     }
-}
-
-/// Normalizes `axes`, rejecting repeats (as numpy does).
-fn distinct_axes(name: &str, shape: &Shape, axes: &[isize]) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(axes.len());
-    for &axis in axes {
-        let a = axis_of(name, axis, shape)?;
-        if out.contains(&a) {
-            return Err(Error::invalid(
-                name,
-                format!("axis {axis} is repeated in {axes:?} (input {shape})"),
-            ));
-        }
-        out.push(a);
-    }
-    Ok(out)
 }
 
 /// `v[i]` of `v` padded with 1s in front to length `rank`.
