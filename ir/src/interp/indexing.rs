@@ -20,7 +20,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let (data, indices) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
             let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(out.shape.numel());
                 for o in 0..outer {
@@ -40,7 +40,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let (data, index) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
             let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
-            let idx = clipped(index.data, len);
+            let idx = clipped_indices(index.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(outer * inner);
                 for o in 0..outer {
@@ -73,7 +73,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
             let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
             let count = indices.shape[a];
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(idx.len());
                 for o in 0..outer {
@@ -91,7 +91,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let (indices, dy) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, shape.rank(), name)?;
             let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(dy.data, T, g => {
                 let mut dx = vec![T::default(); shape.numel()];
                 for o in 0..outer {
@@ -111,7 +111,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let a = normalize_axis(*axis, shape.rank(), name)?;
             let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
             let count = indices.shape[a];
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(dy.data, T, g => {
                 let mut dx = vec![T::default(); shape.numel()];
                 for o in 0..outer {
@@ -131,7 +131,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
 }
 
 /// Indices truncated toward zero and clipped to `[0, len-1]` (NaN and `len == 0` give 0).
-fn clipped(indices: DataRef<'_>, len: usize) -> Vec<usize> {
+pub(super) fn clipped_indices(indices: DataRef<'_>, len: usize) -> Vec<usize> {
     let max = len.saturating_sub(1);
     with_data!(indices, T, s => s
         .iter()

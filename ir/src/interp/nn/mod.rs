@@ -12,6 +12,7 @@
 mod conv;
 mod pool;
 
+use super::indexing::clipped_indices;
 use super::strided::AxisSplit;
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -87,16 +88,15 @@ fn softmax(x: &[f64], split: &AxisSplit, log: bool) -> Vec<f64> {
     y
 }
 
-/// `-log_softmax(logits)[i, label_i]` per row; labels are truncated toward zero and clipped to
-/// `[0, C-1]` (NaN labels count as 0, as Rust's float-to-int conversion gives).
+/// `-log_softmax(logits)[i, label_i]` per row; labels are read as indices are (truncated
+/// toward zero, clipped to `[0, C-1]`, NaN as 0).
 fn softmax_cross_entropy(logits: &TensorView<'_>, labels: &TensorView<'_>) -> Vec<f64> {
     let (n, c) = (logits.shape[0], logits.shape[1]);
     let log_p = softmax(&logits.data.to_f64_vec(), &AxisSplit::new(&[n, c], 1), true);
-    (0..n)
-        .map(|i| {
-            let label = (labels.data.get_f64(i) as i64).clamp(0, c as i64 - 1) as usize;
-            -log_p[i * c + label]
-        })
+    clipped_indices(labels.data, c)
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| -log_p[i * c + label])
         .collect()
 }
 
