@@ -25,15 +25,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Binary { f } => {
             expect_inputs(op, inputs, 2)?;
             let (a, b) = (&inputs[0], &inputs[1]);
-            if a.dtype != b.dtype {
-                return Err(Error::dtype(
-                    name,
-                    format!(
-                        "inputs must have one dtype, got {} {} and {} {}",
-                        a.dtype, a.shape, b.dtype, b.shape
-                    ),
-                ));
-            }
+            one_dtype(name, "inputs", a, b)?;
             check_binary_dtype(name, *f, a)?;
             let shape = a.shape.broadcast(&b.shape, name)?;
             check_size(name, &shape, a.dtype)?;
@@ -47,15 +39,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Where => {
             expect_inputs(op, inputs, 3)?;
             let (c, x, y) = (&inputs[0], &inputs[1], &inputs[2]);
-            if x.dtype != y.dtype {
-                return Err(Error::dtype(
-                    name,
-                    format!(
-                        "x and y must have one dtype, got {} {} and {} {}",
-                        x.dtype, x.shape, y.dtype, y.shape
-                    ),
-                ));
-            }
+            one_dtype(name, "x and y", x, y)?;
             let shape = c
                 .shape
                 .broadcast(&x.shape, name)
@@ -128,6 +112,20 @@ fn check_binary_dtype(name: &str, f: BinaryOp, x: &TensorType) -> Result<()> {
             format!(
                 "is not defined on bool input {} {} (only eq, ne, maximum and minimum are)",
                 x.dtype, x.shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless `a` and `b` (named together by `what`) share a dtype: no implicit promotion.
+fn one_dtype(name: &str, what: &str, a: &TensorType, b: &TensorType) -> Result<()> {
+    if a.dtype != b.dtype {
+        return Err(Error::dtype(
+            name,
+            format!(
+                "{what} must have one dtype, got {} {} and {} {}",
+                a.dtype, a.shape, b.dtype, b.shape
             ),
         ));
     }
