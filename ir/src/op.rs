@@ -15,15 +15,18 @@
 //!   `-(5u8) == 251`); integer division truncates toward zero and `x / 0 == 0`;
 //! - NaN propagates through `maximum`, `minimum`, `relu`, `softrelu`, `sign`, `clip`, `max`,
 //!   `min`; comparisons with NaN are false except `ne`; `argmax`/`argmin` return the first NaN;
-//! - bool tensors take only `logical_not`, `eq`, `ne`, `maximum`/`minimum` (or/and), `where`,
-//!   `max`/`min` (any/all), the shape ops and `cast`; arithmetic on bool is a dtype error;
+//! - bool: of the elementwise ops and reductions, bool tensors take only `logical_not`, `eq`,
+//!   `ne`, `maximum`/`minimum` (or/and), `where`, `cast` and `max`/`min` (any/all); other
+//!   arithmetic on bool is a dtype error. Data-movement ops (shape ops, gathers) take any dtype;
 //! - float attributes converted to an integer dtype (scalars, `full` values, clip bounds)
 //!   truncate toward zero and saturate at the dtype's range;
 //! - indices (`take`, `pick`, `gather`, the gradient helpers, cross-entropy labels) may be any
 //!   numeric dtype: floats truncate toward zero (NaN reads as 0), then every index is clipped
-//!   to `[0, A-1]` (MXNet's `mode='clip'`); bool indices are rejected;
+//!   to `[0, A-1]` (MXNet's `mode='clip'`); bool indices are rejected (bool labels read as
+//!   0/1);
 //! - random ops are pure functions of their `seed` attribute (one generator,
-//!   [`crate::random::op_rng`], drawn in row-major order of the output); the eager frontend
+//!   [`crate::random::op_rng`], drawn in row-major order of the output; `shuffle` draws one
+//!   permutation); the eager frontend
 //!   draws a fresh seed from the global generator (`kiln::random::seed`) for every call.
 
 use crate::dtype::DType;
