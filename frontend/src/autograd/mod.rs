@@ -29,12 +29,13 @@
 //! Rules worth knowing:
 //! - `attach_grad` makes an array a leaf: it allocates a fresh zero buffer and cuts any
 //!   history the array had (MXNet does the same).
-//! - Views (`reshape`, leading-axis slices sharing storage) are arrays of their own: a view
-//!   made outside `apply` and not taped has no history, so gradient does not flow from it to
-//!   the array it views; attaching a gradient to a view gives that view its own buffer.
-//!   View functions that want gradients to flow tape themselves with the op they stand for
-//!   (`record_op(&Op::Reshape {..}, &[&base], &view)`), which makes them exactly as
-//!   differentiable as the copying op.
+//! - Views: `apply` returns views for reshapes and contiguous slices and tapes them with the
+//!   op they stand for, so gradients flow through a view to the array it views exactly as
+//!   through a copy. A view made by hand outside `apply` (and not passed to `record_op`) is
+//!   an array without history: gradients stop there. Attaching a gradient to a view makes
+//!   that view a leaf with its own buffer.
+//! - A head may be a leaf with an attached gradient (an op can return its input unchanged,
+//!   as dropout does in predict mode): it receives the head gradient itself.
 //! - The saved inputs share storage with the user's arrays: modifying an array in place after
 //!   it was used under `record` and before `backward` changes the gradients (as in MXNet).
 //!   After `backward` (which frees the graph) in-place updates such as an SGD step are safe.
