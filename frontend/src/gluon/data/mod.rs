@@ -1,0 +1,1 @@
+//! gluon.data (being written).

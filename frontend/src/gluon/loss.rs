@@ -1,0 +1,1 @@
+//! gluon `loss` (being written).

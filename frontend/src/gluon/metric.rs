@@ -1,0 +1,1 @@
+//! gluon `metric` (being written).

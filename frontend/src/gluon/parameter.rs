@@ -1,0 +1,406 @@
+//! `Parameter` and `ParameterDict`: named, shared, lazily shaped model state.
+
+use super::init::Initializer;
+use crate::autograd::GradReq;
+use crate::context::Context;
+use crate::ndarray::NDArray;
+use kiln_ir::{DType, Error, Result, Shape};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A named model parameter: a handle, so cloning shares it (weight tying is two layers holding
+/// one `Parameter`).
+///
+/// Its shape may have unknown dimensions (0) until the first forward pass tells the layer its
+/// input size (gluon's deferred initialization): `initialize` then only records the
+/// initializer, and the layer calls [`Parameter::finish_deferred_init`] with the full shape.
+///
+/// ```
+/// use kiln_frontend::gluon::{init::Initializer, Parameter};
+/// use kiln_frontend::{Context, Shape};
+/// let w = Parameter::new("dense0_weight", [4, 0]);
+/// assert!(w.data().is_err()); // not initialized yet
+/// ```
+#[derive(Clone, Debug)]
+pub struct Parameter {
+    state: Arc<Mutex<ParamState>>,
+}
+
+#[derive(Debug)]
+struct ParamState {
+    name: String,
+    shape: Shape,
+    dtype: DType,
+    grad_req: GradReq,
+    /// This parameter's own initializer, overriding the one given to `initialize`.
+    init: Option<Arc<dyn Initializer>>,
+    /// `initialize` was called before the shape was known.
+    deferred: Option<(Arc<dyn Initializer>, Context)>,
+    data: Option<NDArray>,
+    lr_mult: f64,
+    wd_mult: f64,
+}
+
+impl Parameter {
+    /// A parameter of `shape` (0 for dimensions learnt on the first forward), f32, grad_req write.
+    pub fn new(name: impl Into<String>, shape: impl Into<Shape>) -> Self {
+        Parameter {
+            state: Arc::new(Mutex::new(ParamState {
+                name: name.into(),
+                shape: shape.into(),
+                dtype: DType::F32,
+                grad_req: GradReq::Write,
+                init: None,
+                deferred: None,
+                data: None,
+                lr_mult: 1.0,
+                wd_mult: 1.0,
+            })),
+        }
+    }
+
+    /// This parameter with its own initializer (as gluon's `Parameter(init=...)`).
+    pub fn with_init(self, init: Arc<dyn Initializer>) -> Self {
+        self.lock().init = Some(init);
+        self
+    }
+
+    /// This parameter with another dtype.
+    pub fn with_dtype(self, dtype: DType) -> Self {
+        self.lock().dtype = dtype;
+        self
+    }
+
+    /// This parameter with another grad_req (`GradReq::Null` for state such as running means).
+    pub fn with_grad_req(self, req: GradReq) -> Self {
+        self.lock().grad_req = req;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ParamState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The full name (`dense0_weight`).
+    pub fn name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    /// The shape; unknown dimensions are 0 until deferred initialization completes.
+    pub fn shape(&self) -> Shape {
+        self.lock().shape.clone()
+    }
+
+    /// The dtype.
+    pub fn dtype(&self) -> DType {
+        self.lock().dtype
+    }
+
+    /// How backward writes this parameter's gradient.
+    pub fn grad_req(&self) -> GradReq {
+        self.lock().grad_req
+    }
+
+    /// Changes the grad_req (re-attaching the gradient buffer when initialized).
+    pub fn set_grad_req(&self, req: GradReq) -> Result<()> {
+        let mut s = self.lock();
+        s.grad_req = req;
+        if let Some(d) = &s.data {
+            d.attach_grad_with(req);
+        }
+        Ok(())
+    }
+
+    /// Learning-rate multiplier (`Trainer` scales this parameter's rate by it).
+    pub fn lr_mult(&self) -> f64 {
+        self.lock().lr_mult
+    }
+
+    /// Sets the learning-rate multiplier.
+    pub fn set_lr_mult(&self, m: f64) {
+        self.lock().lr_mult = m;
+    }
+
+    /// Weight-decay multiplier.
+    pub fn wd_mult(&self) -> f64 {
+        self.lock().wd_mult
+    }
+
+    /// Sets the weight-decay multiplier.
+    pub fn set_wd_mult(&self, m: f64) {
+        self.lock().wd_mult = m;
+    }
+
+    /// True once the parameter holds data.
+    pub fn is_initialized(&self) -> bool {
+        self.lock().data.is_some()
+    }
+
+    /// Initializes the value with this parameter's own initializer if it has one, else `init`.
+    /// With unknown dimensions the initialization is deferred to the first forward pass.
+    /// An initialized parameter is left alone unless `force_reinit`.
+    pub fn initialize(
+        &self,
+        init: Arc<dyn Initializer>,
+        ctx: Context,
+        force_reinit: bool,
+    ) -> Result<()> {
+        let mut s = self.lock();
+        if s.data.is_some() && !force_reinit {
+            return Ok(());
+        }
+        let init = s.init.clone().unwrap_or(init);
+        if s.shape.iter().any(|&d| d == 0) {
+            s.deferred = Some((init, ctx));
+            s.data = None;
+            return Ok(());
+        }
+        let (name, shape, dtype, req) = (s.name.clone(), s.shape.clone(), s.dtype, s.grad_req);
+        let data = init.init_param(&name, &shape, dtype, ctx)?;
+        check_init_shape(&name, &shape, dtype, &data)?;
+        data.attach_grad_with(req);
+        s.data = Some(data);
+        s.deferred = None;
+        Ok(())
+    }
+
+    /// Completes a deferred initialization once the layer knows the full `shape` (its known
+    /// dimensions must agree with the declared ones). Does nothing if already initialized
+    /// with that shape.
+    pub fn finish_deferred_init(&self, shape: impl Into<Shape>) -> Result<()> {
+        let shape = shape.into();
+        let mut s = self.lock();
+        let declared = s.shape.clone();
+        let compatible = declared.rank() == shape.rank()
+            && declared
+                .iter()
+                .zip(shape.iter())
+                .all(|(&d, &n)| d == 0 || d == n);
+        if !compatible || shape.iter().any(|&d| d == 0) {
+            return Err(Error::shape(
+                "parameter",
+                format!(
+                    "{}: declared shape {declared} cannot take inferred shape {shape}",
+                    s.name
+                ),
+            ));
+        }
+        if let Some(d) = &s.data {
+            if d.shape() == &shape {
+                return Ok(());
+            }
+        }
+        let Some((init, ctx)) = s.deferred.clone() else {
+            return Err(Error::invalid(
+                "parameter",
+                format!(
+                    "{} is not initialized: call initialize() on the block (or its \
+                     collect_params()) before the first forward pass",
+                    s.name
+                ),
+            ));
+        };
+        s.shape = shape.clone();
+        let (name, dtype, req) = (s.name.clone(), s.dtype, s.grad_req);
+        let data = init.init_param(&name, &shape, dtype, ctx)?;
+        check_init_shape(&name, &shape, dtype, &data)?;
+        data.attach_grad_with(req);
+        s.data = Some(data);
+        s.deferred = None;
+        Ok(())
+    }
+
+    /// The value. Errors if the parameter is not initialized (or its initialization is still
+    /// waiting for the first forward pass).
+    pub fn data(&self) -> Result<NDArray> {
+        let s = self.lock();
+        match &s.data {
+            Some(d) => Ok(d.clone()),
+            None if s.deferred.is_some() => Err(Error::invalid(
+                "parameter",
+                format!(
+                    "{} has deferred initialization: its shape {} is known only after the \
+                     first forward pass",
+                    s.name, s.shape
+                ),
+            )),
+            None => Err(Error::invalid(
+                "parameter",
+                format!("{} is not initialized: call initialize() first", s.name),
+            )),
+        }
+    }
+
+    /// The gradient buffer (shares storage: in-place updates are visible to backward).
+    pub fn grad(&self) -> Result<NDArray> {
+        let d = self.data()?;
+        if self.grad_req() == GradReq::Null {
+            return Err(Error::Autograd(format!(
+                "{} has grad_req null: it has no gradient",
+                self.name()
+            )));
+        }
+        d.grad()
+    }
+
+    /// Replaces the value (copied in place when shapes agree, so views stay valid; the first
+    /// call on an uninitialized parameter adopts a copy of `value`).
+    pub fn set_data(&self, value: &NDArray) -> Result<()> {
+        let mut s = self.lock();
+        let declared = s.shape.clone();
+        let fits = declared.rank() == value.shape().rank()
+            && declared
+                .iter()
+                .zip(value.shape().iter())
+                .all(|(&d, &n)| d == 0 || d == n);
+        if !fits {
+            return Err(Error::shape(
+                "set_data",
+                format!(
+                    "{}: shape {} does not fit the parameter's shape {declared}",
+                    s.name,
+                    value.shape()
+                ),
+            ));
+        }
+        if value.dtype() != s.dtype {
+            return Err(Error::dtype(
+                "set_data",
+                format!("{}: dtype {} but the parameter is {}", s.name, value.dtype(), s.dtype),
+            ));
+        }
+        match &s.data {
+            Some(d) if d.shape() == value.shape() => d.assign(value),
+            _ => {
+                let data = value.copy()?;
+                data.attach_grad_with(s.grad_req);
+                s.shape = value.shape().clone();
+                s.data = Some(data);
+                s.deferred = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets the gradient buffer to zeros.
+    pub fn zero_grad(&self) -> Result<()> {
+        if self.grad_req() == GradReq::Null || !self.is_initialized() {
+            return Ok(());
+        }
+        self.grad()?.fill(0.0);
+        Ok(())
+    }
+}
+
+fn check_init_shape(name: &str, shape: &Shape, dtype: DType, data: &NDArray) -> Result<()> {
+    if data.shape() != shape || data.dtype() != dtype {
+        return Err(Error::shape(
+            "initialize",
+            format!(
+                "{name}: initializer returned {} {}, expected {dtype} {shape}",
+                data.dtype(),
+                data.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An ordered collection of parameters by full name (what `collect_params()` returns).
+#[derive(Clone, Debug, Default)]
+pub struct ParameterDict {
+    params: Vec<Parameter>,
+}
+
+impl ParameterDict {
+    /// An empty dict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter; a parameter already present (the same handle, as with weight tying)
+    /// is kept once. Two different parameters with one name are an error.
+    pub fn insert(&mut self, p: Parameter) -> Result<()> {
+        let name = p.name();
+        if let Some(existing) = self.params.iter().find(|q| q.name() == name) {
+            if Arc::ptr_eq(&existing.state, &p.state) {
+                return Ok(());
+            }
+            return Err(Error::invalid(
+                "collect_params",
+                format!("two different parameters are named {name}"),
+            ));
+        }
+        self.params.push(p);
+        Ok(())
+    }
+
+    /// Adds every parameter of `other`.
+    pub fn extend(&mut self, other: ParameterDict) -> Result<()> {
+        for p in other.params {
+            self.insert(p)?;
+        }
+        Ok(())
+    }
+
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Parameter> {
+        self.params.iter().find(|p| p.name() == name)
+    }
+
+    /// The parameters in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = &Parameter> {
+        self.params.iter()
+    }
+
+    /// The names in insertion order.
+    pub fn names(&self) -> Vec<String> {
+        self.params.iter().map(|p| p.name()).collect()
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Initializes every parameter (see [`Parameter::initialize`]).
+    pub fn initialize(
+        &self,
+        init: Arc<dyn Initializer>,
+        ctx: Context,
+        force_reinit: bool,
+    ) -> Result<()> {
+        for p in &self.params {
+            p.initialize(init.clone(), ctx, force_reinit)?;
+        }
+        Ok(())
+    }
+
+    /// Zeros every gradient buffer.
+    pub fn zero_grad(&self) -> Result<()> {
+        for p in &self.params {
+            p.zero_grad()?;
+        }
+        Ok(())
+    }
+
+    /// Sets grad_req on every parameter.
+    pub fn set_grad_req(&self, req: GradReq) -> Result<()> {
+        for p in &self.params {
+            p.set_grad_req(req)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> IntoIterator for &'a ParameterDict {
+    type Item = &'a Parameter;
+    type IntoIter = std::slice::Iter<'a, Parameter>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.params.iter()
+    }
+}

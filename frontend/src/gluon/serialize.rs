@@ -1,0 +1,1 @@
+//! gluon `serialize` (being written).

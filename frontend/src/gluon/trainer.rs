@@ -1,0 +1,1 @@
+//! gluon `trainer` (being written).
