@@ -432,3 +432,25 @@ fn mark_variables_uses_the_callers_buffer() -> Result<()> {
     assert!(msg.contains("[3]") && msg.contains("[2]"), "{msg}");
     Ok(())
 }
+
+#[test]
+fn nested_record_continues_and_backward_inside_record_is_not_taped() -> Result<()> {
+    let x = arr(&[1.0, 2.0], &[2]);
+    x.attach_grad();
+    autograd::record(|| -> Result<()> {
+        let a = scal(BinaryOp::Mul, &x, 2.0)?;
+        // y = (2x) * x, the second op under an inner record: d/dx = 4x.
+        let y = autograd::record(|| bin(BinaryOp::Mul, &a, &x))?;
+        y.backward()?;
+        assert!(
+            autograd::is_recording(),
+            "backward leaves the flags as they were"
+        );
+        Ok(())
+    })?;
+    assert_eq!(grad_of(&x), vec![4.0, 8.0]);
+    // The gradient buffer itself carries no history: no second-order tape.
+    let msg = autograd_msg(x.grad()?.backward().unwrap_err());
+    assert!(msg.contains("no recorded history"), "{msg}");
+    Ok(())
+}

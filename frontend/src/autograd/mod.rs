@@ -121,6 +121,31 @@ pub fn mark_variables(
     Ok(())
 }
 
+/// Errors when writing into `target` in place now could silently corrupt gradients: while
+/// recording, an array with recorded history or an attached gradient may be an input saved
+/// for backward (MXNet refuses the same writes). In-place ops (`+=`, `assign`, indexed
+/// `set`) call it before writing; outside `record` every write is allowed.
+///
+/// Best effort: a view made outside `record` of a tracked array is not itself tracked, so
+/// writes through it are not caught.
+pub fn check_inplace(op: &str, target: &NDArray) -> Result<()> {
+    if !is_recording() {
+        return Ok(());
+    }
+    let tracked = {
+        let m = meta(target);
+        m.entry.is_some() || m.grad.is_some()
+    };
+    if tracked {
+        return Err(Error::Autograd(format!(
+            "{op}: cannot write in place into an array (shape {}, {}) that is part of a              recorded computation while recording; compute a new array instead, or do the              update after backward, outside autograd::record",
+            target.shape(),
+            target.dtype()
+        )));
+    }
+    Ok(())
+}
+
 fn set_leaf(a: &NDArray, buffer: NDArray, req: GradReq) {
     let mut m = meta(a);
     m.grad = Some(GradSlot { buffer, req });

@@ -105,3 +105,22 @@ fn untaped_views_carry_no_gradient_and_taped_ones_do() -> Result<()> {
     assert_eq!(vals(&x.grad()?), vec![2.0, 4.0, 6.0, 8.0]);
     Ok(())
 }
+
+#[test]
+fn in_place_writes_into_tracked_arrays_are_refused_while_recording() -> Result<()> {
+    let x = arr(&[1.0, 2.0], &[2]);
+    let c = arr(&[1.0, 2.0], &[2]);
+    x.attach_grad();
+    assert!(check_inplace("add_assign", &x).is_ok(), "outside record");
+    record(|| -> Result<()> {
+        let err = check_inplace("add_assign", &x).unwrap_err();
+        assert!(
+            err.to_string().contains("add_assign") && err.to_string().contains("[2]"),
+            "{err}"
+        );
+        let y = mul(&x, &c)?;
+        assert!(check_inplace("assign", &y).is_err(), "y has history");
+        assert!(check_inplace("assign", &c).is_ok(), "c is a constant");
+        Ok(())
+    })
+}
