@@ -250,7 +250,7 @@ fn in_place_writes_are_seen_through_views() -> Result<()> {
     assert_eq!(f32s(&flat)[4..8], [104.0, 105.0, 106.0, 107.0]);
     assert_eq!(f32s(&rows)[..4], [104.0, 105.0, 106.0, 107.0]);
     // Writes through the parent show in the views, too.
-    a.fill(1.0);
+    a.fill(1.0).unwrap();
     assert_eq!(f32s(&row), vec![1.0; 4]);
     // The book's parameter update: param[:] = param - lr * grad.
     let param = NDArray::from_slice(&[1.0f32, 2.0]);
@@ -264,7 +264,7 @@ fn in_place_writes_are_seen_through_views() -> Result<()> {
     // copy() is independent; copyto writes into another array.
     let c = a.copy()?;
     assert!(!c.shares_storage_with(&a));
-    a.fill(0.0);
+    a.fill(0.0).unwrap();
     assert_eq!(f32s(&c), vec![1.0; 12]);
     let dst = nd::zeros([3, 4])?;
     c.copyto(&dst)?;

@@ -291,8 +291,7 @@ impl Parameter {
         if self.grad_req() == GradReq::Null || !self.is_initialized() {
             return Ok(());
         }
-        self.grad()?.fill(0.0);
-        Ok(())
+        self.grad()?.fill(0.0)
     }
 }
 
