@@ -161,7 +161,7 @@ fn binarized(split: MnistSplit, limit: usize) -> Fallible<(NDArray, NDArray)> {
 /// log-likelihoods of the test images as two matrix products.
 fn naive_bayes(opts: &Options, out: &mut dyn Write) -> Fallible<NaiveBayes> {
     writeln!(out, "\n## Naive Bayes classification")?;
-    let dir = opts.data.join("mnist");
+    let dir = opts.mnist_dir();
     let (train_limit, test_limit) = if opts.quick {
         (10_000, 1_000)
     } else {

@@ -102,7 +102,7 @@ fn probability_quick_run() {
     );
 
     // The priors are (count + 1) / (n + 10) over the training labels used.
-    let train = kiln::frontend::data::mnist::load_mnist(opts.data.join("mnist"), true).unwrap();
+    let train = kiln::frontend::data::mnist::load_mnist(opts.mnist_dir(), true).unwrap();
     let labels = &train.labels.as_slice::<u8>().unwrap()[..s.mnist_sizes.0];
     let mut counts = [1.0f32; 10];
     for &l in labels {
@@ -173,4 +173,16 @@ fn examples_reject_unknown_arguments() {
         .unwrap_err()
         .contains("unknown argument `--fast`"));
     assert!(Options::parse(["--data".to_string()]).is_err());
+    // --data may name the data folder or the MNIST folder inside it.
+    let data = Options::default().data;
+    let via_parent = Options {
+        quick: true,
+        data: data.clone(),
+    };
+    let direct = Options {
+        quick: true,
+        data: data.join("mnist"),
+    };
+    assert_eq!(via_parent.mnist_dir(), data.join("mnist"));
+    assert_eq!(direct.mnist_dir(), data.join("mnist"));
 }

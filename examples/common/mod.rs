@@ -31,6 +31,18 @@ impl Options {
         }
     }
 
+    /// Where the MNIST files are: `DATA/mnist` when it exists, else `DATA` itself (so
+    /// `--data` may name either the data folder or the MNIST folder).
+    #[allow(dead_code)] // used by the examples that read MNIST
+    pub fn mnist_dir(&self) -> PathBuf {
+        let nested = self.data.join("mnist");
+        if nested.is_dir() {
+            nested
+        } else {
+            self.data.clone()
+        }
+    }
+
     /// Parses `args` (without the program name). `--help` and unknown arguments give an
     /// `Err` holding the text to print.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
@@ -68,7 +80,7 @@ impl Options {
 
 fn usage() -> String {
     format!(
-        "options:\n  --quick       smaller sample counts (seconds, for tests)\n  --data DIR    data folder holding mnist/ (default {})\n  --help        this text",
+        "options:\n  --quick       smaller sample counts (seconds, for tests)\n  --data DIR    the data folder holding mnist/, or the MNIST folder itself\n                (default {})\n  --help        this text",
         Options::default().data.display()
     )
 }
