@@ -63,9 +63,8 @@ fn dice(out: &mut dyn Write) -> Fallible<(usize, Vec<f32>)> {
     const ROLLS: usize = 1000;
     writeln!(out, "## Basic probability theory")?;
     let probabilities = (nd::ones([6])? / 6.0)?;
-    writeln!(out, "nd.random.multinomial(probabilities)\n{}", {
-        nd::random::multinomial(&probabilities, 1)?
-    })?;
+    let one_roll = nd::random::multinomial(&probabilities, 1)?;
+    writeln!(out, "nd.random.multinomial(probabilities)\n{one_roll}")?;
     writeln!(out, "{}", nd::random::multinomial(&probabilities, 10)?)?;
     writeln!(
         out,
@@ -98,7 +97,7 @@ fn dice(out: &mut dyn Write) -> Fallible<(usize, Vec<f32>)> {
     )?;
     write!(out, "{:>6}", "rolls")?;
     for face in 0..6 {
-        write!(out, "  P(die={face})")?;
+        write!(out, "  {:>10}", format!("P(die={face})"))?;
     }
     writeln!(out)?;
     for n in [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] {
