@@ -284,7 +284,7 @@ fn sampling(opts: &Options, out: &mut dyn Write) -> Fallible<()> {
         writeln!(
             out,
             "{n:>9}  {:>9}  {:>9}  {:>9}",
-            n / 100,
+            n as f64 / 100.0,
             counts.min()?.as_scalar::<f32>()?,
             counts.max()?.as_scalar::<f32>()?
         )?;
