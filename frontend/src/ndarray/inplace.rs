@@ -65,28 +65,24 @@ fn fill_typed<T: Element>(
 }
 
 /// The elements of a freshly computed array as owned storage, without copying when the
-/// array is the only handle on a storage of exactly its size.
+/// array is the only handle on its storage.
 fn into_storage(a: NDArray) -> Storage {
-    match Arc::try_unwrap(a.inner) {
-        Ok(inner) if inner.offset == 0 => match Arc::try_unwrap(inner.storage) {
-            Ok(lock) => {
-                let s = lock.into_inner().unwrap_or_else(|e| e.into_inner());
-                if s.len() == inner.shape.numel() {
-                    s
-                } else {
-                    s.slice(0..inner.shape.numel()).to_storage()
-                }
+    let copy = |a: &NDArray| a.with_view(|v| v.data.to_storage());
+    let inner = match Arc::try_unwrap(a.inner) {
+        Ok(inner) => inner,
+        Err(shared) => return copy(&NDArray { inner: shared }),
+    };
+    let (start, n) = (inner.offset, inner.shape.numel());
+    match Arc::try_unwrap(inner.storage) {
+        Ok(lock) => {
+            let s = lock.into_inner().unwrap_or_else(|e| e.into_inner());
+            if start == 0 && s.len() == n {
+                s
+            } else {
+                s.slice(start..start + n).to_storage()
             }
-            Err(storage) => {
-                let rebuilt = NDArray::from_parts(storage, 0, inner.shape, inner.ctx);
-                rebuilt.with_view(|v| v.data.to_storage())
-            }
-        },
-        Ok(inner) => {
-            let rebuilt = NDArray::from_parts(inner.storage, inner.offset, inner.shape, inner.ctx);
-            rebuilt.with_view(|v| v.data.to_storage())
         }
-        Err(shared) => NDArray { inner: shared }.with_view(|v| v.data.to_storage()),
+        Err(storage) => copy(&NDArray::from_parts(storage, start, inner.shape, inner.ctx)),
     }
 }
 
