@@ -10,6 +10,10 @@
 mod ch01_ndarray;
 
 #[allow(dead_code)]
+#[path = "../examples/ch01_autograd.rs"]
+mod ch01_autograd;
+
+#[allow(dead_code)]
 #[path = "../examples/ch01_linear_algebra.rs"]
 mod ch01_linear_algebra;
 
@@ -152,6 +156,38 @@ fn naive_bayes_priors_match_the_book() {
     );
     let py = ch01_probability::class_priors(&ycount).unwrap();
     assert_close(&values(&py), &book, 1e-7);
+}
+
+#[test]
+fn autograd_gradients() {
+    let mut out = Vec::new();
+    let s = ch01_autograd::run(&ch01_autograd::common::Options::quick(), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    // z = 2 x²: dz/dx = 4x at x = [[1, 2], [3, 4]].
+    assert_eq!(values(&s.grad), vec![4.0, 8.0, 12.0, 16.0]);
+    assert!(text.contains("[[ 4.  8.]\n [12. 16.]]"), "{text}");
+    // With a head gradient, each entry is scaled by it.
+    assert_close(&values(&s.head_grad), &[40.0, 8.0, 1.2, 0.16], 1e-6);
+
+    // Control flow: b = a · 2^n with n the first doubling that makes ‖b‖ >= 1000, and
+    // c = b when sum(b) > 0, else 100 b. c is linear in a, so a.grad = head · c / a.
+    let (a, c) = (values(&s.a), values(&s.c));
+    let positive = c.iter().sum::<f32>() > 0.0;
+    let b: Vec<f32> = c
+        .iter()
+        .map(|v| if positive { *v } else { v / 100.0 })
+        .collect();
+    let factor = b[0] / a[0];
+    assert_eq!(
+        factor.log2().fract(),
+        0.0,
+        "b / a = {factor} is not a power of 2"
+    );
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(norm(&b) >= 1000.0 && norm(&b) / 2.0 < 1000.0, "b = {b:?}");
+    let k = if positive { factor } else { 100.0 * factor };
+    let expected: Vec<f32> = [0.01f32, 1.0, 0.1].iter().map(|h| h * k).collect();
+    assert_close(&values(&s.a_grad), &expected, 1e-6 * k.abs());
 }
 
 #[test]
