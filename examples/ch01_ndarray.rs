@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example ch01_ndarray`
 
-// `#[path]` so the tests, which include this file as a module, find it too.
+/// The options every example takes (`#[path]` so that the tests, which include this file
+/// as a module, find it too).
 #[path = "common/mod.rs"]
 pub mod common;
 

@@ -7,7 +7,8 @@
 //!
 //! The notebook plots its convergence curves; this program prints them as tables.
 
-// `#[path]` so the tests, which include this file as a module, find it too.
+/// The options every example takes (`#[path]` so that the tests, which include this file
+/// as a module, find it too).
 #[path = "common/mod.rs"]
 pub mod common;
 
