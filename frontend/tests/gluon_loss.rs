@@ -34,24 +34,35 @@ fn l2_reshapes_label_to_pred() -> Result<()> {
     // A [4] label against [4, 1] pred, as gluon's label.reshape(pred.shape).
     let pred = nd::array(&[[1.0], [2.0], [3.0], [4.0]])?;
     let label = nd::array(&[0.0, 2.0, 5.0, 4.5])?;
-    close(&L2Loss::new().forward(&pred, &label)?, &[0.5, 0.0, 2.0, 0.125]);
+    close(
+        &L2Loss::new().forward(&pred, &label)?,
+        &[0.5, 0.0, 2.0, 0.125],
+    );
     let bad = nd::array(&[1.0, 2.0, 3.0])?;
     let err = L2Loss::new().forward(&pred, &bad).unwrap_err().to_string();
-    assert!(err.contains("L2Loss") && err.contains("[3]") && err.contains("[4, 1]"), "{err}");
+    assert!(
+        err.contains("L2Loss") && err.contains("[3]") && err.contains("[4, 1]"),
+        "{err}"
+    );
     Ok(())
 }
 
 #[test]
 fn l2_weight_and_sample_weight() -> Result<()> {
     let label = nd::array(&[[1.0, 1.0], [3.0, 3.0]])?;
-    let loss = L2Loss::new().with_weight(4.0).forward(&pred_2x2(), &label)?;
+    let loss = L2Loss::new()
+        .with_weight(4.0)
+        .forward(&pred_2x2(), &label)?;
     close(&loss, &[1.0, 4.0]);
     let sw = nd::array(&[[2.0], [0.5]])?;
     let loss = L2Loss::new().forward_weighted(&pred_2x2(), &label, &sw)?;
     close(&loss, &[0.5, 0.5]);
     // Per-element weights of the loss' full shape.
     let sw = nd::array(&[[0.0, 1.0], [1.0, 0.0]])?;
-    close(&L2Loss::new().forward_weighted(&pred_2x2(), &label, &sw)?, &[0.25, 0.0]);
+    close(
+        &L2Loss::new().forward_weighted(&pred_2x2(), &label, &sw)?,
+        &[0.25, 0.0],
+    );
     Ok(())
 }
 
@@ -65,7 +76,10 @@ fn sample_weight_that_would_enlarge_the_loss_is_an_error() -> Result<()> {
         .forward_weighted(&pred, &label, &sw)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sample_weight") && err.contains("[2, 1]"), "{err}");
+    assert!(
+        err.contains("sample_weight") && err.contains("[2, 1]"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -98,7 +112,10 @@ fn huber_switches_at_rho() -> Result<()> {
     // rho = 2: 0.5²/4 = 0.0625 and 3 - 1 = 2.
     let loss = HuberLoss::new().rho(2.0).forward(&pred, &label)?;
     close(&loss, &[1.03125]);
-    let err = HuberLoss::new().rho(0.0).forward(&pred, &label).unwrap_err();
+    let err = HuberLoss::new()
+        .rho(0.0)
+        .forward(&pred, &label)
+        .unwrap_err();
     assert!(err.to_string().contains("rho"), "{err}");
     Ok(())
 }
@@ -110,7 +127,10 @@ fn hinge_is_relu_of_margin_minus_agreement() -> Result<()> {
     // row 0: relu(1 - 0.3) = 0.7, relu(1 - 2) = 0; row 1: relu(1 + 2) = 3, relu(1 - 0.5) = 0.5
     close(&HingeLoss::new().forward(&pred, &label)?, &[0.35, 1.75]);
     // margin 2: [1.7, 0] and [4, 1.5]
-    close(&HingeLoss::new().margin(2.0).forward(&pred, &label)?, &[0.85, 2.75]);
+    close(
+        &HingeLoss::new().margin(2.0).forward(&pred, &label)?,
+        &[0.85, 2.75],
+    );
     Ok(())
 }
 
@@ -125,10 +145,7 @@ fn softmax_cross_entropy_sparse_labels() -> Result<()> {
     let rows = [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]];
     let pred = nd::array(&rows)?;
     let label = nd::array(&[0.0, 2.0])?;
-    let want = [
-        -log_softmax_row(&rows[0])[0],
-        -log_softmax_row(&rows[1])[2],
-    ];
+    let want = [-log_softmax_row(&rows[0])[0], -log_softmax_row(&rows[1])[2]];
     // want[0] = log(e + e² + e³) - 1 = 2.40760596, want[1] = ln 3
     assert!((want[0] - 2.407_605_964_4).abs() < 1e-9);
     let loss = SoftmaxCrossEntropyLoss::new().forward(&pred, &label)?;
@@ -136,9 +153,15 @@ fn softmax_cross_entropy_sparse_labels() -> Result<()> {
     close(&loss, &want);
     // A [batch, 1] label and integer labels work the same.
     let label_col = nd::array(&[[0.0], [2.0]])?;
-    close(&SoftmaxCrossEntropyLoss::new().forward(&pred, &label_col)?, &want);
+    close(
+        &SoftmaxCrossEntropyLoss::new().forward(&pred, &label_col)?,
+        &want,
+    );
     let label_int = NDArray::from_vec(vec![0i64, 2], [2])?;
-    close(&SoftmaxCrossEntropyLoss::new().forward(&pred, &label_int)?, &want);
+    close(
+        &SoftmaxCrossEntropyLoss::new().forward(&pred, &label_int)?,
+        &want,
+    );
     // Weights: [batch, 1] sample weight and the global weight.
     let sw = nd::array(&[[2.0], [0.0]])?;
     let loss = SoftmaxCrossEntropyLoss::new()
@@ -188,7 +211,9 @@ fn softmax_cross_entropy_along_axis_1_of_3d() -> Result<()> {
     // [1, 2, 2]: classes along axis 1, two positions; the loss averages the positions.
     let pred = nd::array(&[[[0.0, 1.0], [1.0, 1.0]]])?;
     let label = nd::array(&[[1.0, 0.0]])?;
-    let loss = SoftmaxCrossEntropyLoss::new().axis(1).forward(&pred, &label)?;
+    let loss = SoftmaxCrossEntropyLoss::new()
+        .axis(1)
+        .forward(&pred, &label)?;
     let p0 = -log_softmax_row(&[0.0, 1.0])[1];
     let p1 = -log_softmax_row(&[1.0, 1.0])[0];
     close(&loss, &[(p0 + p1) / 2.0]);
@@ -202,7 +227,10 @@ fn softmax_cross_entropy_bad_inputs() -> Result<()> {
         .forward(&pred, &nd::array(&[0.0, 1.0, 2.0])?)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("SoftmaxCrossEntropyLoss") && err.contains("[3]"), "{err}");
+    assert!(
+        err.contains("SoftmaxCrossEntropyLoss") && err.contains("[3]"),
+        "{err}"
+    );
     let err = SoftmaxCrossEntropyLoss::new()
         .axis(2)
         .forward(&pred, &nd::array(&[0.0, 1.0])?)
@@ -248,7 +276,10 @@ fn sigmoid_bce_from_scores() -> Result<()> {
     ];
     // ln 2 and ln(1 + e²) average to 1.41327...
     assert!((want[0] - (2f64.ln() + (1.0 + 2f64.exp()).ln()) / 2.0).abs() < 1e-12);
-    close(&SigmoidBinaryCrossEntropyLoss::new().forward(&pred, &label)?, &want);
+    close(
+        &SigmoidBinaryCrossEntropyLoss::new().forward(&pred, &label)?,
+        &want,
+    );
     Ok(())
 }
 
@@ -281,8 +312,8 @@ fn sigmoid_bce_from_probabilities() -> Result<()> {
 
 #[test]
 fn kl_div_from_log_probabilities() -> Result<()> {
-    let q = [[0.25, 0.75], [0.5, 0.5]];
-    let p = [[0.5, 0.5], [0.9, 0.1]];
+    let q: [[f64; 2]; 2] = [[0.25, 0.75], [0.5, 0.5]];
+    let p: [[f64; 2]; 2] = [[0.5, 0.5], [0.9, 0.1]];
     let log_q = nd::array(&q)?.log()?;
     let label = nd::array(&p)?;
     let want: Vec<f64> = p
@@ -299,7 +330,9 @@ fn kl_div_from_log_probabilities() -> Result<()> {
     close(&KLDivLoss::new().forward(&log_q, &label)?, &want);
     // From scores: log_softmax is applied first.
     let scores = nd::array(&[[0.0, 3f64.ln()], [1.0, 1.0]])?;
-    let loss = KLDivLoss::new().from_logits(false).forward(&scores, &label)?;
+    let loss = KLDivLoss::new()
+        .from_logits(false)
+        .forward(&scores, &label)?;
     close(&loss, &want);
     let err = KLDivLoss::new()
         .forward(&log_q, &nd::array(&[0.2, 0.3, 0.5])?)

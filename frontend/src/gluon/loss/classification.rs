@@ -1,8 +1,8 @@
 //! Classification and distribution losses: [`SoftmaxCrossEntropyLoss`],
 //! [`SigmoidBinaryCrossEntropyLoss`], [`HingeLoss`], [`KLDivLoss`].
 
-use super::{apply_weighting, batch_mean, cast_like, check_pred, label_like, loss_methods};
 use super::Loss;
+use super::{apply_weighting, batch_mean, cast_like, check_pred, label_like, loss_methods};
 use crate::ndarray::NDArray;
 use kiln_ir::{Error, Result, Shape};
 
@@ -86,10 +86,7 @@ impl Loss for SoftmaxCrossEntropyLoss {
             log_prob.pick_axis(&label, self.axis, true)?.neg()?
         } else {
             let label = label_like(name, label, pred)?;
-            log_prob
-                .mul(&label)?
-                .sum_axes(&[self.axis], true)?
-                .neg()?
+            log_prob.mul(&label)?.sum_axes(&[self.axis], true)?.neg()?
         };
         let loss = apply_weighting(name, loss, self.weight, sample_weight)?;
         batch_mean(loss)

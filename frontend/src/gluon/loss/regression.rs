@@ -1,7 +1,7 @@
 //! Regression losses: [`L2Loss`], [`L1Loss`], [`HuberLoss`].
 
-use super::{apply_weighting, batch_mean, check_positive, check_pred, label_like, loss_methods};
 use super::Loss;
+use super::{apply_weighting, batch_mean, check_positive, check_pred, label_like, loss_methods};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 

@@ -31,19 +31,17 @@ fn paired_values(name: &str, label: &NDArray, pred: &NDArray) -> Result<(Vec<f64
     if label.size() == 0 {
         return Err(Error::shape(
             name,
-            format!("empty label and pred (shape {}): no error to average", label.shape()),
+            format!(
+                "empty label and pred (shape {}): no error to average",
+                label.shape()
+            ),
         ));
     }
     Ok((label.to_vec_f64(), pred.to_vec_f64()))
 }
 
 /// The mean over the pair's elements of `f(label − pred)`.
-fn mean_error(
-    name: &str,
-    label: &NDArray,
-    pred: &NDArray,
-    f: impl Fn(f64) -> f64,
-) -> Result<f64> {
+fn mean_error(name: &str, label: &NDArray, pred: &NDArray, f: impl Fn(f64) -> f64) -> Result<f64> {
     let (l, p) = paired_values(name, label, pred)?;
     let sum: f64 = l.iter().zip(&p).map(|(a, b)| f(a - b)).sum();
     Ok(sum / l.len() as f64)
