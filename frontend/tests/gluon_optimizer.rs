@@ -474,11 +474,11 @@ fn clip_global_norm_scales_jointly() -> Result<()> {
     assert_close(&vals(&b), &[4.0 * s]);
     // Below the limit nothing changes.
     let c = arr(&[0.3, 0.4]);
-    let norm = clip_global_norm(&[c.clone()], 1.0)?;
+    let norm = clip_global_norm(std::slice::from_ref(&c), 1.0)?;
     assert!((norm - 0.5).abs() < 1e-15);
     assert_eq!(vals(&c), vec![0.3, 0.4]);
     assert!(clip_global_norm(&[], 1.0).is_err());
-    assert!(clip_global_norm(&[c.clone()], 0.0).is_err());
+    assert!(clip_global_norm(std::slice::from_ref(&c), 0.0).is_err());
     assert!(clip_global_norm(&[c], f64::NAN).is_err());
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::borrow::Borrow;
 ///
 /// ```
 /// use kiln_frontend::gluon::{Parameter, trainer::Trainer};
-/// use kiln_frontend::{autograd, nd, Context};
+/// use kiln_frontend::{autograd, nd};
 /// # fn main() -> kiln_frontend::Result<()> {
 /// let w = Parameter::new("w", [2]);
 /// w.set_data(&nd::array(&[1.0f32, 2.0])?)?;
