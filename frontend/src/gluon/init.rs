@@ -32,7 +32,11 @@ pub trait Initializer: Debug + Send + Sync {
             None
         };
         match value {
-            Some(v) => crate::nd::full_with(shape.clone(), v, crate::nd::Opts::new().dtype(dtype).ctx(ctx)),
+            Some(v) => crate::nd::full_with(
+                shape.clone(),
+                v,
+                crate::nd::Opts::new().dtype(dtype).ctx(ctx),
+            ),
             None => self.init_weight(name, shape, dtype, ctx),
         }
     }
