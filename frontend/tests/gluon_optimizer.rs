@@ -3,8 +3,8 @@
 //! creation by name and gradient clipping by global norm.
 
 use kiln_frontend::gluon::optimizer::{
-    create, AdaDelta, Adagrad, Adam, FactorScheduler, Hyper, LrScheduler, MultiFactorScheduler,
-    Optimizer, RMSProp, State, NAG, SGD,
+    create, AdaDelta, Adagrad, Adam, CosineScheduler, FactorScheduler, Hyper, LrScheduler,
+    MultiFactorScheduler, Optimizer, PolyScheduler, RMSProp, State, NAG, SGD,
 };
 use kiln_frontend::gluon::utils::clip_global_norm;
 use kiln_frontend::{NDArray, Result};
@@ -335,6 +335,41 @@ fn multi_factor_scheduler_values() {
     assert!((s.lr(9) - 0.02).abs() < 1e-15);
     assert!((s.lr(100) - 0.02).abs() < 1e-15);
     assert_eq!(s.base_lr(), 2.0);
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+#[test]
+fn poly_scheduler_values() {
+    let s = PolyScheduler::new(10).with_base_lr(1.0);
+    // (1 − n/10)²: 1, 0.25 at 5, 0 from 10 on
+    assert!(close(s.lr(0), 1.0) && close(s.lr(5), 0.25) && close(s.lr(10), 0.0));
+    assert!(close(s.lr(11), 0.0));
+    let s = PolyScheduler::new(10)
+        .with_base_lr(1.0)
+        .with_pwr(1.0)
+        .with_final_lr(0.2)
+        .with_warmup(2, 0.0);
+    // warm-up 0, 0.5; then 0.2 + 0.8·(1 − (n − 2)/8)
+    assert!(close(s.lr(0), 0.0) && close(s.lr(1), 0.5) && close(s.lr(2), 1.0));
+    assert!(close(s.lr(6), 0.6) && close(s.lr(10), 0.2) && close(s.lr(50), 0.2));
+}
+
+#[test]
+fn cosine_scheduler_values() {
+    let s = CosineScheduler::new(10)
+        .with_base_lr(1.0)
+        .with_final_lr(0.1);
+    // 0.1 + 0.9·(1 + cos(π·n/10))/2: 1 at 0, 0.55 at 5, 0.1 at 10
+    assert!(close(s.lr(0), 1.0) && close(s.lr(5), 0.55) && close(s.lr(10), 0.1));
+    assert!(close(s.lr(30), 0.1));
+    let s = CosineScheduler::new(15)
+        .with_base_lr(1.0)
+        .with_warmup(5, 0.0);
+    // warm-up 0.2 per update, then (1 + cos(π·(n − 5)/10))/2
+    assert!(close(s.lr(1), 0.2) && close(s.lr(5), 1.0) && close(s.lr(10), 0.5));
 }
 
 #[test]

@@ -56,6 +56,15 @@ fn step_rescales_by_batch_size() -> Result<()> {
 }
 
 #[test]
+fn step_inside_record_is_not_taped() -> Result<()> {
+    let w = param("w", &[1.0], &[2.0])?;
+    let mut trainer = Trainer::new([&w], "sgd", [("learning_rate", 0.5)])?;
+    autograd::record(|| trainer.step(1))?;
+    assert_close(&vals(&w), &[0.0]);
+    Ok(())
+}
+
+#[test]
 fn rescale_grad_hyperparameter_multiplies_the_batch_scaling() -> Result<()> {
     let w = param("w", &[1.0], &[4.0])?;
     let mut trainer = Trainer::new(

@@ -137,3 +137,174 @@ impl LrScheduler for MultiFactorScheduler {
         self.base_lr = lr;
     }
 }
+
+/// The linear warm-up shared by [`PolyScheduler`] and [`CosineScheduler`] (MXNet's
+/// `warmup_mode='linear'`): from `warmup_begin_lr` at update 0 towards `base_lr` at update
+/// `warmup_steps`.
+fn warmup_lr(begin: f64, base: f64, steps: usize, num_update: usize) -> f64 {
+    begin + (base - begin) * num_update as f64 / steps as f64
+}
+
+/// Polynomial decay from `base_lr` to `final_lr` over `max_update` updates (MXNet
+/// `PolyScheduler`), after an optional linear warm-up:
+/// `lr(n) = final_lr + (base_lr − final_lr)·(1 − (n − warmup_steps)/(max_update − warmup_steps))^pwr`
+/// for `warmup_steps ≤ n ≤ max_update`, and `final_lr` after `max_update`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolyScheduler {
+    /// The update count at which the rate reaches `final_lr`.
+    pub max_update: usize,
+    /// The power of the polynomial (default 2).
+    pub pwr: f64,
+    /// The rate after `max_update` (default 0).
+    pub final_lr: f64,
+    /// Updates of linear warm-up (default 0).
+    pub warmup_steps: usize,
+    /// The rate the warm-up starts from (default 0).
+    pub warmup_begin_lr: f64,
+    /// The rate after warm-up (default 0.01; replaced by the optimizer's learning rate).
+    pub base_lr: f64,
+}
+
+impl PolyScheduler {
+    /// Decay to 0 over `max_update` updates with power 2, no warm-up.
+    pub fn new(max_update: usize) -> Self {
+        PolyScheduler {
+            max_update,
+            pwr: 2.0,
+            final_lr: 0.0,
+            warmup_steps: 0,
+            warmup_begin_lr: 0.0,
+            base_lr: 0.01,
+        }
+    }
+
+    /// This schedule with power `pwr`.
+    pub fn with_pwr(mut self, pwr: f64) -> Self {
+        self.pwr = pwr;
+        self
+    }
+
+    /// This schedule ending at `final_lr`.
+    pub fn with_final_lr(mut self, final_lr: f64) -> Self {
+        self.final_lr = final_lr;
+        self
+    }
+
+    /// This schedule with `steps` updates of linear warm-up from `begin_lr`.
+    pub fn with_warmup(mut self, steps: usize, begin_lr: f64) -> Self {
+        self.warmup_steps = steps;
+        self.warmup_begin_lr = begin_lr;
+        self
+    }
+
+    /// This schedule with `base_lr`.
+    pub fn with_base_lr(mut self, lr: f64) -> Self {
+        self.base_lr = lr;
+        self
+    }
+}
+
+impl LrScheduler for PolyScheduler {
+    fn lr(&self, num_update: usize) -> f64 {
+        if num_update < self.warmup_steps {
+            return warmup_lr(
+                self.warmup_begin_lr,
+                self.base_lr,
+                self.warmup_steps,
+                num_update,
+            );
+        }
+        if num_update > self.max_update || self.max_update <= self.warmup_steps {
+            return self.final_lr;
+        }
+        let span = (self.max_update - self.warmup_steps) as f64;
+        let left = 1.0 - (num_update - self.warmup_steps) as f64 / span;
+        self.final_lr + (self.base_lr - self.final_lr) * left.powf(self.pwr)
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.base_lr
+    }
+
+    fn set_base_lr(&mut self, lr: f64) {
+        self.base_lr = lr;
+    }
+}
+
+/// Cosine decay from `base_lr` to `final_lr` over `max_update` updates (MXNet
+/// `CosineScheduler`; Loshchilov & Hutter, "SGDR", 2017), after an optional linear warm-up:
+/// `lr(n) = final_lr + (base_lr − final_lr)·(1 + cos(π·(n − warmup_steps)/(max_update − warmup_steps)))/2`
+/// for `warmup_steps ≤ n ≤ max_update`, and `final_lr` after `max_update`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CosineScheduler {
+    /// The update count at which the rate reaches `final_lr`.
+    pub max_update: usize,
+    /// The rate after `max_update` (default 0).
+    pub final_lr: f64,
+    /// Updates of linear warm-up (default 0).
+    pub warmup_steps: usize,
+    /// The rate the warm-up starts from (default 0).
+    pub warmup_begin_lr: f64,
+    /// The rate after warm-up (default 0.01; replaced by the optimizer's learning rate).
+    pub base_lr: f64,
+}
+
+impl CosineScheduler {
+    /// Decay to 0 over `max_update` updates, no warm-up.
+    pub fn new(max_update: usize) -> Self {
+        CosineScheduler {
+            max_update,
+            final_lr: 0.0,
+            warmup_steps: 0,
+            warmup_begin_lr: 0.0,
+            base_lr: 0.01,
+        }
+    }
+
+    /// This schedule ending at `final_lr`.
+    pub fn with_final_lr(mut self, final_lr: f64) -> Self {
+        self.final_lr = final_lr;
+        self
+    }
+
+    /// This schedule with `steps` updates of linear warm-up from `begin_lr`.
+    pub fn with_warmup(mut self, steps: usize, begin_lr: f64) -> Self {
+        self.warmup_steps = steps;
+        self.warmup_begin_lr = begin_lr;
+        self
+    }
+
+    /// This schedule with `base_lr`.
+    pub fn with_base_lr(mut self, lr: f64) -> Self {
+        self.base_lr = lr;
+        self
+    }
+}
+
+impl LrScheduler for CosineScheduler {
+    fn lr(&self, num_update: usize) -> f64 {
+        if num_update < self.warmup_steps {
+            return warmup_lr(
+                self.warmup_begin_lr,
+                self.base_lr,
+                self.warmup_steps,
+                num_update,
+            );
+        }
+        if num_update > self.max_update || self.max_update <= self.warmup_steps {
+            return self.final_lr;
+        }
+        let span = (self.max_update - self.warmup_steps) as f64;
+        let progress = (num_update - self.warmup_steps) as f64 / span;
+        self.final_lr
+            + (self.base_lr - self.final_lr) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.base_lr
+    }
+
+    fn set_base_lr(&mut self, lr: f64) {
+        self.base_lr = lr;
+    }
+}

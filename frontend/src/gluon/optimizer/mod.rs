@@ -34,7 +34,9 @@ mod sgd;
 pub use adadelta::AdaDelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
-pub use lr_scheduler::{FactorScheduler, LrScheduler, MultiFactorScheduler};
+pub use lr_scheduler::{
+    CosineScheduler, FactorScheduler, LrScheduler, MultiFactorScheduler, PolyScheduler,
+};
 pub use nag::NAG;
 pub use rmsprop::RMSProp;
 pub use sgd::SGD;
