@@ -477,6 +477,19 @@ fn bad_updates_are_errors() -> Result<()> {
     let mut bad = SGD::new(f64::INFINITY);
     let mut st = bad.create_state(0, &w)?;
     assert!(bad.update(0, &w, &arr(&G), &mut st).is_err());
+    let mut adam = Adam::new(0.1).with_beta1(1.0);
+    let mut st = adam.create_state(0, &w)?;
+    let e = adam
+        .update(0, &w, &arr(&G), &mut st)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("beta1") && e.contains("[0, 1)"), "{e}");
+    let mut ada = AdaDelta::new().with_rho(2.0);
+    let mut st = ada.create_state(0, &w)?;
+    assert!(ada.update(0, &w, &arr(&G), &mut st).is_err());
+    let mut clipped = SGD::new(0.1).with_clip_gradient(-1.0);
+    let mut st = clipped.create_state(0, &w)?;
+    assert!(clipped.update(0, &w, &arr(&G), &mut st).is_err());
     // Failed updates left the weight alone.
     assert_eq!(vals(&w), W0.to_vec());
     Ok(())

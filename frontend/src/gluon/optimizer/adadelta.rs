@@ -1,6 +1,6 @@
 //! AdaDelta.
 
-use super::{check_update, state_arrays, Optimizer, OptimizerCore, State};
+use super::{check_update, require, state_arrays, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -81,9 +81,23 @@ impl Optimizer for AdaDelta {
     ) -> Result<()> {
         check_update("adadelta_update", weight, grad, state, 2)?;
         self.core.check("adadelta_update")?;
+        let (rho, eps) = (self.rho, self.epsilon);
+        require(
+            "adadelta_update",
+            "rho",
+            rho,
+            (0.0..=1.0).contains(&rho),
+            "in [0, 1]",
+        )?;
+        require(
+            "adadelta_update",
+            "epsilon",
+            eps,
+            eps.is_finite() && eps > 0.0,
+            "finite and > 0",
+        )?;
         self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
-        let (rho, eps) = (self.rho, self.epsilon);
         let g = self.core.rescale_and_clip(grad)?;
         let [acc_g, acc_delta] = state_arrays::<2>("adadelta_update", state)?;
         acc_g.assign(

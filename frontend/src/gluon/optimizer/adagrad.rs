@@ -1,6 +1,6 @@
 //! AdaGrad.
 
-use super::{check_update, state_arrays, Optimizer, OptimizerCore, State};
+use super::{check_update, require, state_arrays, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -71,6 +71,14 @@ impl Optimizer for Adagrad {
     ) -> Result<()> {
         check_update("adagrad_update", weight, grad, state, 1)?;
         self.core.check("adagrad_update")?;
+        let eps = self.eps;
+        require(
+            "adagrad_update",
+            "eps",
+            eps,
+            eps.is_finite() && eps >= 0.0,
+            "finite and >= 0",
+        )?;
         self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
         let g = self.core.rescale_and_clip(grad)?;

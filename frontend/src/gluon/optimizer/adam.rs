@@ -1,6 +1,6 @@
 //! Adam.
 
-use super::{check_update, state_arrays, Optimizer, OptimizerCore, State};
+use super::{check_update, require, state_arrays, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -94,9 +94,19 @@ impl Optimizer for Adam {
         let op = "adam_update";
         check_update(op, weight, grad, state, 2)?;
         self.core.check(op)?;
+        let (b1, b2, e) = (self.beta1, self.beta2, self.epsilon);
+        // beta = 1 would divide by zero in the bias correction.
+        require(op, "beta1", b1, (0.0..1.0).contains(&b1), "in [0, 1)")?;
+        require(op, "beta2", b2, (0.0..1.0).contains(&b2), "in [0, 1)")?;
+        require(
+            op,
+            "epsilon",
+            e,
+            e.is_finite() && e >= 0.0,
+            "finite and >= 0",
+        )?;
         let t = self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
-        let (b1, b2) = (self.beta1, self.beta2);
         // t fits an i32 for any realistic run; saturate rather than wrap beyond it.
         let ti = i32::try_from(t).unwrap_or(i32::MAX);
         let lr_t = lr * (1.0 - b2.powi(ti)).sqrt() / (1.0 - b1.powi(ti));

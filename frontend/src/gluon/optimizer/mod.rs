@@ -377,6 +377,18 @@ pub(crate) fn check_update(
     Ok(())
 }
 
+/// Errors unless `ok`, naming the hyperparameter, its value and the range it must lie in.
+pub(crate) fn require(op: &str, name: &str, value: f64, ok: bool, range: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("{name} must be {range}, got {value}"),
+        ))
+    }
+}
+
 /// The state's arrays as a fixed-size array (errors when the count differs).
 pub(crate) fn state_arrays<'a, const N: usize>(
     op: &str,

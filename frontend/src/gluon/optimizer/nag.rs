@@ -1,6 +1,6 @@
 //! Nesterov accelerated gradient.
 
-use super::{check_update, Optimizer, OptimizerCore, State};
+use super::{check_update, require, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -77,6 +77,14 @@ impl Optimizer for NAG {
             usize::from(with_momentum),
         )?;
         self.core.check("nag_update")?;
+        let m = self.momentum;
+        require(
+            "nag_update",
+            "momentum",
+            m,
+            m.is_finite(),
+            "a finite number",
+        )?;
         self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
         let g = self

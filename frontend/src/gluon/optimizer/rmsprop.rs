@@ -1,6 +1,6 @@
 //! RMSProp, plain and centered.
 
-use super::{check_update, state_arrays, Optimizer, OptimizerCore, State};
+use super::{check_update, require, state_arrays, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -114,6 +114,16 @@ impl Optimizer for RMSProp {
         let op = "rmsprop_update";
         check_update(op, weight, grad, state, if self.centered { 3 } else { 1 })?;
         self.core.check(op)?;
+        let (g1, g2, eps) = (self.gamma1, self.gamma2, self.epsilon);
+        require(op, "gamma1", g1, (0.0..=1.0).contains(&g1), "in [0, 1]")?;
+        require(op, "gamma2", g2, g2.is_finite(), "a finite number")?;
+        require(
+            op,
+            "epsilon",
+            eps,
+            eps.is_finite() && eps >= 0.0,
+            "finite and >= 0",
+        )?;
         if let Some(c) = self.clip_weights {
             if !(c.is_finite() && c >= 0.0) {
                 return Err(kiln_ir::Error::invalid(
@@ -124,7 +134,6 @@ impl Optimizer for RMSProp {
         }
         self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
-        let (g1, g2, eps) = (self.gamma1, self.gamma2, self.epsilon);
         let g = self.core.clip(
             &grad
                 .mul_scalar(self.core.rescale_grad)?

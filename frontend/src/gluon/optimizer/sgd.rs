@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum.
 
-use super::{check_update, Optimizer, OptimizerCore, State};
+use super::{check_update, require, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -79,6 +79,14 @@ impl Optimizer for SGD {
             usize::from(with_momentum),
         )?;
         self.core.check("sgd_update")?;
+        let m = self.momentum;
+        require(
+            "sgd_update",
+            "momentum",
+            m,
+            m.is_finite(),
+            "a finite number",
+        )?;
         self.core.count_update(index);
         let (lr, wd) = (self.core.lr(index), self.core.wd(index));
         let g = self.core.rescale_and_clip(grad)?;
