@@ -356,3 +356,22 @@ fn any_loss_behind_the_trait() -> Result<()> {
     assert_eq!(losses[2].name(), "HuberLoss");
     Ok(())
 }
+
+#[test]
+fn sigmoid_bce_gradient_is_sigmoid_minus_label_even_at_large_scores() -> Result<()> {
+    let xs: [f64; 4] = [100.0, -100.0, 0.5, -2.0];
+    let zs = [1.0, 1.0, 0.0, 1.0];
+    let pred = nd::array(&[xs])?;
+    pred.attach_grad();
+    let label = nd::array(&[zs])?;
+    let loss = autograd::record(|| SigmoidBinaryCrossEntropyLoss::new().forward(&pred, &label))?;
+    loss.backward()?;
+    // d/dx of the per-sample mean over 4 elements: (sigmoid(x) - z) / 4.
+    let want: Vec<f64> = xs
+        .iter()
+        .zip(zs)
+        .map(|(x, z)| (1.0 / (1.0 + (-x).exp()) - z) / 4.0)
+        .collect();
+    close(&pred.grad()?, &want);
+    Ok(())
+}

@@ -17,7 +17,8 @@
 //! assert_eq!(L2Loss::new().forward(&pred, &label)?.to_vec::<f32>()?, vec![0.25, 1.0]);
 //!
 //! // Any loss behind the trait, as a training loop takes it.
-//! let losses: Vec<Box<dyn Loss>> = vec![Box::new(L2Loss::new()), Box::new(SoftmaxCrossEntropyLoss::new())];
+//! let losses: Vec<Box<dyn Loss>> =
+//!     vec![Box::new(L2Loss::new()), Box::new(SoftmaxCrossEntropyLoss::new())];
 //! let classes = nd::array(&[1.0, 0.0])?;
 //! assert_eq!(losses[1].loss(&pred, &classes, None)?.shape().dims(), &[2]);
 //! # Ok::<(), kiln_frontend::Error>(())
@@ -116,7 +117,8 @@ fn label_like(name: &str, label: &NDArray, pred: &NDArray) -> Result<NDArray> {
         return Err(Error::shape(
             name,
             format!(
-                "label of shape {} ({} elements) cannot be reshaped to pred's shape {} ({} elements)",
+                "label of shape {} ({} elements) cannot be reshaped to pred's shape {} \
+                 ({} elements)",
                 label.shape(),
                 label.size(),
                 pred.shape(),
