@@ -20,4 +20,3 @@ pub mod utils;
 
 pub use block::{Block, HybridBlock};
 pub use parameter::{Parameter, ParameterDict};
-

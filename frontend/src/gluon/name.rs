@@ -46,10 +46,7 @@ pub fn name_scope<R>(prefix: &str, f: impl FnOnce() -> R) -> R {
             });
         }
     }
-    SCOPES.with(|s| {
-        s.borrow_mut()
-            .push((prefix.to_string(), HashMap::new()))
-    });
+    SCOPES.with(|s| s.borrow_mut().push((prefix.to_string(), HashMap::new())));
     let _pop = Pop;
     f()
 }

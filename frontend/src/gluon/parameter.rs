@@ -265,7 +265,12 @@ impl Parameter {
         if value.dtype() != s.dtype {
             return Err(Error::dtype(
                 "set_data",
-                format!("{}: dtype {} but the parameter is {}", s.name, value.dtype(), s.dtype),
+                format!(
+                    "{}: dtype {} but the parameter is {}",
+                    s.name,
+                    value.dtype(),
+                    s.dtype
+                ),
             ));
         }
         match &s.data {
