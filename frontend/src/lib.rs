@@ -12,6 +12,7 @@ pub mod nd;
 pub mod ndarray;
 pub mod random;
 
+pub use autograd::GradReq;
 pub use context::Context;
 pub use kiln_ir::{DType, Error, Result, Shape};
 pub use ndarray::{NDArray, SliceArg};

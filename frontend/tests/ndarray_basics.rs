@@ -49,6 +49,7 @@ fn construction_from_rust_data() -> Result<()> {
 #[test]
 fn creation_functions() -> Result<()> {
     assert_eq!(f32s(&nd::zeros([2, 2])?), vec![0.0; 4]);
+    assert_eq!(nd::empty([3, 4])?.shape().dims(), &[3, 4]);
     assert_eq!(f32s(&nd::ones([3])?), vec![1.0; 3]);
     assert_eq!(f32s(&nd::full([2], 7.0)?), vec![7.0, 7.0]);
     let i = nd::ones_with([2], DType::I64)?;
@@ -116,6 +117,11 @@ fn random_sampling_repeats_under_a_seed() -> Result<()> {
     assert_eq!(a.to_vec::<f64>()?, b.to_vec::<f64>()?);
     let c = nd::random::normal_with(0.0, 1.0, [5], DType::F64)?;
     assert_ne!(a.to_vec::<f64>()?, c.to_vec::<f64>()?);
+    kiln_frontend::random::seed(3);
+    let book = nd::random_normal(0.0, 1.0, [3, 4])?;
+    kiln_frontend::random::seed(3);
+    assert_eq!(f32s(&book), f32s(&nd::random::normal(0.0, 1.0, [3, 4])?));
+    assert_eq!(nd::random_uniform(0.0, 1.0, [2])?.dtype(), DType::F32);
     let uf = nd::random::uniform_with(0.0, 1.0, [2], DType::F64)?;
     assert_eq!(uf.dtype(), DType::F64);
     let bf = nd::random::bernoulli_with(1.0, [2], DType::F64)?;
@@ -244,7 +250,7 @@ fn in_place_writes_are_seen_through_views() -> Result<()> {
     assert_eq!(f32s(&flat)[4..8], [104.0, 105.0, 106.0, 107.0]);
     assert_eq!(f32s(&rows)[..4], [104.0, 105.0, 106.0, 107.0]);
     // Writes through the parent show in the views, too.
-    a.fill(1.0);
+    a.fill(1.0).unwrap();
     assert_eq!(f32s(&row), vec![1.0; 4]);
     // The book's parameter update: param[:] = param - lr * grad.
     let param = NDArray::from_slice(&[1.0f32, 2.0]);
@@ -258,7 +264,7 @@ fn in_place_writes_are_seen_through_views() -> Result<()> {
     // copy() is independent; copyto writes into another array.
     let c = a.copy()?;
     assert!(!c.shares_storage_with(&a));
-    a.fill(0.0);
+    a.fill(0.0).unwrap();
     assert_eq!(f32s(&c), vec![1.0; 12]);
     let dst = nd::zeros([3, 4])?;
     c.copyto(&dst)?;
@@ -395,5 +401,52 @@ fn display_summarizes_large_arrays() -> Result<()> {
  [2160. 2161. 2162. ... 2197. 2198. 2199.]]
 <NDArray 30x40 @cpu(0)>";
     assert_eq!(m.to_string(), expected);
+    Ok(())
+}
+
+/// Indexed reads (the Slice op) and indexed writes (resolved here) agree on random shapes and
+/// slices: writing `a[args]` into zeros at `args` reproduces exactly those elements.
+#[test]
+fn indexed_reads_and_writes_agree_on_random_slices() -> Result<()> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for _ in 0..300 {
+        let rank = 1 + next(3) as usize;
+        let dims: Vec<usize> = (0..rank).map(|_| next(5) as usize).collect();
+        let n: usize = dims.iter().product();
+        let a = NDArray::from_vec((1..=n).map(|v| v as f32).collect(), dims.clone())?;
+        let mut args = Vec::new();
+        for &d in dims.iter().take(next(rank as u64 + 1) as usize) {
+            let bound = |r: u64| -> Option<i64> {
+                match r {
+                    0 => None,
+                    r => Some(r as i64 - 7),
+                }
+            };
+            if d > 0 && next(3) == 0 {
+                args.push(kiln_frontend::SliceArg::Index(
+                    next(2 * d as u64) as i64 - d as i64,
+                ));
+            } else {
+                let step = [-3, -2, -1, 1, 2, 3][next(6) as usize];
+                args.push(kiln_frontend::SliceArg::Range {
+                    start: bound(next(14)),
+                    end: bound(next(14)),
+                    step,
+                });
+            }
+        }
+        let picked = a.index(&args)?;
+        let b = nd::zeros(dims.clone())?;
+        b.set_array(&args, &picked)?;
+        assert_eq!(f32s(&b.index(&args)?), f32s(&picked), "{dims:?} {args:?}");
+        let nonzero = f32s(&b).iter().filter(|&&v| v != 0.0).count();
+        assert_eq!(nonzero, picked.size(), "{dims:?} {args:?}");
+    }
     Ok(())
 }

@@ -57,6 +57,14 @@ fn bad_calls_are_errors_naming_the_problem() {
             &["reshape", "-1"],
         ),
         (
+            "reshape_like to a zero-length dim reshape codes cannot name",
+            Box::new(|| {
+                let empty = nd::zeros([0])?;
+                drop_value(empty.reshape_like(&nd::zeros([2, 0])?))
+            }),
+            &["reshape_like", "[2, 0]", "[0]"],
+        ),
+        (
             "reduction over a missing axis",
             Box::new({
                 let a = m23.clone();
@@ -173,6 +181,16 @@ fn bad_calls_are_errors_naming_the_problem() {
             "from_vec with the wrong length",
             Box::new(|| drop_value(NDArray::from_vec(vec![1.0f32; 5], [2, 3]))),
             &["from_vec", "[2, 3]", "6", "5"],
+        ),
+        (
+            "from_vec with a shape too large to count",
+            Box::new(|| drop_value(NDArray::from_vec(vec![1.0f32], [usize::MAX, 2]))),
+            &["from_vec", "more than usize::MAX"],
+        ),
+        (
+            "zeros with a shape too large to count",
+            Box::new(|| drop_value(nd::zeros([usize::MAX, 2]))),
+            &["full"],
         ),
         (
             "ragged nested data",

@@ -224,6 +224,9 @@ fn shape_ops() -> Result<()> {
     assert_eq!(dims(&r), vec![2, 3]);
     assert_eq!(dims(&r.reshape(&[0, 3, 1])?), vec![2, 3, 1]);
     assert_eq!(dims(&nd::reshape(&a, &[3, 2])?), vec![3, 2]);
+    assert_eq!(dims(&a.reshape_like(&nd::zeros([3, 2])?)?), vec![3, 2]);
+    let empty = nd::zeros([2, 0])?;
+    assert_eq!(dims(&empty.reshape_like(&nd::zeros([2, 0])?)?), vec![2, 0]);
     assert_eq!(f32s(&r.transpose()?), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
     let t = nd::arange(24)?.reshape(&[2, 3, 4])?;
     let p = t.transpose_axes(&[1, 0, 2])?;

@@ -149,7 +149,7 @@ impl Parameter {
             return Ok(());
         }
         let init = s.init.clone().unwrap_or(init);
-        if s.shape.iter().any(|&d| d == 0) {
+        if s.shape.contains(&0) {
             s.deferred = Some((init, ctx));
             s.data = None;
             return Ok(());
@@ -175,7 +175,7 @@ impl Parameter {
                 .iter()
                 .zip(shape.iter())
                 .all(|(&d, &n)| d == 0 || d == n);
-        if !compatible || shape.iter().any(|&d| d == 0) {
+        if !compatible || shape.contains(&0) {
             return Err(Error::shape(
                 "parameter",
                 format!(
@@ -291,8 +291,7 @@ impl Parameter {
         if self.grad_req() == GradReq::Null || !self.is_initialized() {
             return Ok(());
         }
-        self.grad()?.fill(0.0);
-        Ok(())
+        self.grad()?.fill(0.0)
     }
 }
 

@@ -116,6 +116,12 @@ pub fn zeros_with(shape: impl Into<Shape>, opts: impl Into<Opts>) -> Result<NDAr
     full_with(shape, 0.0, opts)
 }
 
+/// MXNet `nd.empty`: an f32 array whose values will be overwritten (kiln zeroes it; no
+/// uninitialized memory is ever exposed).
+pub fn empty(shape: impl Into<Shape>) -> Result<NDArray> {
+    full(shape, 0.0)
+}
+
 /// An f32 array of ones.
 pub fn ones(shape: impl Into<Shape>) -> Result<NDArray> {
     full(shape, 1.0)
@@ -198,6 +204,16 @@ pub fn linspace_with(
         &[],
         opts.ctx,
     )
+}
+
+/// The book's `nd.random_normal(loc, scale, shape)`: [`random::normal`].
+pub fn random_normal(loc: f64, scale: f64, shape: impl Into<Shape>) -> Result<NDArray> {
+    random::normal(loc, scale, shape)
+}
+
+/// The book's `nd.random_uniform(low, high, shape)`: [`random::uniform`].
+pub fn random_uniform(low: f64, high: f64, shape: impl Into<Shape>) -> Result<NDArray> {
+    random::uniform(low, high, shape)
 }
 
 // ----- elementwise --------------------------------------------------------------------------

@@ -116,14 +116,12 @@ impl NDArray {
     /// Errors when `data.len()` is not the number of elements of `shape`.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>) -> Result<NDArray> {
         let shape = shape.into();
-        if shape.numel() != data.len() {
+        let needed = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if needed != Some(data.len()) {
+            let needed = needed.map_or_else(|| "more than usize::MAX".into(), |n| n.to_string());
             return Err(Error::shape(
                 "from_vec",
-                format!(
-                    "shape {shape} needs {} elements, got {}",
-                    shape.numel(),
-                    data.len()
-                ),
+                format!("shape {shape} needs {needed} elements, got {}", data.len()),
             ));
         }
         Ok(NDArray::from_tensor(

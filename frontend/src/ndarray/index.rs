@@ -258,8 +258,11 @@ impl NDArray {
     /// Errors on more indices than axes, an integer position out of range, or a zero step.
     pub fn index(&self, args: &[SliceArg]) -> Result<NDArray> {
         let plan = SlicePlan::new("index", self.shape(), args)?;
-        let result_shape = plan.result_shape();
-        let any_dropped = plan.dropped.iter().any(|&d| d);
+        // Integer positions select size-1 axes, which a squeeze then drops (a view).
+        let dropped: Vec<isize> = (0..plan.dropped.len())
+            .filter(|&a| plan.dropped[a])
+            .map(|a| a as isize)
+            .collect();
         let block = apply(
             Op::Slice {
                 begin: plan.begin,
@@ -268,24 +271,20 @@ impl NDArray {
             },
             &[self],
         )?;
-        if any_dropped {
-            let dims: Vec<i64> = result_shape.iter().map(|&d| d as i64).collect();
-            block.reshape(&dims)
-        } else {
+        if dropped.is_empty() {
             Ok(block)
+        } else {
+            block.squeeze_axes(&dropped)
         }
     }
 
     /// Row `i` of the leading axis, as a view (MXNet `x[i]`). Errors for a scalar or an `i`
     /// out of range.
     pub fn at(&self, i: usize) -> Result<NDArray> {
-        let dims = self.shape().dims();
-        match dims.first() {
-            Some(&n) if i < n => {
-                let row = self.slice_axis(0, i as i64, Some(i as i64 + 1))?;
-                let rest: Vec<i64> = dims[1..].iter().map(|&d| d as i64).collect();
-                row.reshape(&rest)
-            }
+        match self.shape().first() {
+            Some(&n) if i < n => self
+                .slice_axis(0, i as i64, Some(i as i64 + 1))?
+                .squeeze_axes(&[0]),
             _ => Err(Error::shape(
                 "at",
                 format!(

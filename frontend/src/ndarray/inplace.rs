@@ -65,28 +65,24 @@ fn fill_typed<T: Element>(
 }
 
 /// The elements of a freshly computed array as owned storage, without copying when the
-/// array is the only handle on a storage of exactly its size.
+/// array is the only handle on its storage.
 fn into_storage(a: NDArray) -> Storage {
-    match Arc::try_unwrap(a.inner) {
-        Ok(inner) if inner.offset == 0 => match Arc::try_unwrap(inner.storage) {
-            Ok(lock) => {
-                let s = lock.into_inner().unwrap_or_else(|e| e.into_inner());
-                if s.len() == inner.shape.numel() {
-                    s
-                } else {
-                    s.slice(0..inner.shape.numel()).to_storage()
-                }
+    let copy = |a: &NDArray| a.with_view(|v| v.data.to_storage());
+    let inner = match Arc::try_unwrap(a.inner) {
+        Ok(inner) => inner,
+        Err(shared) => return copy(&NDArray { inner: shared }),
+    };
+    let (start, n) = (inner.offset, inner.shape.numel());
+    match Arc::try_unwrap(inner.storage) {
+        Ok(lock) => {
+            let s = lock.into_inner().unwrap_or_else(|e| e.into_inner());
+            if start == 0 && s.len() == n {
+                s
+            } else {
+                s.slice(start..start + n).to_storage()
             }
-            Err(storage) => {
-                let rebuilt = NDArray::from_parts(storage, 0, inner.shape, inner.ctx);
-                rebuilt.with_view(|v| v.data.to_storage())
-            }
-        },
-        Ok(inner) => {
-            let rebuilt = NDArray::from_parts(inner.storage, inner.offset, inner.shape, inner.ctx);
-            rebuilt.with_view(|v| v.data.to_storage())
         }
-        Err(shared) => NDArray { inner: shared }.with_view(|v| v.data.to_storage()),
+        Err(storage) => copy(&NDArray::from_parts(storage, start, inner.shape, inner.ctx)),
     }
 }
 
@@ -128,6 +124,7 @@ impl NDArray {
     /// Writes `value` (an array computed from this one, of this shape and dtype) over this
     /// array's elements.
     fn overwrite_with(&self, op: &str, value: NDArray) -> Result<()> {
+        crate::autograd::check_inplace(op, self)?;
         if value.shape() != self.shape() {
             return Err(Error::shape(
                 op,
@@ -165,15 +162,16 @@ impl NDArray {
         self.set_array(&[], value)
     }
 
-    /// Sets every element to `value` (converted to the array's dtype).
-    pub fn fill(&self, value: f64) {
-        // An empty slice list selects everything and cannot fail.
-        let _ = self.set(&[], value);
+    /// Sets every element to `value` (converted to the array's dtype). Errors only while
+    /// recording, when the array is tracked by autograd (as every in-place write does).
+    pub fn fill(&self, value: f64) -> Result<()> {
+        self.set(&[], value)
     }
 
     /// Sets the selected elements to `value` (numpy `x[1:3, ::2] = v`; see
     /// [`s!`](crate::s)). Errors as [`NDArray::index`] does.
     pub fn set(&self, args: &[SliceArg], value: f64) -> Result<()> {
+        crate::autograd::check_inplace("set", self)?;
         let plan = SlicePlan::new("set", self.shape(), args)?;
         let mut guard = write_storage(&self.inner.storage);
         let base = self.inner.offset;
@@ -192,6 +190,7 @@ impl NDArray {
     /// Sets the selected elements from `value`, broadcast to the selection's shape and
     /// converted to this array's dtype (numpy `x[0, 1:3] = y`).
     pub fn set_array(&self, args: &[SliceArg], value: &NDArray) -> Result<()> {
+        crate::autograd::check_inplace("set_array", self)?;
         let plan = SlicePlan::new("set_array", self.shape(), args)?;
         let target = plan.result_shape();
         let mut value = value.clone();

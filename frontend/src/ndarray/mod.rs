@@ -61,7 +61,6 @@ pub(crate) struct Inner {
     /// Device.
     pub(crate) ctx: Context,
     /// Autograd state, owned by [`crate::autograd`].
-    #[allow(dead_code)] // TEMP
     pub(crate) autograd: Mutex<AutogradMeta>,
 }
 

@@ -242,8 +242,25 @@ impl NDArray {
     }
 
     /// Reshapes to `other`'s shape (a view).
+    ///
+    /// Reshape code `0` means "keep the input dim", so a zero-length dim in `other` can only
+    /// be matched where this array has one at the same position; otherwise this errors.
     pub fn reshape_like(&self, other: &NDArray) -> Result<NDArray> {
-        let shape = other.shape().iter().map(|&d| d as i64).collect();
+        let target = other.shape();
+        let zero_mismatch = target
+            .iter()
+            .enumerate()
+            .any(|(i, &d)| d == 0 && self.shape().get(i) != Some(&0));
+        if zero_mismatch {
+            return Err(Error::shape(
+                "reshape_like",
+                format!(
+                    "cannot express target shape {target} with reshape codes from {}",
+                    self.shape()
+                ),
+            ));
+        }
+        let shape = target.iter().map(|&d| d as i64).collect();
         apply(Op::Reshape { shape }, &[self])
     }
 
