@@ -2,7 +2,7 @@
 //! gradient (im2col + GEMM), for NCW and NCHW data (1-D is lifted to 2-D with a height of 1).
 //!
 //! The geometry is the interpreter's: tap `(oy, ky)` reads image row `oy*sh + ky*dh - ph`,
-//! skipped when it falls in the padding; an empty attribute list means the MXNet default.
+//! skipped when it falls in the padding.
 //! A column matrix `col [C·KH·KW, OH·OW]` holds, in row `(c, ky, kx)` and column `(oy, ox)`,
 //! the image element that tap reads (0 in the padding), so a convolution is `W · col` per
 //! image and group, its weight gradient is `dy · colᵀ`, and deconvolution is `Wᵀ · x`
@@ -46,12 +46,11 @@ struct Attrs<'a> {
     dilation: &'a [usize],
 }
 
-/// `(height, width)` from a per-spatial-dim list (`nd` entries, or empty for `default`);
-/// 1-D lists get height `lift`. `None` when the list has the wrong length or a value < `min`.
-fn hw(v: &[usize], nd: usize, default: usize, lift: usize, min: usize) -> Option<(usize, usize)> {
+/// `(height, width)` from a per-spatial-dim list (exactly `nd` entries, as inference
+/// requires); 1-D lists get height `lift`. `None` when the list has the wrong length or a
+/// value < `min`.
+fn hw(v: &[usize], nd: usize, lift: usize, min: usize) -> Option<(usize, usize)> {
     let (h, w) = match (v, nd) {
-        ([], 1) => (lift, default),
-        ([], _) => (default, default),
         ([w], 1) => (lift, *w),
         ([h, w], 2) => (*h, *w),
         _ => return None,
@@ -76,9 +75,9 @@ impl Geom {
         nd: usize,
     ) -> Option<((usize, usize), (usize, usize), (usize, usize))> {
         Some((
-            hw(a.stride, nd, 1, 1, 1)?,
-            hw(a.pad, nd, 0, 0, 0)?,
-            hw(a.dilation, nd, 1, 1, 1)?,
+            hw(a.stride, nd, 1, 1)?,
+            hw(a.pad, nd, 0, 0)?,
+            hw(a.dilation, nd, 1, 1)?,
         ))
     }
 
@@ -99,8 +98,8 @@ impl Geom {
         if c % groups != 0 || o % groups != 0 {
             return None;
         }
-        let (h, w) = hw(&image[2..], nd, 1, 1, 0)?;
-        let (kh, kw) = hw(kernel, nd, 1, 1, 1)?;
+        let (h, w) = hw(&image[2..], nd, 1, 0)?;
+        let (kh, kw) = hw(kernel, nd, 1, 1)?;
         let ((sh, sw), (ph, pw), (dh, dw)) = Geom::lift(a, nd)?;
         let oh = window_out(h, kh, sh, ph, dh)?;
         let ow = window_out(w, kw, sw, pw, dw)?;
@@ -372,15 +371,11 @@ fn conv_typed<T: Real>(
             }
         }
     }
-    let mut dims = vec![g.n, g.o];
-    dims.extend_from_slice(&xs[2..].iter().map(|_| 0).collect::<Vec<_>>());
-    let nd = xs.len() - 2;
-    if nd == 1 {
-        dims[2] = g.ow;
+    let dims = if xs.len() == 3 {
+        vec![g.n, g.o, g.ow]
     } else {
-        dims[2] = g.oh;
-        dims[3] = g.ow;
-    }
+        vec![g.n, g.o, g.oh, g.ow]
+    };
     tensor_of(out, &dims)
 }
 
@@ -426,9 +421,9 @@ fn deconv_typed<T: Real>(
         return None;
     }
     let ((sh, sw), (ph, pw), (dh, dw)) = Geom::lift(attrs, nd)?;
-    let (ah, aw) = hw(output_padding, nd, 0, 0, 0)?;
-    let (kh, kw) = hw(&ws[2..], nd, 1, 1, 1)?;
-    let (xh, xw) = hw(&xs[2..], nd, 1, 1, 1)?;
+    let (ah, aw) = hw(output_padding, nd, 0, 0)?;
+    let (kh, kw) = hw(&ws[2..], nd, 1, 1)?;
+    let (xh, xw) = hw(&xs[2..], nd, 1, 1)?;
     if ah >= sh || aw >= sw {
         return None;
     }

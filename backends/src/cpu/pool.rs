@@ -28,12 +28,11 @@ struct Geom {
     ow: usize,
 }
 
-/// `(height, width)` of a per-spatial-dim list (`nd` entries, or empty for `default`).
-fn hw(v: &[usize], nd: usize, default: usize) -> Option<(usize, usize)> {
+/// `(height, width)` of a per-spatial-dim list (exactly `nd` entries, as inference
+/// requires), 1-D lifted with height `lift`.
+fn hw(v: &[usize], nd: usize, lift: usize) -> Option<(usize, usize)> {
     match (v, nd) {
-        ([], 1) => Some((1, default)),
-        ([], _) => Some((default, default)),
-        ([w], 1) => Some((1, *w)),
+        ([w], 1) => Some((lift, *w)),
         ([h, w], 2) => Some((*h, *w)),
         _ => None,
     }
@@ -103,7 +102,7 @@ pub fn pooling(op: &Op, inputs: &[TensorView<'_>]) -> Option<Tensor> {
     let ((kh, kw), (sh, sw), (ph, pw)) = if *global {
         ((h, w), (1, 1), (0, 0))
     } else {
-        (hw(kernel, nd, 0)?, hw(stride, nd, 1)?, hw(pad, nd, 0)?)
+        (hw(kernel, nd, 1)?, hw(stride, nd, 1)?, hw(pad, nd, 0)?)
     };
     if kh == 0 || kw == 0 || sh == 0 || sw == 0 || ph >= kh || pw >= kw {
         return None;
