@@ -11,3 +11,4 @@ pub mod random;
 pub use context::Context;
 pub use kiln_ir::{DType, Error, Result, Shape};
 pub use ndarray::NDArray;
+pub mod data;

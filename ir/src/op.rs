@@ -238,7 +238,11 @@ pub enum Op {
     /// `(a, b) -> a ∘ b`, broadcast; same dtype required.
     Binary { f: BinaryOp },
     /// `(x) -> x ∘ scalar`, or `scalar ∘ x` when `reverse`. The scalar is converted to x's dtype.
-    Scalar { f: BinaryOp, scalar: f64, reverse: bool },
+    Scalar {
+        f: BinaryOp,
+        scalar: f64,
+        reverse: bool,
+    },
     /// `(cond, x, y) -> cond != 0 ? x : y`, all three broadcast; x and y share a dtype.
     Where,
     /// `(x) -> min(max(x, min), max)`.
@@ -266,10 +270,16 @@ pub enum Op {
     /// MXNet `dot`: `(a, b)`. 1-D·1-D is the inner product (shape `[]`); otherwise contracts
     /// the last axis of `a` (first if `transpose_a`, with a reversed) with the first axis of `b`
     /// (last if `transpose_b`, with b reversed): `[..a, k] · [k, ..b] -> [..a, ..b]`.
-    Dot { transpose_a: bool, transpose_b: bool },
+    Dot {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
     /// `(a [B, n, k], b [B, k, m]) -> [B, n, m]`, with the transpose flags acting on the
     /// last two axes. Leading batch dims must match exactly (rank ≥ 3).
-    BatchDot { transpose_a: bool, transpose_b: bool },
+    BatchDot {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
     /// FullyConnected: `(x, w [units, in], b [units])` -> `x · wᵀ + b`. With `flatten`,
     /// x `[N, ...]` is seen as `[N, prod(...)]` and the output is `[N, units]`; without,
     /// the last axis is contracted and the output is `[..., units]`. `no_bias`: no `b` input.

@@ -83,12 +83,8 @@ element!(f64, F64, |x: f64| x, |v: f64| v);
 element!(i32, I32, |x: i32| x as f64, |v: f64| v as i32);
 element!(i64, I64, |x: i64| x as f64, |v: f64| v as i64);
 element!(u8, U8, |x: u8| x as f64, |v: f64| v as u8);
-element!(
-    bool,
-    Bool,
-    |x: bool| if x { 1.0 } else { 0.0 },
-    |v: f64| v != 0.0
-);
+element!(bool, Bool, |x: bool| if x { 1.0 } else { 0.0 }, |v: f64| v
+    != 0.0);
 
 /// Calls `$body` with `$s` bound to the typed slice of a [`DataRef`] and `$T` to its element
 /// type. Use it to write a kernel once for every dtype.

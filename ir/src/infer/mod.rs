@@ -10,6 +10,8 @@ mod nn;
 mod reduce;
 mod shape_ops;
 
+pub use shape_ops::{resolve_slice, resolve_slice_axis, SliceDim};
+
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::tensor::TensorType;

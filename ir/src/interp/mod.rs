@@ -8,6 +8,8 @@ mod elementwise;
 mod indexing;
 mod linalg;
 mod nn;
+
+pub use nn::dropout_mask;
 mod reduce;
 mod shape_ops;
 

@@ -1,0 +1,4 @@
+//! Data sets and readers.
+
+pub mod idx;
+pub mod mnist;
