@@ -70,10 +70,7 @@ fn window_out(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Op
 impl Geom {
     /// Spatial attributes lifted to 2-D: `(stride, pad, dilation)` pairs.
     #[allow(clippy::type_complexity)]
-    fn lift(
-        a: &Attrs<'_>,
-        nd: usize,
-    ) -> Option<((usize, usize), (usize, usize), (usize, usize))> {
+    fn lift(a: &Attrs<'_>, nd: usize) -> Option<((usize, usize), (usize, usize), (usize, usize))> {
         Some((
             hw(a.stride, nd, 1, 1)?,
             hw(a.pad, nd, 0, 0)?,
@@ -273,7 +270,11 @@ fn fill_bias<T: Real>(out: &mut [T], bias: &[T], ohw: usize) {
 fn conv_inputs<'a, 'b>(
     no_bias: bool,
     inputs: &'a [TensorView<'b>],
-) -> Option<(&'a TensorView<'b>, &'a TensorView<'b>, Option<&'a TensorView<'b>>)> {
+) -> Option<(
+    &'a TensorView<'b>,
+    &'a TensorView<'b>,
+    Option<&'a TensorView<'b>>,
+)> {
     match (no_bias, inputs) {
         (true, [x, w]) => Some((x, w, None)),
         (false, [x, w, b]) => Some((x, w, Some(b))),
@@ -460,8 +461,9 @@ fn deconv_typed<T: Real>(
         fill_bias(&mut out, bias, g.h * g.w);
     }
     // Group gi's weight [og, kdim] (rows: x channels of the group), transposed: [kdim, og].
-    let weight_t =
-        |gi: usize| Some(MatRef::row_major(&wd[gi * og * kdim..(gi + 1) * og * kdim], og, kdim)?.t());
+    let weight_t = |gi: usize| {
+        Some(MatRef::row_major(&wd[gi * og * kdim..(gi + 1) * og * kdim], og, kdim)?.t())
+    };
     for gi in 0..g.groups {
         weight_t(gi)?;
     }
@@ -486,7 +488,13 @@ fn deconv_typed<T: Real>(
             let (Some(wt), Some(xm)) = (weight_t(gi), xin(ni, gi)) else {
                 return;
             };
-            matmul(&mut col[gi * kdim * ohw..(gi + 1) * kdim * ohw], wt, xm, false, par);
+            matmul(
+                &mut col[gi * kdim * ohw..(gi + 1) * kdim * ohw],
+                wt,
+                xm,
+                false,
+                par,
+            );
         }
         g.col2im(col, img);
     };
@@ -494,7 +502,9 @@ fn deconv_typed<T: Real>(
         if g.split_batch() {
             out.par_chunks_mut(image_len)
                 .enumerate()
-                .for_each_init(Vec::new, |col, (ni, img)| one(ni, img, col, Parallelism::None));
+                .for_each_init(Vec::new, |col, (ni, img)| {
+                    one(ni, img, col, Parallelism::None)
+                });
         } else {
             let mut col = Vec::new();
             let par = parallelism(kdim, ohw, og);

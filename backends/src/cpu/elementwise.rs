@@ -141,7 +141,13 @@ macro_rules! with_unary_fn {
                 $body
             }
             UnaryOp::Relu => {
-                let $k = |x: $T| if x > <$T>::zero() || x.is_nan() { x } else { <$T>::zero() };
+                let $k = |x: $T| {
+                    if x > <$T>::zero() || x.is_nan() {
+                        x
+                    } else {
+                        <$T>::zero()
+                    }
+                };
                 $body
             }
             UnaryOp::Softrelu => {
@@ -272,7 +278,12 @@ pub fn unary(f: UnaryOp, inputs: &[TensorView<'_>]) -> Option<Tensor> {
 
 /// `Scalar { f, scalar, reverse }` on f32/f64: the scalar is first converted to the element
 /// type, as the interpreter does.
-pub fn scalar(f: BinaryOp, scalar: f64, reverse: bool, inputs: &[TensorView<'_>]) -> Option<Tensor> {
+pub fn scalar(
+    f: BinaryOp,
+    scalar: f64,
+    reverse: bool,
+    inputs: &[TensorView<'_>],
+) -> Option<Tensor> {
     let [x] = inputs else { return None };
     with_real!(x.data, T => {
         let s = data_of::<T>(x)?;
@@ -438,7 +449,11 @@ pub fn binary(f: BinaryOp, inputs: &[TensorView<'_>]) -> Option<Tensor> {
 
 fn binary_typed<T: Real>(f: BinaryOp, a: &TensorView<'_>, b: &TensorView<'_>) -> Option<Tensor> {
     let (ad, bd) = (data_of::<T>(a)?, data_of::<T>(b)?);
-    let par_min = if f == BinaryOp::Pow { PAR_MIN_COSTLY } else { PAR_MIN_CHEAP };
+    let par_min = if f == BinaryOp::Pow {
+        PAR_MIN_COSTLY
+    } else {
+        PAR_MIN_CHEAP
+    };
     let (ash, bsh) = (a.shape.dims(), b.shape.dims());
     if ash == bsh {
         // Same shape: one zipped loop.

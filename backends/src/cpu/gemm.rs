@@ -164,7 +164,12 @@ pub fn dot(ta: bool, tb: bool, inputs: &[TensorView<'_>]) -> Option<Tensor> {
     with_real!(a.data, T => dot_typed::<T>(ta, tb, a, b))
 }
 
-fn dot_typed<T: Real>(ta: bool, tb: bool, a: &TensorView<'_>, b: &TensorView<'_>) -> Option<Tensor> {
+fn dot_typed<T: Real>(
+    ta: bool,
+    tb: bool,
+    a: &TensorView<'_>,
+    b: &TensorView<'_>,
+) -> Option<Tensor> {
     let (ad, bd) = (data_of::<T>(a)?, data_of::<T>(b)?);
     let (ash, bsh) = (a.shape.dims(), b.shape.dims());
     if ash.is_empty() || bsh.is_empty() {
@@ -175,7 +180,11 @@ fn dot_typed<T: Real>(ta: bool, tb: bool, a: &TensorView<'_>, b: &TensorView<'_>
     let a_rev;
     let (a_data, a_dims, a_strided_t) = if ta && ash.len() > 2 {
         a_rev = reverse_axes(ad, ash);
-        (&a_rev[..], ash.iter().rev().copied().collect::<Vec<_>>(), false)
+        (
+            &a_rev[..],
+            ash.iter().rev().copied().collect::<Vec<_>>(),
+            false,
+        )
     } else if ta && ash.len() == 2 {
         (ad, vec![ash[1], ash[0]], true)
     } else {
@@ -184,7 +193,11 @@ fn dot_typed<T: Real>(ta: bool, tb: bool, a: &TensorView<'_>, b: &TensorView<'_>
     let b_rev;
     let (b_data, b_dims, b_strided_t) = if tb && bsh.len() > 2 {
         b_rev = reverse_axes(bd, bsh);
-        (&b_rev[..], bsh.iter().rev().copied().collect::<Vec<_>>(), false)
+        (
+            &b_rev[..],
+            bsh.iter().rev().copied().collect::<Vec<_>>(),
+            false,
+        )
     } else if tb && bsh.len() == 2 {
         (bd, vec![bsh[1], bsh[0]], true)
     } else {
@@ -336,7 +349,13 @@ fn fc_typed<T: Real>(flatten: bool, no_bias: bool, inputs: &[TensorView<'_>]) ->
     }
     let xm = MatRef::row_major(xd, rows, fan_in)?;
     let wt = MatRef::row_major(wd, units, fan_in)?.t();
-    matmul(&mut out, xm, wt, bias.is_some(), parallelism(rows, units, fan_in));
+    matmul(
+        &mut out,
+        xm,
+        wt,
+        bias.is_some(),
+        parallelism(rows, units, fan_in),
+    );
     dims.push(units);
     tensor_of(out, &dims)
 }

@@ -51,10 +51,10 @@ impl CpuBackend {
         match op {
             Op::Unary { f } => elementwise::unary(*f, inputs),
             Op::Binary { f } => elementwise::binary(*f, inputs),
-            Op::Scalar { f, scalar, reverse } => {
-                elementwise::scalar(*f, *scalar, *reverse, inputs)
+            Op::Scalar { f, scalar, reverse } => elementwise::scalar(*f, *scalar, *reverse, inputs),
+            Op::Reduce { f, axes, keepdims } => {
+                reduce::reduce(*f, axes.as_deref(), *keepdims, inputs)
             }
-            Op::Reduce { f, axes, keepdims } => reduce::reduce(*f, axes.as_deref(), *keepdims, inputs),
             Op::Dot {
                 transpose_a,
                 transpose_b,

@@ -80,7 +80,12 @@ fn reduce_all<T: Real>(f: ReduceOp, x: &[T]) -> T {
             .into_iter()
             .fold(T::neg_infinity(), max_step),
         _ => {
-            let s: f64 = x.par_chunks(c).map(sum_f64).collect::<Vec<f64>>().iter().sum();
+            let s: f64 = x
+                .par_chunks(c)
+                .map(sum_f64)
+                .collect::<Vec<f64>>()
+                .iter()
+                .sum();
             if f == ReduceOp::Mean {
                 T::from_wide(s / x.len() as f64)
             } else {

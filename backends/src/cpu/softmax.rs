@@ -15,7 +15,10 @@ pub const PAR_MIN: usize = 1 << 13;
 
 /// One row: `y = softmax(x)` or `log_softmax(x)`, using `buf` for the shifted values.
 fn row<T: Real>(x: &[T], y: &mut [T], log: bool, buf: &mut Vec<f64>) {
-    let max = x.iter().map(|v| v.to_wide()).fold(f64::NEG_INFINITY, f64::max);
+    let max = x
+        .iter()
+        .map(|v| v.to_wide())
+        .fold(f64::NEG_INFINITY, f64::max);
     buf.clear();
     buf.extend(x.iter().map(|v| v.to_wide() - max));
     let sum: f64 = buf.iter().map(|d| d.exp()).sum();
