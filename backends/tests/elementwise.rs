@@ -46,8 +46,8 @@ fn mixed(n: usize, dtype: DType, seed: u64) -> Tensor {
 #[test]
 fn every_unary_op_is_bitwise_equal() {
     for dt in FLOATS {
-        // 1000 elements (sequential) and 70_000 (split across threads).
-        for n in [1000, 70_000] {
+        // 1000 elements (sequential) and 300_000 (split across threads).
+        for n in [1000, 300_000] {
             let x = mixed(n, dt, 1).reshaped([n / 10, 10]).unwrap();
             for f in UnaryOp::ALL {
                 check_exact(&Op::Unary { f }, &[&x]);
@@ -59,7 +59,7 @@ fn every_unary_op_is_bitwise_equal() {
 #[test]
 fn every_binary_op_is_bitwise_equal_on_same_shapes() {
     for dt in FLOATS {
-        for n in [333, 70_001] {
+        for n in [333, 300_001] {
             let a = mixed(n, dt, 2);
             let b = mixed(n, dt, 3);
             for f in BinaryOp::ALL {
@@ -81,7 +81,7 @@ fn broadcasts_are_bitwise_equal() {
         (&[2, 1, 4], &[3, 1]),    // both broadcast
         (&[4, 3, 2], &[]),        // scalar
         (&[1], &[6, 1, 2]),       // one element
-        (&[300, 257], &[300, 1]), // large column broadcast, split across threads
+        (&[600, 513], &[600, 1]), // large column broadcast, split across threads
     ];
     for dt in FLOATS {
         for (i, (sa, sb)) in shapes.iter().enumerate() {
@@ -100,7 +100,7 @@ fn broadcasts_are_bitwise_equal() {
 #[test]
 fn scalar_ops_are_bitwise_equal_both_ways() {
     for dt in FLOATS {
-        for n in [100, 70_000] {
+        for n in [100, 300_000] {
             let x = mixed(n, dt, 4);
             for f in BinaryOp::ALL {
                 for scalar in [2.0, -0.5, 0.0, 1e-40, f64::NAN, 0.1] {
@@ -163,4 +163,14 @@ fn a_view_whose_data_does_not_match_its_shape_is_an_error_not_a_panic() {
     assert!(CpuBackend
         .execute(&Op::Binary { f: BinaryOp::Add }, &[bad.clone(), bad])
         .is_err());
+}
+
+#[test]
+fn outputs_large_enough_for_huge_pages_are_right() {
+    // 1M + 3 f32 elements: 4 MiB of output, so the buffer gets the huge-page hint.
+    let n = (1 << 20) + 3;
+    let a = random(&[n], DType::F32, 30);
+    let b = random(&[n], DType::F32, 31);
+    check_exact(&Op::Binary { f: BinaryOp::Mul }, &[&a, &b]);
+    check_exact(&Op::Unary { f: UnaryOp::Relu }, &[&a]);
 }

