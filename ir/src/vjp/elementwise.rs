@@ -1,6 +1,6 @@
 //! VJPs of the elementwise ops: unary, binary (with un-broadcasting), scalar, where, clip, cast.
 
-use super::{expect_inputs, VjpBuilder};
+use super::{expect_inputs, Pair, VjpBuilder, Wanted};
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::shape::Shape;
@@ -13,6 +13,7 @@ pub(super) fn vjp<B: VjpBuilder>(
     inputs: &[B::Value],
     y: &B::Value,
     g: &B::Value,
+    w: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     match op {
         Op::Unary { f } => {
@@ -21,7 +22,8 @@ pub(super) fn vjp<B: VjpBuilder>(
         }
         Op::Binary { f } => {
             expect_inputs(op, inputs, 2)?;
-            let (ga, gb) = binary(b, *f, &inputs[0], &inputs[1], y, g)?;
+            let want = (w.at(0), w.at(1));
+            let (ga, gb) = binary(b, *f, &inputs[0], &inputs[1], y, g, want)?;
             Ok(vec![ga, gb])
         }
         Op::Scalar { f, scalar, reverse } => {
@@ -32,14 +34,18 @@ pub(super) fn vjp<B: VjpBuilder>(
             expect_inputs(op, inputs, 3)?;
             let (cond, x, other) = (&inputs[0], &inputs[1], &inputs[2]);
             let zero = b.full(Shape::scalar(), b.dtype(g), 0.0)?;
-            let gx = b.apply(Op::Where, &[cond, g, &zero])?;
-            let gy = b.apply(Op::Where, &[cond, &zero, g])?;
-            let (sx, sy) = (b.shape(x), b.shape(other));
-            Ok(vec![
-                None,
-                Some(b.sum_to(&gx, &sx)?),
-                Some(b.sum_to(&gy, &sy)?),
-            ])
+            let mut out = vec![None];
+            for (i, v) in [(1, x), (2, other)] {
+                if !w.at(i) {
+                    out.push(None);
+                    continue;
+                }
+                let picked = if i == 1 { [g, &zero] } else { [&zero, g] };
+                let gv = b.apply(Op::Where, &[cond, picked[0], picked[1]])?;
+                let sv = b.shape(v);
+                out.push(Some(b.sum_to(&gv, &sv)?));
+            }
+            Ok(out)
         }
         Op::Clip { min, max } => {
             expect_inputs(op, inputs, 1)?;
@@ -143,8 +149,6 @@ fn unary<B: VjpBuilder>(
     Ok(Some(gx))
 }
 
-type Pair<V> = (Option<V>, Option<V>);
-
 fn binary<B: VjpBuilder>(
     b: &mut B,
     f: BinaryOp,
@@ -152,54 +156,99 @@ fn binary<B: VjpBuilder>(
     z: &B::Value,
     y: &B::Value,
     g: &B::Value,
+    (want_x, want_z): (bool, bool),
 ) -> Result<Pair<B::Value>> {
     let (sx, sz) = (b.shape(x), b.shape(z));
     // The gradients before un-broadcasting: each has the output's shape.
     let (gx, gz) = match f {
-        Add => (g.clone(), g.clone()),
+        Add => (want_x.then(|| g.clone()), want_z.then(|| g.clone())),
         Sub => {
-            let gx = b.sum_to(g, &sx)?;
-            let gz = b.sum_to(g, &sz)?;
-            let gz = b.unary(UnaryOp::Neg, &gz)?;
-            return Ok((Some(gx), Some(gz)));
+            let gx = if want_x {
+                Some(b.sum_to(g, &sx)?)
+            } else {
+                None
+            };
+            let gz = if want_z {
+                let t = b.sum_to(g, &sz)?;
+                Some(b.unary(UnaryOp::Neg, &t)?)
+            } else {
+                None
+            };
+            return Ok((gx, gz));
         }
-        Mul => (b.binary(Mul, g, z)?, b.binary(Mul, g, x)?),
+        Mul => (
+            if want_x {
+                Some(b.binary(Mul, g, z)?)
+            } else {
+                None
+            },
+            if want_z {
+                Some(b.binary(Mul, g, x)?)
+            } else {
+                None
+            },
+        ),
         Div => {
-            // d/dz x/z = -x/z^2 = -(x/z)/z: reuse g/z.
+            // d/dz x/z = -x/z^2 = -(g/z) * y: both sides start from g/z.
             let gx = b.binary(Div, g, z)?;
-            let t = b.binary(Mul, &gx, y)?;
-            let t = b.binary(Div, &t, z)?;
-            (gx.clone(), b.unary(UnaryOp::Neg, &t)?)
+            let gz = if want_z {
+                let t = b.binary(Mul, &gx, y)?;
+                Some(b.unary(UnaryOp::Neg, &t)?)
+            } else {
+                None
+            };
+            (want_x.then_some(gx), gz)
         }
         Pow => {
-            let zm1 = b.scalar(Sub, z, 1.0)?;
-            let p = b.binary(Pow, x, &zm1)?;
-            let d = b.binary(Mul, z, &p)?;
-            let gx = b.binary(Mul, g, &d)?;
-            let gz = if b.dtype(x).is_float() {
+            let gx = if want_x {
+                let zm1 = b.scalar(Sub, z, 1.0)?;
+                let p = b.binary(Pow, x, &zm1)?;
+                let d = b.binary(Mul, z, &p)?;
+                Some(b.binary(Mul, g, &d)?)
+            } else {
+                None
+            };
+            // The exponent's gradient needs a float log.
+            let gz = if want_z && b.dtype(x).is_float() {
                 // y * ln(x); at x == 0 the limit (for z > 0) is 0, not 0 * -inf.
                 let lx = b.unary(UnaryOp::Log, x)?;
                 let t = b.binary(Mul, y, &lx)?;
                 let t = b.binary(Mul, g, &t)?;
                 let at_zero = b.scalar(Eq, x, 0.0)?;
                 let zero = b.full(Shape::scalar(), b.dtype(&t), 0.0)?;
-                b.apply(Op::Where, &[&at_zero, &zero, &t])?
+                Some(b.apply(Op::Where, &[&at_zero, &zero, &t])?)
             } else {
-                return Ok((Some(b.sum_to(&gx, &sx)?), None));
+                None
             };
             (gx, gz)
         }
         BinaryOp::Maximum | BinaryOp::Minimum => {
-            let (mx, mz) = if f == BinaryOp::Maximum {
-                (b.binary(Ge, x, z)?, b.binary(Lt, x, z)?)
+            let max = f == BinaryOp::Maximum;
+            let gx = if want_x {
+                let m = b.binary(if max { Ge } else { Le }, x, z)?;
+                Some(b.binary(Mul, g, &m)?)
             } else {
-                (b.binary(Le, x, z)?, b.binary(Gt, x, z)?)
+                None
             };
-            (b.binary(Mul, g, &mx)?, b.binary(Mul, g, &mz)?)
+            let gz = if want_z {
+                let m = b.binary(if max { Lt } else { Gt }, x, z)?;
+                Some(b.binary(Mul, g, &m)?)
+            } else {
+                None
+            };
+            (gx, gz)
         }
         Eq | BinaryOp::Ne | Gt | Ge | Lt | Le => return Ok((None, None)),
     };
-    Ok((Some(b.sum_to(&gx, &sx)?), Some(b.sum_to(&gz, &sz)?)))
+    let gx = match gx {
+        Some(v) => Some(b.sum_to(&v, &sx)?),
+        None => None,
+    };
+    let gz = match gz {
+        Some(v) => Some(b.sum_to(&v, &sz)?),
+        None => None,
+    };
+    Ok((gx, gz))
 }
 
 fn scalar_op<B: VjpBuilder>(

@@ -19,7 +19,26 @@
 //!   w.r.t. its `x` input.
 //!
 //! Ops without inputs (`Full`, `Arange`, `Linspace`, the random generators) return an empty
-//! vector.
+//! vector. When one value feeds several inputs (`x * x`), the consumer adds their entries.
+//! [`vjp_wanted`] computes only the gradients asked for; the others are `None` too.
+//!
+//! # How the less obvious ones are built
+//!
+//! - broadcast binary ops, `Where`, `BroadcastTo`: [`VjpBuilder::sum_to`] un-broadcasts;
+//! - `Slice`/`SliceAxis`: `SliceGrad` with the resolved begin/step; `Concat`/`Stack`: one
+//!   `SliceAxis` per input; `Tile`/`Repeat`: reshape to split the copies out, then sum;
+//! - `Take` -> `TakeGrad`; `Gather` and `Pick` -> `GatherGrad`; their VJPs w.r.t. `dy` are
+//!   `Take`/`Gather` again, `SliceGrad`'s is `Slice`, so second derivatives work;
+//! - `Convolution` -> `Deconvolution` (input, with the `output_padding` that restores the
+//!   input size) and `ConvGradWeight`; `Deconvolution` -> `Convolution` and `ConvGradWeight`
+//!   with the roles swapped; `ConvGradWeight` -> `Deconvolution` and `Convolution`;
+//! - `Pooling` -> `PoolingGrad`; average `PoolingGrad` -> average `Pooling` (its adjoint);
+//! - `Dropout`: the same `Dropout` op (same seed) applied to ones rebuilds `mask / (1 - p)`;
+//! - `Shuffle`: the permutation is recovered by shuffling row numbers with the same seed, and
+//!   the gradient is scattered back with `TakeGrad`;
+//! - `BatchNorm` with batch statistics and `LayerNorm`:
+//!   `dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`; with running
+//!   statistics `BatchNorm` is affine in `x`.
 //!
 //! # Conventions at kinks and ties (as MXNet)
 //!
@@ -30,7 +49,10 @@
 //!   not split).
 //! - `prod` uses `y / x` and `norm` uses `x / y`: the gradient is not finite where an input of
 //!   `prod` is 0 or a `norm` is 0.
-//! - `pow(a, b)` w.r.t. `b` is `y * ln(a)`, set to 0 where `a == 0`, NaN where `a < 0`.
+//! - `pow(a, b)` w.r.t. `b` is `y * ln(a)`, set to 0 where `a == 0`, NaN where `a < 0`;
+//!   the reverse scalar form `s ^ x` gives `y * ln(s)` (NaN for `s < 0`, and at `s == 0`).
+//! - Only float types have meaningful gradients; for integer inputs the same formulas run in
+//!   the integer type (as MXNet does), except where a float op is needed (`pow`'s exponent).
 //! - Max pooling routes each window's gradient to its first maximal element (`PoolingGrad`).
 
 mod elementwise;
@@ -216,16 +238,47 @@ pub fn vjp<B: VjpBuilder>(
     output: &B::Value,
     grad: &B::Value,
 ) -> Result<Vec<Option<B::Value>>> {
-    match op {
+    let all = vec![true; inputs.len()];
+    vjp_wanted(b, op, inputs, output, grad, &all)
+}
+
+/// [`vjp`] for the inputs with `wanted[i]` set only: the others get `None`, and the work
+/// that only they need is skipped (an eager tape then does not compute, say, the gradient of
+/// a network's first convolution w.r.t. the data).
+///
+/// Errors when `wanted` and `inputs` differ in length, and as [`vjp`].
+pub fn vjp_wanted<B: VjpBuilder>(
+    b: &mut B,
+    op: &Op,
+    inputs: &[B::Value],
+    output: &B::Value,
+    grad: &B::Value,
+    wanted: &[bool],
+) -> Result<Vec<Option<B::Value>>> {
+    if wanted.len() != inputs.len() {
+        return Err(Error::invalid(
+            op.name(),
+            format!(
+                "vjp: {} `wanted` flags for {} inputs",
+                wanted.len(),
+                inputs.len()
+            ),
+        ));
+    }
+    if !wanted.iter().any(|&w| w) {
+        return Ok(vec![None; inputs.len()]);
+    }
+    let w = Wanted(wanted);
+    let mut grads = match op {
         Op::Unary { .. }
         | Op::Binary { .. }
         | Op::Scalar { .. }
         | Op::Where
         | Op::Clip { .. }
-        | Op::Cast { .. } => elementwise::vjp(b, op, inputs, output, grad),
-        Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::vjp(b, op, inputs, output, grad),
+        | Op::Cast { .. } => elementwise::vjp(b, op, inputs, output, grad, w)?,
+        Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::vjp(b, op, inputs, output, grad)?,
         Op::Dot { .. } | Op::BatchDot { .. } | Op::FullyConnected { .. } => {
-            linalg::vjp(b, op, inputs, grad)
+            linalg::vjp(b, op, inputs, grad, w)?
         }
         Op::Reshape { .. }
         | Op::Transpose { .. }
@@ -240,13 +293,14 @@ pub fn vjp<B: VjpBuilder>(
         | Op::Tile { .. }
         | Op::Repeat { .. }
         | Op::Flip { .. }
-        | Op::SliceGrad { .. } => shape_ops::vjp(b, op, inputs, grad),
+        | Op::SliceGrad { .. }
+        | Op::Shuffle { .. } => shape_ops::vjp(b, op, inputs, grad, w)?,
         Op::Take { .. }
         | Op::Pick { .. }
         | Op::OneHot { .. }
         | Op::Gather { .. }
         | Op::TakeGrad { .. }
-        | Op::GatherGrad { .. } => indexing::vjp(b, op, inputs, grad),
+        | Op::GatherGrad { .. } => indexing::vjp(b, op, inputs, grad)?,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::SoftmaxCrossEntropy
@@ -257,7 +311,7 @@ pub fn vjp<B: VjpBuilder>(
         | Op::PoolingGrad { .. }
         | Op::BatchNorm { .. }
         | Op::LayerNorm { .. }
-        | Op::Dropout { .. } => nn::vjp(b, op, inputs, output, grad),
+        | Op::Dropout { .. } => nn::vjp(b, op, inputs, output, grad, w)?,
         Op::Full { .. }
         | Op::Arange { .. }
         | Op::Linspace { .. }
@@ -266,13 +320,33 @@ pub fn vjp<B: VjpBuilder>(
         | Op::RandomBernoulli { .. }
         | Op::RandomRandint { .. } => {
             expect_inputs(op, inputs, 0)?;
-            Ok(Vec::new())
+            Vec::new()
         }
         Op::Multinomial { .. } => {
             expect_inputs(op, inputs, 1)?;
-            Ok(vec![None])
+            vec![None]
         }
-        Op::Shuffle { .. } => shape_ops::vjp(b, op, inputs, grad),
+    };
+    for (g, &want) in grads.iter_mut().zip(wanted) {
+        if !want {
+            *g = None;
+        }
+    }
+    Ok(grads)
+}
+
+/// The gradients of two inputs.
+type Pair<V> = (Option<V>, Option<V>);
+
+/// Which inputs' gradients are asked for (families skip work for the others).
+#[derive(Clone, Copy)]
+struct Wanted<'a>(&'a [bool]);
+
+impl Wanted<'_> {
+    /// Whether input `i`'s gradient is wanted (inputs past the flags count as wanted; the
+    /// input count is checked separately).
+    fn at(self, i: usize) -> bool {
+        self.0.get(i).copied().unwrap_or(true)
     }
 }
 

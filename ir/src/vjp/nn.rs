@@ -1,7 +1,7 @@
 //! VJPs of the neural-network ops: softmax family, convolutions, pooling, normalizations,
 //! dropout.
 
-use super::{expect_inputs, other_axes, VjpBuilder};
+use super::{expect_inputs, other_axes, Pair, VjpBuilder, Wanted};
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, PoolKind, ReduceOp, UnaryOp};
 use crate::shape::Shape;
@@ -14,6 +14,7 @@ pub(super) fn vjp<B: VjpBuilder>(
     inputs: &[B::Value],
     y: &B::Value,
     g: &B::Value,
+    want: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     match op {
         Op::Softmax { axis } => {
@@ -49,30 +50,42 @@ pub(super) fn vjp<B: VjpBuilder>(
             let (x, w) = (&inputs[0], &inputs[1]);
             let (xs, ws, gs) = (b.shape(x), b.shape(w), b.shape(g));
             let output_padding = deconv_output_padding(op, &xs, &gs, &ws, stride, pad, dilation)?;
-            let gx = b.apply(
-                Op::Deconvolution {
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    output_padding,
-                    groups: *groups,
-                    no_bias: true,
-                },
-                &[g, w],
-            )?;
-            let gw = b.apply(
-                Op::ConvGradWeight {
-                    kernel: ws[2..].to_vec(),
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    groups: *groups,
-                },
-                &[x, g],
-            )?;
-            let mut out = vec![Some(gx), Some(gw)];
+            let gx = if want.at(0) {
+                Some(b.apply(
+                    Op::Deconvolution {
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        output_padding,
+                        groups: *groups,
+                        no_bias: true,
+                    },
+                    &[g, w],
+                )?)
+            } else {
+                None
+            };
+            let gw = if want.at(1) {
+                Some(b.apply(
+                    Op::ConvGradWeight {
+                        kernel: ws[2..].to_vec(),
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        groups: *groups,
+                    },
+                    &[x, g],
+                )?)
+            } else {
+                None
+            };
+            let mut out = vec![gx, gw];
             if !no_bias {
-                out.push(Some(b.sum(g, &other_axes(gs.rank(), 1), false)?));
+                out.push(if want.at(2) {
+                    Some(b.sum(g, &other_axes(gs.rank(), 1), false)?)
+                } else {
+                    None
+                });
             }
             Ok(out)
         }
@@ -95,29 +108,41 @@ pub(super) fn vjp<B: VjpBuilder>(
                     format!("vjp needs a weight of rank >= 3, got {ws}"),
                 ));
             }
-            let gx = b.apply(
-                Op::Convolution {
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    groups: *groups,
-                    no_bias: true,
-                },
-                &[g, w],
-            )?;
-            let gw = b.apply(
-                Op::ConvGradWeight {
-                    kernel: ws[2..].to_vec(),
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    groups: *groups,
-                },
-                &[g, x],
-            )?;
-            let mut out = vec![Some(gx), Some(gw)];
+            let gx = if want.at(0) {
+                Some(b.apply(
+                    Op::Convolution {
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        groups: *groups,
+                        no_bias: true,
+                    },
+                    &[g, w],
+                )?)
+            } else {
+                None
+            };
+            let gw = if want.at(1) {
+                Some(b.apply(
+                    Op::ConvGradWeight {
+                        kernel: ws[2..].to_vec(),
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        groups: *groups,
+                    },
+                    &[g, x],
+                )?)
+            } else {
+                None
+            };
+            let mut out = vec![gx, gw];
             if !no_bias {
-                out.push(Some(b.sum(g, &other_axes(gs.rank(), 1), false)?));
+                out.push(if want.at(2) {
+                    Some(b.sum(g, &other_axes(gs.rank(), 1), false)?)
+                } else {
+                    None
+                });
             }
             Ok(out)
         }
@@ -134,28 +159,36 @@ pub(super) fn vjp<B: VjpBuilder>(
             let (xs, dys) = (b.shape(x), b.shape(dy));
             let gs = b.shape(g);
             let output_padding = deconv_output_padding(op, &xs, &dys, &gs, stride, pad, dilation)?;
-            let gx = b.apply(
-                Op::Deconvolution {
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    output_padding,
-                    groups: *groups,
-                    no_bias: true,
-                },
-                &[dy, g],
-            )?;
-            let gdy = b.apply(
-                Op::Convolution {
-                    stride: stride.clone(),
-                    pad: pad.clone(),
-                    dilation: dilation.clone(),
-                    groups: *groups,
-                    no_bias: true,
-                },
-                &[x, g],
-            )?;
-            Ok(vec![Some(gx), Some(gdy)])
+            let gx = if want.at(0) {
+                Some(b.apply(
+                    Op::Deconvolution {
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        output_padding,
+                        groups: *groups,
+                        no_bias: true,
+                    },
+                    &[dy, g],
+                )?)
+            } else {
+                None
+            };
+            let gdy = if want.at(1) {
+                Some(b.apply(
+                    Op::Convolution {
+                        stride: stride.clone(),
+                        pad: pad.clone(),
+                        dilation: dilation.clone(),
+                        groups: *groups,
+                        no_bias: true,
+                    },
+                    &[x, g],
+                )?)
+            } else {
+                None
+            };
+            Ok(vec![gx, gdy])
         }
         Op::Pooling {
             kind,
@@ -218,19 +251,22 @@ pub(super) fn vjp<B: VjpBuilder>(
             use_batch_stats,
         } => {
             expect_inputs(op, inputs, 5)?;
-            batch_norm(b, op, *eps, *axis, *use_batch_stats, inputs, g)
+            batch_norm(b, op, *eps, *axis, *use_batch_stats, inputs, g, want)
         }
         Op::LayerNorm { axis, eps } => {
             expect_inputs(op, inputs, 3)?;
             let (x, gamma) = (&inputs[0], &inputs[1]);
             let xs = b.shape(x);
             let ax = xs.axis(*axis, op.name())?;
-            let (gx, xhat) = normalized_grad(b, x, gamma, g, ax, &[ax], *eps)?;
+            let (xhat, rstd) = normalize(b, x, &[ax], *eps)?;
+            let gx = if want.at(0) {
+                Some(normalized_input_grad(b, g, gamma, &xhat, &rstd, ax, &[ax])?)
+            } else {
+                None
+            };
             let others = other_axes(xs.rank(), ax);
-            let gxh = b.binary(Mul, g, &xhat)?;
-            let ggamma = b.sum(&gxh, &others, false)?;
-            let gbeta = b.sum(g, &others, false)?;
-            Ok(vec![Some(gx), Some(ggamma), Some(gbeta)])
+            let (ggamma, gbeta) = scale_shift_grads(b, g, &xhat, &others, want)?;
+            Ok(vec![gx, ggamma, gbeta])
         }
         Op::Dropout { p, seed } => {
             expect_inputs(op, inputs, 1)?;
@@ -331,19 +367,14 @@ fn channel_shape(xs: &Shape, ax: usize) -> Shape {
     Shape::from(s)
 }
 
-/// The input gradient of `y = xhat * gamma + beta` with `xhat` normalized by the statistics of
-/// `x` over `axes`: `rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))`, with
-/// `gxhat = g * gamma`. Returns it together with `xhat`.
-fn normalized_grad<B: VjpBuilder>(
+/// `x` normalized over `axes`: `xhat = (x - mean) * rstd` with `rstd = 1/sqrt(var + eps)`
+/// (biased variance, kept dims). Returns `(xhat, rstd)`.
+fn normalize<B: VjpBuilder>(
     b: &mut B,
     x: &B::Value,
-    gamma: &B::Value,
-    g: &B::Value,
-    ax: usize,
     axes: &[usize],
     eps: f64,
 ) -> Result<(B::Value, B::Value)> {
-    let xs = b.shape(x);
     let mu = b.reduce(ReduceOp::Mean, x, axes, true)?;
     let xc = b.binary(Sub, x, &mu)?;
     let sq = b.unary(UnaryOp::Square, &xc)?;
@@ -351,18 +382,57 @@ fn normalized_grad<B: VjpBuilder>(
     let ve = b.scalar(Add, &var, eps)?;
     let rstd = b.unary(UnaryOp::Rsqrt, &ve)?;
     let xhat = b.binary(Mul, &xc, &rstd)?;
+    Ok((xhat, rstd))
+}
+
+/// The input gradient of `y = xhat * gamma + beta` when the statistics are `x`'s own over
+/// `axes`: `rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))`, `gxhat = g * gamma`
+/// (gamma lies along axis `ax`).
+fn normalized_input_grad<B: VjpBuilder>(
+    b: &mut B,
+    g: &B::Value,
+    gamma: &B::Value,
+    xhat: &B::Value,
+    rstd: &B::Value,
+    ax: usize,
+    axes: &[usize],
+) -> Result<B::Value> {
+    let xs = b.shape(xhat);
     let gam = b.reshape(gamma, &channel_shape(&xs, ax))?;
     let gxhat = b.binary(Mul, g, &gam)?;
     let m1 = b.reduce(ReduceOp::Mean, &gxhat, axes, true)?;
-    let gxx = b.binary(Mul, &gxhat, &xhat)?;
+    let gxx = b.binary(Mul, &gxhat, xhat)?;
     let m2 = b.reduce(ReduceOp::Mean, &gxx, axes, true)?;
-    let t = b.binary(Mul, &xhat, &m2)?;
+    let t = b.binary(Mul, xhat, &m2)?;
     let d = b.binary(Sub, &gxhat, &m1)?;
     let d = b.binary(Sub, &d, &t)?;
-    let gx = b.binary(Mul, &rstd, &d)?;
-    Ok((gx, xhat))
+    b.binary(Mul, rstd, &d)
 }
 
+/// The gradients of gamma and beta (inputs 1 and 2) in `y = xhat * gamma + beta`: sums of
+/// `g * xhat` and `g` over every axis but the channel's (`others`).
+fn scale_shift_grads<B: VjpBuilder>(
+    b: &mut B,
+    g: &B::Value,
+    xhat: &B::Value,
+    others: &[usize],
+    want: Wanted<'_>,
+) -> Result<Pair<B::Value>> {
+    let ggamma = if want.at(1) {
+        let gxh = b.binary(Mul, g, xhat)?;
+        Some(b.sum(&gxh, others, false)?)
+    } else {
+        None
+    };
+    let gbeta = if want.at(2) {
+        Some(b.sum(g, others, false)?)
+    } else {
+        None
+    };
+    Ok((ggamma, gbeta))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn batch_norm<B: VjpBuilder>(
     b: &mut B,
     op: &Op,
@@ -371,13 +441,22 @@ fn batch_norm<B: VjpBuilder>(
     use_batch_stats: bool,
     inputs: &[B::Value],
     g: &B::Value,
+    want: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     let (x, gamma) = (&inputs[0], &inputs[1]);
     let xs = b.shape(x);
     let ax = xs.axis(axis, op.name())?;
     let others = other_axes(xs.rank(), ax);
-    let (gx, xhat) = if use_batch_stats {
-        normalized_grad(b, x, gamma, g, ax, &others, eps)?
+    let (xhat, gx) = if use_batch_stats {
+        let (xhat, rstd) = normalize(b, x, &others, eps)?;
+        let gx = if want.at(0) {
+            Some(normalized_input_grad(
+                b, g, gamma, &xhat, &rstd, ax, &others,
+            )?)
+        } else {
+            None
+        };
+        (xhat, gx)
     } else {
         // With fixed statistics the op is affine in x.
         let cs = channel_shape(&xs, ax);
@@ -387,12 +466,15 @@ fn batch_norm<B: VjpBuilder>(
         let rstd = b.unary(UnaryOp::Rsqrt, &ve)?;
         let xc = b.binary(Sub, x, &mean)?;
         let xhat = b.binary(Mul, &xc, &rstd)?;
-        let gam = b.reshape(gamma, &cs)?;
-        let scale = b.binary(Mul, &gam, &rstd)?;
-        (b.binary(Mul, g, &scale)?, xhat)
+        let gx = if want.at(0) {
+            let gam = b.reshape(gamma, &cs)?;
+            let scale = b.binary(Mul, &gam, &rstd)?;
+            Some(b.binary(Mul, g, &scale)?)
+        } else {
+            None
+        };
+        (xhat, gx)
     };
-    let gxh = b.binary(Mul, g, &xhat)?;
-    let ggamma = b.sum(&gxh, &others, false)?;
-    let gbeta = b.sum(g, &others, false)?;
-    Ok(vec![Some(gx), Some(ggamma), Some(gbeta), None, None])
+    let (ggamma, gbeta) = scale_shift_grads(b, g, &xhat, &others, want)?;
+    Ok(vec![gx, ggamma, gbeta, None, None])
 }

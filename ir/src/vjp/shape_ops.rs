@@ -1,7 +1,7 @@
 //! VJPs of the shape ops: reshape back, inverse permutations, slices scattered back, tiles
 //! and repeats summed back, and the inverse of a shuffle.
 
-use super::{expect_inputs, VjpBuilder};
+use super::{expect_inputs, VjpBuilder, Wanted};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::{Op, ReduceOp};
@@ -12,12 +12,13 @@ pub(super) fn vjp<B: VjpBuilder>(
     op: &Op,
     inputs: &[B::Value],
     g: &B::Value,
+    w: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     if let Op::Concat { axis } = op {
-        return concat(b, op, *axis, inputs, g);
+        return concat(b, op, *axis, inputs, g, w);
     }
     if let Op::Stack { axis } = op {
-        return stack(b, op, *axis, inputs, g);
+        return stack(b, op, *axis, inputs, g, w);
     }
     expect_inputs(op, inputs, 1)?;
     let x = &inputs[0];
@@ -135,6 +136,7 @@ fn concat<B: VjpBuilder>(
     axis: isize,
     inputs: &[B::Value],
     g: &B::Value,
+    w: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     let first = inputs
         .first()
@@ -142,8 +144,13 @@ fn concat<B: VjpBuilder>(
     let ax = normalize_axis(axis, b.shape(first).rank(), op.name())?;
     let mut offset = 0i64;
     let mut out = Vec::with_capacity(inputs.len());
-    for x in inputs {
+    for (i, x) in inputs.iter().enumerate() {
         let len = b.shape(x).get(ax).copied().unwrap_or(0) as i64;
+        if !w.at(i) {
+            out.push(None);
+            offset += len;
+            continue;
+        }
         let part = b.apply(
             Op::SliceAxis {
                 axis: ax as isize,
@@ -164,6 +171,7 @@ fn stack<B: VjpBuilder>(
     axis: isize,
     inputs: &[B::Value],
     g: &B::Value,
+    w: Wanted<'_>,
 ) -> Result<Vec<Option<B::Value>>> {
     let first = inputs
         .first()
@@ -172,6 +180,10 @@ fn stack<B: VjpBuilder>(
     let ax = normalize_axis(axis, xs.rank() + 1, op.name())?;
     let mut out = Vec::with_capacity(inputs.len());
     for i in 0..inputs.len() as i64 {
+        if !w.at(i as usize) {
+            out.push(None);
+            continue;
+        }
         let part = b.apply(
             Op::SliceAxis {
                 axis: ax as isize,
