@@ -5,7 +5,8 @@
 //!   included) at 1024³ and at 64×784×256 (m×k×n), next to numpy's `a @ b` measured in the
 //!   same run by `benches/numpy_baseline.py` with `OPENBLAS_NUM_THREADS` set to kiln's thread
 //!   count (`numpy_gflops` is null when numpy is missing);
-//! - `conv2d`: the two LeNet convolutions at batch 64, in GFLOP/s and images/s;
+//! - `conv2d`: the two LeNet convolutions at batch 64, in GFLOP/s and images/s, and their
+//!   backward ops (deconvolution, conv_grad_weight); `max_pool2d`: LeNet's first pooling;
 //! - `elementwise`: GB/s of `a*b`, `(a*b)+a` as two Binary ops, `relu` and `exp` on 16M f32,
 //!   next to a plain copy's GB/s (into a preallocated buffer, and `to_vec` which allocates);
 //! - `dispatch`: ns per tiny op (`[1] + [1]`) through `CpuBackend::execute`, and through the
@@ -167,7 +168,48 @@ fn bench_conv(threads: usize) {
                    "threads": threads, "gflops": flops / t / 1e9, "images_per_s": xs[0] as f64 / t,
                    "ms": t * 1e3})
         );
+        // The backward pass: gradients w.r.t. the input (deconvolution) and the weight.
+        let dy = tensor(&[xs[0], ws[0], oh, ow], 6);
+        let dx_op = Op::Deconvolution {
+            stride: vec![1, 1],
+            pad: vec![0, 0],
+            dilation: vec![1, 1],
+            output_padding: vec![0, 0],
+            groups: 1,
+            no_bias: true,
+        };
+        let dw_op = Op::ConvGradWeight {
+            kernel: vec![ws[2], ws[3]],
+            stride: vec![1, 1],
+            pad: vec![0, 0],
+            dilation: vec![1, 1],
+            groups: 1,
+        };
+        let t_dx = best(7, 5, || exec(&dx_op, &[&dy, &w]));
+        let t_dw = best(7, 5, || exec(&dw_op, &[&x, &dy]));
+        println!(
+            "{}",
+            json!({"bench": "conv2d_backward", "layer": name, "dtype": "f32", "threads": threads,
+                   "deconvolution_gflops": flops / t_dx / 1e9, "deconvolution_ms": t_dx * 1e3,
+                   "conv_grad_weight_gflops": flops / t_dw / 1e9, "conv_grad_weight_ms": t_dw * 1e3})
+        );
     }
+    let x = tensor(&[64, 20, 24, 24], 7);
+    let pool = Op::Pooling {
+        kind: kiln::ir::PoolKind::Max,
+        kernel: vec![2, 2],
+        stride: vec![2, 2],
+        pad: vec![0, 0],
+        global: false,
+        count_include_pad: true,
+    };
+    let t = best(7, 5, || exec(&pool, &[&x]));
+    println!(
+        "{}",
+        json!({"bench": "max_pool2d", "input": [64, 20, 24, 24], "kernel": [2, 2], "dtype": "f32",
+               "threads": threads, "ms": t * 1e3,
+               "input_gbps": 4.0 * x.shape().numel() as f64 / t / 1e9})
+    );
 }
 
 fn bench_elementwise(threads: usize, numpy: &[Value]) {

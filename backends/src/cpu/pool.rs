@@ -49,20 +49,27 @@ impl Geom {
         for oy in 0..self.oh {
             let y0 = (oy * self.sh).saturating_sub(self.ph);
             let y1 = (oy * self.sh + self.kh).saturating_sub(self.ph).min(self.h);
-            for ox in 0..self.ow {
+            let out_row = &mut y[oy * self.ow..(oy + 1) * self.ow];
+            for (ox, out) in out_row.iter_mut().enumerate() {
                 let x0 = (ox * self.sw).saturating_sub(self.pw);
                 let x1 = (ox * self.sw + self.kw).saturating_sub(self.pw).min(self.w);
-                let rows = (y0..y1).map(|iy| &x[iy * self.w + x0..iy * self.w + x1]);
-                y[oy * self.ow + ox] = match kind {
+                // Inference guarantees pad < kernel, so the window holds a real element.
+                *out = match kind {
                     PoolKind::Max => {
-                        let mut it = rows.flatten().copied();
-                        let first = it.next().unwrap_or_else(T::nan);
-                        it.fold(first, |best, v| if v > best { v } else { best })
+                        let mut best = x[y0 * self.w + x0];
+                        for iy in y0..y1 {
+                            for &v in &x[iy * self.w + x0..iy * self.w + x1] {
+                                if v > best {
+                                    best = v;
+                                }
+                            }
+                        }
+                        best
                     }
                     PoolKind::Avg => {
                         let mut sum = 0.0f64;
-                        for r in rows {
-                            for v in r {
+                        for iy in y0..y1 {
+                            for &v in &x[iy * self.w + x0..iy * self.w + x1] {
                                 sum += v.to_wide();
                             }
                         }
