@@ -17,7 +17,15 @@ fn dot(ta: bool, tb: bool) -> Op {
 #[test]
 fn dot_2d_with_every_transpose_flag() {
     for dt in FLOATS {
-        for (m, k, n) in [(1, 1, 1), (7, 13, 5), (33, 17, 65), (3, 0, 4), (70, 70, 70)] {
+        // The last two are split across threads by output rows and by output columns.
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 13, 5),
+            (33, 17, 65),
+            (3, 0, 4),
+            (300, 100, 80),
+            (40, 150, 400),
+        ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a_shape = if ta { [k, m] } else { [m, k] };
                 let b_shape = if tb { [n, k] } else { [k, n] };
