@@ -23,8 +23,8 @@ fn dot_2d_with_every_transpose_flag() {
             (7, 13, 5),
             (33, 17, 65),
             (3, 0, 4),
-            (300, 100, 80),
-            (40, 150, 400),
+            (600, 150, 100),
+            (40, 300, 800),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a_shape = if ta { [k, m] } else { [m, k] };
@@ -74,7 +74,7 @@ fn batch_dot_with_flags_and_batch_ranks() {
                 (vec![3], 4, 5, 6),
                 (vec![2, 3], 7, 1, 3),
                 (vec![40], 9, 11, 10),
-                (vec![2], 66, 67, 65),
+                (vec![4], 130, 110, 90), // split across threads by batch
             ] {
                 let mut a_shape = batch.clone();
                 a_shape.extend(if ta { [k, n] } else { [n, k] });

@@ -11,7 +11,7 @@
 //! Batches are split across threads when the work is large (each thread with its own column
 //! buffer, and GEMMs single-threaded inside); otherwise the GEMMs themselves are threaded.
 
-use super::gemm::{matmul, parallelism, MatRef, GEMM_PARALLEL_MIN_WORK};
+use super::gemm::{matmul, parallelism, MatRef, BATCH_PARALLEL_MIN_WORK};
 use super::{checked_numel, data_of, tensor_of, threads, with_real, zeros, Real};
 use gemm::Parallelism;
 use kiln_ir::{Op, Tensor, TensorView};
@@ -162,7 +162,7 @@ impl Geom {
     }
     /// True when batches should be split across threads.
     fn split_batch(&self) -> bool {
-        threads() > 1 && self.n > 1 && self.work() >= GEMM_PARALLEL_MIN_WORK
+        threads() > 1 && self.n > 1 && self.work() >= BATCH_PARALLEL_MIN_WORK
     }
 
     /// The range of output positions `o` along one dim for which `o*s + k*d - p` lies in

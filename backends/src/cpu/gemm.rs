@@ -18,12 +18,17 @@ pub use gemm::Parallelism;
 use kiln_ir::{Tensor, TensorView};
 use rayon::prelude::*;
 
-/// Multiply-adds (m·n·k) from which a single product is offered to several threads (gemm
-/// then applies its own threshold, 48·48·256, per block). Measured on the shared 2-core
-/// build machine: up to 64³ gemm stays single-threaded anyway (0.2-3.4 µs either way); at
-/// 96³ and 128³ two threads were *slower* there (18.6 vs 11.9 µs, 36 vs 26 µs) because the
-/// second core was busy, so threads are only offered from 128³ up, where a free core pays.
-pub const GEMM_PARALLEL_MIN_WORK: usize = 128 * 128 * 128;
+/// Multiply-adds (m·n·k) from which one product is split across threads. Waking a second
+/// rayon worker costs tens of µs on the 2-core build machine: at 64³ two column blocks ran at
+/// 21 GFLOP/s against 150 for one thread; from 96³ to 256³ the two were within noise of each
+/// other (110-230 either way); 64×784×256 (12.8M) gained clearly (196-237 vs 145) and 1024³
+/// doubled. So products split from 2^23 (8.4M, about 200³) up.
+pub const GEMM_PARALLEL_MIN_WORK: usize = 1 << 23;
+
+/// Multiply-adds from which a batch of independent products (batch_dot, the images of a
+/// convolution) is split across threads, each product single-threaded: one fork/join per op
+/// instead of per product, so it pays earlier.
+pub const BATCH_PARALLEL_MIN_WORK: usize = 1 << 22;
 
 /// A read-only strided matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -409,7 +414,11 @@ fn batch_dot_typed<T: Real>(
     }
     if c_size > 0 {
         let per_product = n.saturating_mul(m).saturating_mul(k);
-        if threads() > 1 && batches > 1 && per_product < GEMM_PARALLEL_MIN_WORK * 4 {
+        if threads() > 1
+            && batches > 1
+            && per_product < GEMM_PARALLEL_MIN_WORK
+            && per_product.saturating_mul(batches) >= BATCH_PARALLEL_MIN_WORK
+        {
             // Many small products: one per task, each single-threaded.
             out.par_chunks_mut(c_size).enumerate().for_each(|(i, c)| {
                 if let Some((am, bm)) = operands(i) {
