@@ -16,11 +16,12 @@
 //! numpy's (interleaved), and the best is kept. This machine is shared and noisy: compare the
 //! ratios, not the absolute numbers.
 //!
-//! For the record, `gemm` 0.19 (x86-v4) against `matrixmultiply` 0.3.11 measured with a
-//! separate scratch program on the 2-core build machine (f32 GFLOP/s, best of 3×7 rounds,
-//! machine shared with other jobs): 1 thread 1024³ 60.8 vs 58.2, 64×784×256 64.0 vs 54.9;
-//! 2 threads 1024³ 57.5 vs 52.0, 64×784×256 61.8 vs 34.2 — gemm stays ahead, and far ahead
-//! on the MLP shape, which matrixmultiply does not parallelize.
+//! For the record, `gemm` 0.19 (x86-v4) against `matrixmultiply` 0.3.11 (feature
+//! `threading`), measured with a separate scratch program on the 2-core AVX-512 build machine
+//! (f32 GFLOP/s, best of 3×7 rounds, shared machine): one thread, 1024³ 161 vs 141 and
+//! 64×784×256 144 vs 125; two threads (each crate's own threading) 1024³ 165 vs 142 and
+//! 64×784×256 140 vs 112 — gemm stays ahead, so kiln uses it. kiln splits threaded products
+//! itself (see `kiln_backends::cpu::gemm::matmul`), which beat gemm's own threading here.
 
 use kiln::backends::cpu::threads;
 use kiln::backends::{CpuBackend, Kernels};
