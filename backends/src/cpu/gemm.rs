@@ -9,7 +9,7 @@
 //! stays correct on CPUs without AVX-512, and runs about twice as fast on CPUs with it.
 //!
 //! On the 2-core AVX-512 build machine `gemm` (x86-v4) also beat `matrixmultiply` 0.3 at
-//! 1024³ and clearly at 64×784×256 (which `matrixmultiply` does not parallelize); see the
+//! 1024³ and at 64×784×256 (where `matrixmultiply` did not speed up with threads); see the
 //! numbers in `benches/cpu_kernels.rs`'s header.
 
 use super::{checked_numel, data_of, tensor_of, threads, with_real, zeros, Real};
