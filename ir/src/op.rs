@@ -7,10 +7,27 @@
 //!
 //! Conventions shared by all ops:
 //! - axes may be negative (counted from the end);
-//! - binary ops broadcast numpy-style and need both inputs of one dtype;
+//! - binary ops broadcast numpy-style and need both inputs of one dtype (no promotion);
 //! - comparison ops return 0/1 in the input dtype (as MXNet 1.x does), so `(a == b).sum()` works;
-//! - random ops are pure functions of their `seed` attribute: the eager frontend draws a fresh
-//!   seed from the global generator (`kiln::random::seed`) for every call.
+//! - float arithmetic: the reference ([`crate::interp`]) computes and accumulates in f64 and
+//!   rounds once to the output dtype; backends match it up to float rounding;
+//! - integer arithmetic wraps around on overflow (numpy: `i32::MAX + 1 == i32::MIN`,
+//!   `-(5u8) == 251`); integer division truncates toward zero and `x / 0 == 0`;
+//! - NaN propagates through `maximum`, `minimum`, `relu`, `softrelu`, `sign`, `clip`, `max`,
+//!   `min`; comparisons with NaN are false except `ne`; `argmax`/`argmin` return the first NaN;
+//! - bool: of the elementwise ops and reductions, bool tensors take only `logical_not`, `eq`,
+//!   `ne`, `maximum`/`minimum` (or/and), `where`, `cast` and `max`/`min` (any/all); other
+//!   arithmetic on bool is a dtype error. Data-movement ops (shape ops, gathers) take any dtype;
+//! - float attributes converted to an integer dtype (scalars, `full` values, clip bounds)
+//!   truncate toward zero and saturate at the dtype's range;
+//! - indices (`take`, `pick`, `gather`, the gradient helpers, cross-entropy labels) may be any
+//!   numeric dtype: floats truncate toward zero (NaN reads as 0), then every index is clipped
+//!   to `[0, A-1]` (MXNet's `mode='clip'`); bool indices are rejected (bool labels read as
+//!   0/1);
+//! - random ops are pure functions of their `seed` attribute (one generator,
+//!   [`crate::random::op_rng`], drawn in row-major order of the output; `shuffle` draws one
+//!   permutation); the eager frontend
+//!   draws a fresh seed from the global generator (`kiln::random::seed`) for every call.
 
 use crate::dtype::DType;
 use crate::shape::Shape;
@@ -125,8 +142,11 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
-    /// Integer division truncates toward zero; division by zero of integers gives 0.
+    /// Integer division truncates toward zero; division by zero of integers gives 0, and
+    /// `MIN / -1` wraps.
     Div,
+    /// Integer pow wraps; a negative exponent gives `1 / base^-e` truncated: 1 for base 1, ±1
+    /// for base -1 (by parity), 0 otherwise (base 0 included).
     Pow,
     Maximum,
     Minimum,
@@ -245,21 +265,26 @@ pub enum Op {
     },
     /// `(cond, x, y) -> cond != 0 ? x : y`, all three broadcast; x and y share a dtype.
     Where,
-    /// `(x) -> min(max(x, min), max)`.
+    /// `(x) -> min(max(x, min), max)`; needs `min <= max` (no NaN); NaN stays NaN; not on bool.
     Clip { min: f64, max: f64 },
-    /// `(x) -> x as dtype`.
+    /// `(x) -> x as dtype`, through f64: to an integer dtype values truncate toward zero and
+    /// saturate at its range (NaN gives 0); to bool is `x != 0`; a same-dtype cast copies.
     Cast { dtype: DType },
 
     // ----- reductions --------------------------------------------------------------------
     /// `(x) -> reduce over axes` (`None`: all axes); `keepdims` keeps them as size 1.
-    /// An empty axis list is the identity. Mean of an integer tensor truncates.
+    /// An empty axis list is the identity; repeated axes are an error. Integer sums wrap;
+    /// integer mean truncates toward zero. Over an empty set: sum 0, prod 1, norm 0, float
+    /// mean NaN, integer mean 0; max/min of an empty set are errors.
     Reduce {
         f: ReduceOp,
         axes: Option<Vec<isize>>,
         keepdims: bool,
     },
     /// `(x) -> index of the max/min along axis` (`None`: over the flattened array), as the
-    /// input's dtype (MXNet returns float indices). Ties take the first index.
+    /// input's dtype (MXNet returns float indices). Ties take the first index; a NaN is the
+    /// extremum. Not on bool, not over an empty extent, and every index must be exact in the
+    /// dtype (at most 256 positions for u8, 2^24 for f32).
     ArgReduce {
         f: ArgReduceOp,
         axis: Option<isize>,
@@ -326,14 +351,14 @@ pub enum Op {
 
     // ----- indexing ----------------------------------------------------------------------
     /// MXNet `take(data, indices, axis)`: `data [d0.., A, ..dn]`, `indices [i..]` ->
-    /// `[d0.., i.., ..dn]`. Indices may be any numeric dtype (floats truncate) and are clipped
-    /// to `[0, A-1]` (MXNet's default `mode='clip'`).
+    /// `[d0.., i.., ..dn]`. Indices are truncated and clipped (see the module doc).
     Take { axis: isize },
     /// MXNet `pick(data, index, axis)`: `index` has data's shape without `axis`; picks one
     /// element along `axis` per position (clipped). `keepdims` keeps `axis` as size 1.
     Pick { axis: isize, keepdims: bool },
     /// `(indices [..]) -> [.., depth]` with `on_value` at the index, `off_value` elsewhere;
-    /// indices out of `[0, depth)` give an all-off row.
+    /// indices truncate toward zero, and ones out of `[0, depth)` (or NaN) give an all-off
+    /// row (not clipped).
     OneHot {
         depth: usize,
         on_value: f64,
@@ -350,11 +375,13 @@ pub enum Op {
     /// log(softmax(x)) along `axis`, computed stably.
     LogSoftmax { axis: isize },
     /// `(logits [N, C], labels [N]) -> [N]`: `-log_softmax(logits)[i, labels[i]]` per sample
-    /// (labels of any numeric dtype, clipped to `[0, C-1]`).
+    /// (labels truncated and clipped to `[0, C-1]` like indices).
     SoftmaxCrossEntropy,
     /// Convolution over 1 or 2 spatial dims (NCW / NCHW): `(x [N, C, ..], w [O, C/groups, k..],
-    /// b [O])`; `stride`, `pad`, `dilation` have one entry per spatial dim. `no_bias`: no `b`.
-    /// Output size per dim: `(in + 2*pad - dilation*(k-1) - 1) / stride + 1`.
+    /// b [O])`; `stride`, `pad`, `dilation` have exactly one entry per spatial dim (stride and
+    /// dilation ≥ 1). `groups` ≥ 1 divides C and O. `no_bias`: no `b`. Output size per dim:
+    /// `(in + 2*pad - dilation*(k-1) - 1) / stride + 1`; a window larger than the padded input
+    /// is an error.
     Convolution {
         stride: Vec<usize>,
         pad: Vec<usize>,
@@ -364,7 +391,8 @@ pub enum Op {
     },
     /// Transposed convolution (MXNet Deconvolution, the gradient of Convolution w.r.t. its
     /// input): `(x [N, C, ..], w [C, O/groups, k..], b [O])`. Output size per dim:
-    /// `(in-1)*stride - 2*pad + dilation*(k-1) + 1 + output_padding`.
+    /// `(in-1)*stride - 2*pad + dilation*(k-1) + 1 + output_padding`, which must be ≥ 1;
+    /// `output_padding < stride` in every dim (as MXNet's `adj`). Attributes as Convolution.
     Deconvolution {
         stride: Vec<usize>,
         pad: Vec<usize>,
@@ -382,11 +410,13 @@ pub enum Op {
         dilation: Vec<usize>,
         groups: usize,
     },
-    /// Pooling over the 1 or 2 trailing spatial dims (NCW / NCHW). `global` pools the whole
-    /// spatial extent (kernel, stride, pad ignored). Max pooling ignores padding; average
-    /// pooling divides by the window size including padding when `count_include_pad` (MXNet's
-    /// default), otherwise by the number of valid elements. Output size uses floor
-    /// (MXNet's `pooling_convention='valid'`).
+    /// Pooling over the 1 or 2 trailing spatial dims (NCW / NCHW). `kernel`, `stride` and
+    /// `pad` have exactly one entry per spatial dim (no default stride; kernel and stride ≥ 1)
+    /// and `pad < kernel` in every dim, so every window holds a real element. `global` pools
+    /// the whole spatial extent (kernel, stride, pad ignored). Max pooling ignores padding
+    /// (ties: the first maximal element); average pooling divides by the window
+    /// size including padding when `count_include_pad` (MXNet's default), otherwise by the
+    /// number of real elements. Output size uses floor (MXNet's `pooling_convention='valid'`).
     Pooling {
         kind: PoolKind,
         kernel: Vec<usize>,
@@ -408,7 +438,8 @@ pub enum Op {
     /// Batch normalization along channel `axis`: `(x, gamma [C], beta [C], mean [C], var [C])`.
     /// With `use_batch_stats` the statistics are the batch's (biased variance) and inputs
     /// 3 and 4 are ignored (the frontend updates running stats itself); otherwise the given
-    /// running mean/var are used. `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
+    /// running mean/var are used. `y = (x - mean) / sqrt(var + eps) * gamma + beta`; `eps`
+    /// finite and ≥ 0.
     BatchNorm {
         eps: f64,
         axis: isize,
@@ -417,8 +448,10 @@ pub enum Op {
     /// Layer normalization over `axis`: `(x, gamma, beta)` with gamma/beta of size
     /// `x.shape[axis]`, biased variance.
     LayerNorm { axis: isize, eps: f64 },
-    /// Inverted dropout: each element is zeroed with probability `p`, survivors are scaled
-    /// by `1/(1-p)`. The mask is a pure function of `seed` and the shape.
+    /// Inverted dropout, `p` in `[0, 1]`: survivors are scaled by `1/(1-p)`, the rest are 0
+    /// (all zeros for `p = 1`). The mask is exact ([`crate::interp::dropout_mask`]): element
+    /// `i` in row-major order takes the `i`-th `next_u64` `r` of `op_rng(seed)`,
+    /// `u = (r >> 11) * 2^-53`, and is dropped when `u < p`.
     Dropout { p: f64, seed: u64 },
 
     // ----- gradient helpers (used by VJPs) ---------------------------------------------------
@@ -461,7 +494,9 @@ pub enum Op {
     },
 
     // ----- randomness (pure functions of `seed`) ----------------------------------------------
-    /// `() -> shape` uniform on `[low, high)`.
+    /// `() -> shape` uniform on `[low, high)` (float dtypes; finite `low < high`): one f64 `u`
+    /// in `[0, 1)` per element, `low + (high - low) * u` rounded to the dtype, redrawn if that
+    /// rounds to `high`.
     RandomUniform {
         low: f64,
         high: f64,
@@ -469,7 +504,9 @@ pub enum Op {
         dtype: DType,
         seed: u64,
     },
-    /// `() -> shape` normal with mean `loc` and standard deviation `scale`.
+    /// `() -> shape` normal with mean `loc` and standard deviation `scale` (float dtypes,
+    /// finite `loc`, finite `scale >= 0`): `loc + scale * z`, one standard normal f64 `z` per
+    /// element.
     RandomNormal {
         loc: f64,
         scale: f64,
@@ -477,14 +514,16 @@ pub enum Op {
         dtype: DType,
         seed: u64,
     },
-    /// `() -> shape` of 1 with probability `p`, else 0.
+    /// `() -> shape` of 1 with probability `p` in `[0, 1]`, else 0 (any dtype): 1 when a
+    /// uniform f64 `u` in `[0, 1)` is `< p`.
     RandomBernoulli {
         p: f64,
         shape: Shape,
         dtype: DType,
         seed: u64,
     },
-    /// `() -> shape` integers uniform on `[low, high)`.
+    /// `() -> shape` integers uniform on `[low, high)`; every value of the range must be exact
+    /// in the dtype (not bool).
     RandomRandint {
         low: i64,
         high: i64,
@@ -493,10 +532,23 @@ pub enum Op {
         seed: u64,
     },
     /// `(probs [.., K]) -> [.., num_samples]` category indices (i64) drawn from each row of
-    /// (unnormalized, non-negative) probabilities.
+    /// (unnormalized, finite, non-negative, positive-sum) float probabilities: the first
+    /// category whose cumulative sum exceeds `u * Σ probs`.
     Multinomial { num_samples: usize, seed: u64 },
-    /// `(x) -> x` with its first axis randomly permuted.
+    /// `(x) -> x` (rank ≥ 1) with its first axis permuted by a Fisher-Yates shuffle.
     Shuffle { seed: u64 },
+}
+
+/// The op families: one module each in [`crate::infer`] and [`crate::interp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    Elementwise,
+    Reduce,
+    Linalg,
+    ShapeOps,
+    Indexing,
+    Nn,
+    Creation,
 }
 
 impl Op {
@@ -574,18 +626,64 @@ impl Op {
         }
     }
 
+    /// The family whose `infer` and `interp` modules implement the op.
+    pub(crate) fn family(&self) -> Family {
+        match self {
+            Op::Unary { .. }
+            | Op::Binary { .. }
+            | Op::Scalar { .. }
+            | Op::Where
+            | Op::Clip { .. }
+            | Op::Cast { .. } => Family::Elementwise,
+            Op::Reduce { .. } | Op::ArgReduce { .. } => Family::Reduce,
+            Op::Dot { .. } | Op::BatchDot { .. } | Op::FullyConnected { .. } => Family::Linalg,
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::ExpandDims { .. }
+            | Op::Squeeze { .. }
+            | Op::Flatten
+            | Op::BroadcastTo { .. }
+            | Op::Slice { .. }
+            | Op::SliceAxis { .. }
+            | Op::Concat { .. }
+            | Op::Stack { .. }
+            | Op::Tile { .. }
+            | Op::Repeat { .. }
+            | Op::Flip { .. }
+            | Op::SliceGrad { .. } => Family::ShapeOps,
+            Op::Take { .. }
+            | Op::Pick { .. }
+            | Op::OneHot { .. }
+            | Op::Gather { .. }
+            | Op::TakeGrad { .. }
+            | Op::GatherGrad { .. } => Family::Indexing,
+            Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::SoftmaxCrossEntropy
+            | Op::Convolution { .. }
+            | Op::Deconvolution { .. }
+            | Op::ConvGradWeight { .. }
+            | Op::Pooling { .. }
+            | Op::PoolingGrad { .. }
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Dropout { .. } => Family::Nn,
+            Op::Full { .. }
+            | Op::Arange { .. }
+            | Op::Linspace { .. }
+            | Op::RandomUniform { .. }
+            | Op::RandomNormal { .. }
+            | Op::RandomBernoulli { .. }
+            | Op::RandomRandint { .. }
+            | Op::Multinomial { .. }
+            | Op::Shuffle { .. } => Family::Creation,
+        }
+    }
+
     /// True for elementwise ops (one output element from the same-position input elements,
     /// after broadcasting): the ops a fusion pass may chain.
     pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            Op::Unary { .. }
-                | Op::Binary { .. }
-                | Op::Scalar { .. }
-                | Op::Where
-                | Op::Clip { .. }
-                | Op::Cast { .. }
-        )
+        self.family() == Family::Elementwise
     }
 
     /// True for ops whose result depends on a random seed (CSE must not merge two of them).

@@ -12,8 +12,7 @@
 //!   are checked when the op runs);
 //! - `shuffle`: rank >= 1.
 
-use super::elementwise::check_size;
-use super::expect_inputs;
+use super::common::{expect_inputs, require_float, sized};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -159,15 +158,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Multinomial { num_samples, .. } => {
             expect_inputs(op, inputs, 1)?;
             let p = &inputs[0];
-            if !p.dtype.is_float() {
-                return Err(Error::dtype(
-                    name,
-                    format!(
-                        "needs floating-point probabilities, got {} {}",
-                        p.dtype, p.shape
-                    ),
-                ));
-            }
+            require_float(name, "probabilities", p)?;
             let Some((&k, batch)) = p.shape.split_last() else {
                 return Err(Error::shape(
                     name,
@@ -200,11 +191,6 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         }
         _ => Err(Error::invalid(name, "is not a creation op")),
     }
-}
-
-fn sized(name: &str, shape: Shape, dtype: DType) -> Result<TensorType> {
-    check_size(name, &shape, dtype)?;
-    Ok(TensorType::new(shape, dtype))
 }
 
 fn need_float(name: &str, dtype: DType) -> Result<()> {

@@ -7,11 +7,10 @@
 //!   `clip` on bool are dtype errors;
 //! - binary ops and `where`'s branches need one dtype on both sides (no implicit promotion).
 
-use super::expect_inputs;
+use super::common::{check_size, expect_inputs, require_float};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, UnaryOp};
-use crate::shape::Shape;
 use crate::tensor::TensorType;
 
 pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
@@ -26,15 +25,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Binary { f } => {
             expect_inputs(op, inputs, 2)?;
             let (a, b) = (&inputs[0], &inputs[1]);
-            if a.dtype != b.dtype {
-                return Err(Error::dtype(
-                    name,
-                    format!(
-                        "inputs must have one dtype, got {} {} and {} {}",
-                        a.dtype, a.shape, b.dtype, b.shape
-                    ),
-                ));
-            }
+            one_dtype(name, "inputs", a, b)?;
             check_binary_dtype(name, *f, a)?;
             let shape = a.shape.broadcast(&b.shape, name)?;
             check_size(name, &shape, a.dtype)?;
@@ -48,15 +39,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Where => {
             expect_inputs(op, inputs, 3)?;
             let (c, x, y) = (&inputs[0], &inputs[1], &inputs[2]);
-            if x.dtype != y.dtype {
-                return Err(Error::dtype(
-                    name,
-                    format!(
-                        "x and y must have one dtype, got {} {} and {} {}",
-                        x.dtype, x.shape, y.dtype, y.shape
-                    ),
-                ));
-            }
+            one_dtype(name, "x and y", x, y)?;
             let shape = c
                 .shape
                 .broadcast(&x.shape, name)
@@ -108,11 +91,8 @@ fn check_unary_dtype(name: &str, f: UnaryOp, x: &TensorType) -> Result<()> {
             ),
         ));
     }
-    if f.needs_float() && !x.dtype.is_float() {
-        return Err(Error::dtype(
-            name,
-            format!("needs a floating-point input, got {} {}", x.dtype, x.shape),
-        ));
+    if f.needs_float() {
+        require_float(name, "input", x)?;
     }
     Ok(())
 }
@@ -138,18 +118,16 @@ fn check_binary_dtype(name: &str, f: BinaryOp, x: &TensorType) -> Result<()> {
     Ok(())
 }
 
-/// Rejects shapes whose element count or byte size does not fit in memory addressing
-/// (`Shape::numel` would overflow, an allocation would abort).
-pub(crate) fn check_size(name: &str, shape: &Shape, dtype: DType) -> Result<()> {
-    let bytes = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .and_then(|n| n.checked_mul(dtype.size_of()));
-    match bytes {
-        Some(b) if b <= isize::MAX as usize => Ok(()),
-        _ => Err(Error::shape(
+/// Errors unless `a` and `b` (named together by `what`) share a dtype: no implicit promotion.
+fn one_dtype(name: &str, what: &str, a: &TensorType, b: &TensorType) -> Result<()> {
+    if a.dtype != b.dtype {
+        return Err(Error::dtype(
             name,
-            format!("output {dtype} {shape} is too large to allocate"),
-        )),
+            format!(
+                "{what} must have one dtype, got {} {} and {} {}",
+                a.dtype, a.shape, b.dtype, b.shape
+            ),
+        ));
     }
+    Ok(())
 }

@@ -5,10 +5,8 @@
 //! rejected. Gathered values keep the data's dtype, scattered gradients keep `dy`'s. Indexing
 //! into an empty axis is an error whenever the output would need a value from it.
 
-use crate::dtype::DType;
+use super::common::{axis_of, check_size, expect_inputs, require_numeric};
 use crate::error::{Error, Result};
-use crate::infer::expect_inputs;
-use crate::infer::shape_ops::{axis_of, checked_numel};
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -19,7 +17,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Take { axis } => {
             expect_inputs(op, inputs, 2)?;
             let (data, indices) = (&inputs[0], &inputs[1]);
-            numeric_indices(name, "indices", indices)?;
+            require_numeric(name, "indices", indices)?;
             let a = axis_of(name, *axis, &data.shape)?;
             let shape = take_shape(&data.shape, a, &indices.shape);
             nonempty_axis(name, &data.shape, a, shape.numel(), &indices.shape)?;
@@ -28,7 +26,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::Pick { axis, keepdims } => {
             expect_inputs(op, inputs, 2)?;
             let (data, index) = (&inputs[0], &inputs[1]);
-            numeric_indices(name, "index", index)?;
+            require_numeric(name, "index", index)?;
             let a = axis_of(name, *axis, &data.shape)?;
             let mut kept = data.shape.clone();
             kept[a] = 1;
@@ -52,17 +50,17 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::OneHot { depth, dtype, .. } => {
             expect_inputs(op, inputs, 1)?;
             let indices = &inputs[0];
-            numeric_indices(name, "indices", indices)?;
+            require_numeric(name, "indices", indices)?;
             let mut dims = indices.shape.to_vec();
             dims.push(*depth);
             let shape = Shape::from(dims);
-            checked_numel(name, &shape)?;
+            check_size(name, &shape, *dtype)?;
             Ok(TensorType::new(shape, *dtype))
         }
         Op::Gather { axis } => {
             expect_inputs(op, inputs, 2)?;
             let (data, indices) = (&inputs[0], &inputs[1]);
-            numeric_indices(name, "indices", indices)?;
+            require_numeric(name, "indices", indices)?;
             let a = axis_of(name, *axis, &data.shape)?;
             along_axis(name, &data.shape, a, &indices.shape, "data")?;
             nonempty_axis(name, &data.shape, a, indices.shape.numel(), &indices.shape)?;
@@ -71,8 +69,8 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Op::TakeGrad { axis, shape } => {
             expect_inputs(op, inputs, 2)?;
             let (indices, dy) = (&inputs[0], &inputs[1]);
-            numeric_indices(name, "indices", indices)?;
-            numeric_grad(name, dy)?;
+            require_numeric(name, "indices", indices)?;
+            require_numeric(name, "dy", dy)?;
             let a = axis_of(name, *axis, shape)?;
             let expected = take_shape(shape, a, &indices.shape);
             if dy.shape != expected {
@@ -85,15 +83,15 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
                     ),
                 ));
             }
-            checked_numel(name, shape)?;
+            check_size(name, shape, dy.dtype)?;
             nonempty_axis(name, shape, a, dy.shape.numel(), &indices.shape)?;
             Ok(TensorType::new(shape.clone(), dy.dtype))
         }
         Op::GatherGrad { axis, shape } => {
             expect_inputs(op, inputs, 2)?;
             let (indices, dy) = (&inputs[0], &inputs[1]);
-            numeric_indices(name, "indices", indices)?;
-            numeric_grad(name, dy)?;
+            require_numeric(name, "indices", indices)?;
+            require_numeric(name, "dy", dy)?;
             if indices.shape != dy.shape {
                 return Err(Error::shape(
                     name,
@@ -105,7 +103,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             }
             let a = axis_of(name, *axis, shape)?;
             along_axis(name, shape, a, &indices.shape, "shape")?;
-            checked_numel(name, shape)?;
+            check_size(name, shape, dy.dtype)?;
             nonempty_axis(name, shape, a, dy.shape.numel(), &indices.shape)?;
             Ok(TensorType::new(shape.clone(), dy.dtype))
         }
@@ -154,26 +152,6 @@ fn nonempty_axis(
         return Err(Error::shape(
             name,
             format!("cannot index axis {axis} of size 0 in {data} with indices {indices}"),
-        ));
-    }
-    Ok(())
-}
-
-fn numeric_indices(name: &str, what: &str, t: &TensorType) -> Result<()> {
-    if t.dtype == DType::Bool {
-        return Err(Error::dtype(
-            name,
-            format!("{what} must be numeric, got bool {}", t.shape),
-        ));
-    }
-    Ok(())
-}
-
-fn numeric_grad(name: &str, dy: &TensorType) -> Result<()> {
-    if dy.dtype == DType::Bool {
-        return Err(Error::dtype(
-            name,
-            format!("dy must be numeric, got bool {}", dy.shape),
         ));
     }
     Ok(())

@@ -2,8 +2,8 @@
 //!
 //! All operands must be floating point (f32 or f64) and share one dtype, which the output keeps.
 
+use super::common::{expect_inputs, same_float};
 use crate::error::{Error, Result};
-use crate::infer::expect_inputs;
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -15,7 +15,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             transpose_b,
         } => {
             expect_inputs(op, inputs, 2)?;
-            same_float(op, inputs)?;
+            same_float(op, &named(inputs))?;
             let shape = dot_shape(
                 op,
                 &inputs[0].shape,
@@ -30,7 +30,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             transpose_b,
         } => {
             expect_inputs(op, inputs, 2)?;
-            same_float(op, inputs)?;
+            same_float(op, &named(inputs))?;
             let shape = batch_dot_shape(
                 op,
                 &inputs[0].shape,
@@ -42,30 +42,12 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         }
         Op::FullyConnected { flatten, no_bias } => {
             expect_inputs(op, inputs, if *no_bias { 2 } else { 3 })?;
-            same_float(op, inputs)?;
+            same_float(op, &named(inputs))?;
             let shape = fc_shape(op, inputs, *flatten)?;
             Ok(TensorType::new(shape, inputs[0].dtype))
         }
         _ => Err(Error::invalid(op.name(), "not a linear-algebra op")),
     }
-}
-
-/// Checks that every input is f32 or f64 and that they all share the first one's dtype.
-fn same_float(op: &Op, inputs: &[TensorType]) -> Result<()> {
-    let d = inputs[0].dtype;
-    if !d.is_float() {
-        return Err(Error::dtype(
-            op.name(),
-            format!("needs f32 or f64 inputs, got {d}"),
-        ));
-    }
-    if let Some(other) = inputs.iter().find(|t| t.dtype != d) {
-        return Err(Error::dtype(
-            op.name(),
-            format!("inputs must share one dtype, got {d} and {}", other.dtype),
-        ));
-    }
-    Ok(())
 }
 
 /// The shape of an operand after MXNet's `transpose` flag: all axes reversed.
@@ -202,4 +184,14 @@ fn fc_shape(op: &Op, inputs: &[TensorType], flatten: bool) -> Result<Shape> {
     let mut dims = lead;
     dims.push(units);
     Ok(Shape::from(dims))
+}
+
+/// The operands named for dtype errors: `a` and `b`, or fully_connected's data, weight, bias.
+fn named(inputs: &[TensorType]) -> Vec<(&'static str, &TensorType)> {
+    let names: &[&'static str] = if inputs.len() == 2 {
+        &["a", "b"]
+    } else {
+        &["data", "weight", "bias"]
+    };
+    names.iter().copied().zip(inputs).collect()
 }

@@ -7,8 +7,8 @@
 //! Spatial attributes (`kernel`, `stride`, `pad`, `dilation`, `output_padding`) have exactly
 //! one entry per spatial dim (global pooling ignores its kernel, stride and pad).
 
+use super::common::{expect_inputs, same_float};
 use crate::error::{Error, Result};
-use crate::infer::expect_inputs;
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -107,29 +107,6 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
     }
 }
 
-/// Checks that every named input is f32 or f64 and that they all share the first one's dtype.
-fn same_float(op: &Op, inputs: &[(&str, &TensorType)]) -> Result<()> {
-    let (first, t0) = inputs[0];
-    if !t0.dtype.is_float() {
-        return Err(Error::dtype(
-            op.name(),
-            format!("needs f32 or f64 data, got {} {first}", t0.dtype),
-        ));
-    }
-    for (name, t) in &inputs[1..] {
-        if t.dtype != t0.dtype {
-            return Err(Error::dtype(
-                op.name(),
-                format!(
-                    "inputs must share one dtype, got {} {first} and {} {name}",
-                    t0.dtype, t.dtype
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn softmax_cross_entropy(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
     expect_inputs(op, inputs, 2)?;
     same_float(op, &[("logits", &inputs[0])])?;
@@ -222,20 +199,7 @@ fn convolution(
     dilation: &[usize],
     groups: usize,
 ) -> Result<TensorType> {
-    let names = ["input", "weight", "bias"];
-    let named: Vec<_> = names.iter().copied().zip(inputs.iter()).collect();
-    same_float(op, &named)?;
-    let (x, w) = (&inputs[0].shape, &inputs[1].shape);
-    let nd = spatial_rank(op, "input", x)?;
-    if w.rank() != x.rank() {
-        return Err(Error::shape(
-            op.name(),
-            format!("weight {w} must have the rank of input {x} ([O, C/groups, kernel..])"),
-        ));
-    }
-    if groups == 0 {
-        return Err(Error::invalid(op.name(), "groups must be >= 1, got 0"));
-    }
+    let (x, w, nd) = weighted_prologue(op, inputs, groups, "[O, C/groups, kernel..]")?;
     let (o, c) = (w[0], x[1]);
     if o % groups != 0 {
         return Err(Error::shape(
@@ -253,9 +217,7 @@ fn convolution(
             ),
         ));
     }
-    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
+    let [stride, pad, dilation] = window_attrs(op, x, nd, stride, pad, dilation)?;
     let mut dims = vec![x[0], o];
     for i in 0..nd {
         dims.push(window_out(
@@ -271,6 +233,49 @@ fn convolution(
     }
     check_bias(op, inputs.get(2), o, w)?;
     Ok(TensorType::new(dims, inputs[0].dtype))
+}
+
+/// The checks convolution and deconvolution share: float operands of one dtype, an NCW /
+/// NCHW input, a weight of the input's rank (`layout` names its axes for the error) and
+/// `groups >= 1`. Returns the input and weight shapes and the spatial rank.
+fn weighted_prologue<'a>(
+    op: &Op,
+    inputs: &'a [TensorType],
+    groups: usize,
+    layout: &str,
+) -> Result<(&'a Shape, &'a Shape, usize)> {
+    let names = ["input", "weight", "bias"];
+    let named: Vec<_> = names.iter().copied().zip(inputs.iter()).collect();
+    same_float(op, &named)?;
+    let (x, w) = (&inputs[0].shape, &inputs[1].shape);
+    let nd = spatial_rank(op, "input", x)?;
+    if w.rank() != x.rank() {
+        return Err(Error::shape(
+            op.name(),
+            format!("weight {w} must have the rank of input {x} ({layout})"),
+        ));
+    }
+    if groups == 0 {
+        return Err(Error::invalid(op.name(), "groups must be >= 1, got 0"));
+    }
+    Ok((x, w, nd))
+}
+
+/// `stride`, `pad` and `dilation` checked to have one entry per spatial dim (stride and
+/// dilation >= 1).
+fn window_attrs(
+    op: &Op,
+    x: &Shape,
+    nd: usize,
+    stride: &[usize],
+    pad: &[usize],
+    dilation: &[usize],
+) -> Result<[Vec<usize>; 3]> {
+    Ok([
+        per_dim(op, "stride", stride, nd, 1, x)?,
+        per_dim(op, "pad", pad, nd, 0, x)?,
+        per_dim(op, "dilation", dilation, nd, 1, x)?,
+    ])
 }
 
 fn check_bias(op: &Op, bias: Option<&TensorType>, o: usize, w: &Shape) -> Result<()> {
@@ -294,20 +299,7 @@ fn deconvolution(
     output_padding: &[usize],
     groups: usize,
 ) -> Result<TensorType> {
-    let names = ["input", "weight", "bias"];
-    let named: Vec<_> = names.iter().copied().zip(inputs.iter()).collect();
-    same_float(op, &named)?;
-    let (x, w) = (&inputs[0].shape, &inputs[1].shape);
-    let nd = spatial_rank(op, "input", x)?;
-    if w.rank() != x.rank() {
-        return Err(Error::shape(
-            op.name(),
-            format!("weight {w} must have the rank of input {x} ([C, O/groups, kernel..])"),
-        ));
-    }
-    if groups == 0 {
-        return Err(Error::invalid(op.name(), "groups must be >= 1, got 0"));
-    }
+    let (x, w, nd) = weighted_prologue(op, inputs, groups, "[C, O/groups, kernel..]")?;
     let c = x[1];
     if w[0] != c {
         return Err(Error::shape(
@@ -330,9 +322,7 @@ fn deconvolution(
             format!("weight {w} with groups={groups} has too many output channels"),
         )
     })?;
-    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
+    let [stride, pad, dilation] = window_attrs(op, x, nd, stride, pad, dilation)?;
     let adj = per_dim(op, "output_padding", output_padding, nd, 0, x)?;
     let mut dims = vec![x[0], o];
     for i in 0..nd {
@@ -413,9 +403,7 @@ fn conv_grad_weight(
             format!("kernel {kernel:?} needs one entry per spatial dim ({nd}) of input {x}"),
         ));
     }
-    let stride = per_dim(op, "stride", stride, nd, 1, x)?;
-    let pad = per_dim(op, "pad", pad, nd, 0, x)?;
-    let dilation = per_dim(op, "dilation", dilation, nd, 1, x)?;
+    let [stride, pad, dilation] = window_attrs(op, x, nd, stride, pad, dilation)?;
     for i in 0..nd {
         let y = window_out(
             op,

@@ -5,7 +5,7 @@
 //! `argmin` reject bool and need every index of the reduced extent to be exact in the dtype
 //! (at most 256 positions for u8, 2^24 for f32).
 
-use super::expect_inputs;
+use super::common::{axis_of, distinct_axes, expect_inputs, require_float};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::{Op, ReduceOp};
@@ -56,7 +56,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
                     (x.shape.numel(), shape)
                 }
                 Some(a) => {
-                    let a = normalize(name, &x.shape, *a)?;
+                    let a = axis_of(name, *a, &x.shape)?;
                     (x.shape[a], reduced_shape(&x.shape, &[a], *keepdims))
                 }
             };
@@ -95,10 +95,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
 
 fn check_reduce_dtype(name: &str, f: ReduceOp, x: &TensorType) -> Result<()> {
     match f {
-        ReduceOp::Norm if !x.dtype.is_float() => Err(Error::dtype(
-            name,
-            format!("needs a floating-point input, got {} {}", x.dtype, x.shape),
-        )),
+        ReduceOp::Norm => require_float(name, "input", x),
         ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Prod if x.dtype == DType::Bool => {
             Err(Error::dtype(
                 name,
@@ -112,32 +109,13 @@ fn check_reduce_dtype(name: &str, f: ReduceOp, x: &TensorType) -> Result<()> {
     }
 }
 
-fn normalize(name: &str, shape: &Shape, axis: isize) -> Result<usize> {
-    shape.axis(axis, name).map_err(|_| {
-        Error::shape(
-            name,
-            format!("axis {axis} is out of range for shape {shape}"),
-        )
-    })
-}
-
 /// The normalized, sorted axes a reduction removes (`None`: all of them). Out-of-range and
 /// duplicate axes (also `1` and `-1` naming one axis) are errors.
 fn reduced_axes(name: &str, shape: &Shape, axes: Option<&[isize]>) -> Result<Vec<usize>> {
     let Some(axes) = axes else {
         return Ok((0..shape.rank()).collect());
     };
-    let mut out = Vec::with_capacity(axes.len());
-    for &a in axes {
-        let n = normalize(name, shape, a)?;
-        if out.contains(&n) {
-            return Err(Error::invalid(
-                name,
-                format!("axis {a} is repeated in {axes:?} for shape {shape}"),
-            ));
-        }
-        out.push(n);
-    }
+    let mut out = distinct_axes(name, shape, axes)?;
     out.sort_unstable();
     Ok(out)
 }

@@ -11,8 +11,9 @@
 //!   an error (MXNet), `begin == end` an empty result;
 //! - `repeat` of a scalar with an axis is an error (numpy allows `axis=None` only).
 
+use super::common::{axis_of, check_size, distinct_axes, expect_inputs};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::infer::expect_inputs;
 use crate::op::Op;
 use crate::shape::Shape;
 use crate::tensor::TensorType;
@@ -56,7 +57,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
                     format!("cannot broadcast {} to {shape}", x.shape),
                 ));
             }
-            checked_numel(name, shape)?;
+            check_size(name, shape, x.dtype)?;
             shape.clone()
         }
         Op::Slice { begin, end, step } => {
@@ -84,7 +85,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
                 .collect::<Option<_>>()
                 .ok_or_else(|| too_large(name, &x.shape))?;
             let s = Shape::from(d);
-            checked_numel(name, &s)?;
+            check_size(name, &s, x.dtype)?;
             s
         }
         Op::Repeat { repeats, axis } => {
@@ -102,7 +103,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
                     d.into()
                 }
             };
-            checked_numel(name, &s)?;
+            check_size(name, &s, x.dtype)?;
             s
         }
         Op::Flip { axes } => {
@@ -110,7 +111,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
             x.shape.clone()
         }
         Op::SliceGrad { shape, begin, step } => {
-            slice_grad(name, &x.shape, shape, begin, step)?;
+            slice_grad(name, &x.shape, x.dtype, shape, begin, step)?;
             shape.clone()
         }
         _ => return Err(Error::invalid(name, "is not a shape op")),
@@ -383,7 +384,14 @@ fn squeeze(name: &str, shape: &Shape, axes: Option<&[isize]>) -> Result<Shape> {
 }
 
 /// Checks `SliceGrad`'s attributes against `dy` and returns nothing: the output is `shape`.
-fn slice_grad(name: &str, dy: &Shape, shape: &Shape, begin: &[i64], step: &[i64]) -> Result<()> {
+fn slice_grad(
+    name: &str,
+    dy: &Shape,
+    dtype: DType,
+    shape: &Shape,
+    begin: &[i64],
+    step: &[i64],
+) -> Result<()> {
     let rank = shape.rank();
     if begin.len() != rank || step.len() != rank || dy.rank() != rank {
         return Err(Error::shape(
@@ -395,7 +403,7 @@ fn slice_grad(name: &str, dy: &Shape, shape: &Shape, begin: &[i64], step: &[i64]
             ),
         ));
     }
-    checked_numel(name, shape)?;
+    check_size(name, shape, dtype)?;
     for i in 0..rank {
         let (n, count, b, s) = (shape[i] as i128, dy[i] as i128, begin[i], step[i]);
         if s == 0 {
@@ -447,7 +455,7 @@ fn concat(name: &str, axis: isize, inputs: &[TensorType]) -> Result<TensorType> 
     }
     let mut shape = first.shape.clone();
     shape[a] = total;
-    checked_numel(name, &shape)?;
+    check_size(name, &shape, first.dtype)?;
     Ok(TensorType::new(shape, first.dtype))
 }
 
@@ -469,7 +477,7 @@ fn stack(name: &str, axis: isize, inputs: &[TensorType]) -> Result<TensorType> {
     let mut dims = first.shape.to_vec();
     dims.insert(a, inputs.len());
     let shape = Shape::from(dims);
-    checked_numel(name, &shape)?;
+    check_size(name, &shape, first.dtype)?;
     Ok(TensorType::new(shape, first.dtype))
 }
 
@@ -492,23 +500,6 @@ fn same_dtype<'a>(name: &str, inputs: &'a [TensorType]) -> Result<&'a TensorType
     Ok(first)
 }
 
-/// Normalizes `axis` against `shape`, with an error that names the shape.
-pub(super) fn axis_of(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
-    let r = shape.rank() as isize;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
-        Ok(a as usize)
-    } else {
-        Err(Error::shape(
-            name,
-            format!(
-                "axis {axis} is out of range for {shape} of rank {}",
-                shape.rank()
-            ),
-        ))
-    }
-}
-
 /// Normalizes the position of a new axis (range `-rank-1..=rank`).
 fn insert_axis(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
     let r = shape.rank() as isize;
@@ -526,22 +517,6 @@ fn insert_axis(name: &str, axis: isize, shape: &Shape) -> Result<usize> {
     }
 }
 
-/// Normalizes `axes`, rejecting repeats (as numpy does).
-fn distinct_axes(name: &str, shape: &Shape, axes: &[isize]) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(axes.len());
-    for &axis in axes {
-        let a = axis_of(name, axis, shape)?;
-        if out.contains(&a) {
-            return Err(Error::invalid(
-                name,
-                format!("axis {axis} is repeated in {axes:?} (input {shape})"),
-            ));
-        }
-        out.push(a);
-    }
-    Ok(out)
-}
-
 /// `v[i]` of `v` padded with 1s in front to length `rank`.
 fn pad_front(v: &[usize], rank: usize, i: usize) -> usize {
     let off = rank - v.len();
@@ -550,18 +525,6 @@ fn pad_front(v: &[usize], rank: usize, i: usize) -> usize {
     } else {
         v[i - off]
     }
-}
-
-/// The element count of `shape`, or an error when it does not fit in memory's index range.
-pub(super) fn checked_numel(name: &str, shape: &Shape) -> Result<usize> {
-    if shape.contains(&0) {
-        return Ok(0);
-    }
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(|| Error::shape(name, format!("shape {shape} has too many elements")))
 }
 
 fn too_large(name: &str, input: &Shape) -> Error {

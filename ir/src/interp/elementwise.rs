@@ -8,20 +8,16 @@
 //!   bool is 0/1;
 //! - NaN propagates through `maximum`, `minimum`, `relu`, `softrelu`, `sign` and `clip`
 //!   (numpy's `maximum`/`minimum`); comparisons with NaN are false, except `ne`.
-//!
-//! This module also holds the broadcasting index map ([`StridedOffsets`],
-//! [`broadcast_strides`]) that other interpreter families reuse.
 
+use super::strided::broadcast_offsets;
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::shape::Shape;
 use crate::tensor::{DataRef, Element, Tensor, TensorType, TensorView};
 use crate::with_data;
-use smallvec::SmallVec;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
     let name = op.name();
-    check_call(op, inputs, out)?;
     match op {
         Op::Unary { f } => {
             let x = &inputs[0];
@@ -81,127 +77,7 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
     }
 }
 
-/// Checks a call before a family's kernels run: `eval_typed` is public and skips inference,
-/// and a [`TensorView`]'s fields are public, so this re-checks that every input's data length
-/// matches its shape and that `out` is what the inputs give. Kernels may then index freely.
-pub(crate) fn check_call(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    for (i, v) in inputs.iter().enumerate() {
-        let numel = v.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if numel != Some(v.data.len()) {
-            return Err(Error::shape(
-                op.name(),
-                format!(
-                    "input {i} has shape {} but {} elements",
-                    v.shape,
-                    v.data.len()
-                ),
-            ));
-        }
-    }
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if &expected != out {
-        return Err(Error::invalid(
-            op.name(),
-            format!("output type {out} does not match the inferred {expected}"),
-        ));
-    }
-    Ok(())
-}
-
-// ----- broadcasting index maps ---------------------------------------------------------------
-
-/// Walks the row-major positions of a shape and yields, for each, `Σ index[d] * strides[d]`.
-///
-/// With a tensor's own strides this is `0, 1, 2, ...`; with [`broadcast_strides`] it maps
-/// each output position of a broadcast to the input element it reads; with 0 strides on some
-/// axes it maps each input position to the output slot of a reduction. O(1) amortized per
-/// step.
-#[derive(Clone, Debug)]
-pub(crate) struct StridedOffsets {
-    dims: SmallVec<[usize; 4]>,
-    strides: SmallVec<[usize; 4]>,
-    index: SmallVec<[usize; 4]>,
-    offset: usize,
-    remaining: usize,
-}
-
-impl StridedOffsets {
-    /// Offsets over `dims` with one stride per dim.
-    pub(crate) fn new(dims: &[usize], strides: &[usize]) -> Self {
-        debug_assert_eq!(dims.len(), strides.len());
-        StridedOffsets {
-            dims: SmallVec::from_slice(dims),
-            strides: SmallVec::from_slice(strides),
-            index: SmallVec::from_elem(0, dims.len()),
-            offset: 0,
-            remaining: dims.iter().product(),
-        }
-    }
-}
-
-impl Iterator for StridedOffsets {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let current = self.offset;
-        // Odometer step: bump the last axis, carrying into outer axes.
-        for d in (0..self.dims.len()).rev() {
-            self.index[d] += 1;
-            self.offset += self.strides[d];
-            if self.index[d] < self.dims[d] {
-                break;
-            }
-            self.offset -= self.strides[d] * self.dims[d];
-            self.index[d] = 0;
-        }
-        Some(current)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl ExactSizeIterator for StridedOffsets {}
-
-/// The strides of a row-major tensor of shape `from` read as if broadcast to `to`: one entry
-/// per axis of `to`, 0 along axes that `from` lacks or has as size 1. Errors (naming `op`)
-/// when `from` does not broadcast to `to`.
-pub(crate) fn broadcast_strides(
-    from: &Shape,
-    to: &Shape,
-    op: &str,
-) -> Result<SmallVec<[usize; 4]>> {
-    if !from.broadcasts_to(to) {
-        return Err(Error::shape(
-            op,
-            format!("cannot broadcast shape {from} to {to}"),
-        ));
-    }
-    let own = from.strides();
-    let lead = to.rank() - from.rank();
-    Ok((0..to.rank())
-        .map(|d| {
-            if d < lead || from[d - lead] == 1 {
-                0
-            } else {
-                own[d - lead]
-            }
-        })
-        .collect())
-}
-
-/// For every row-major position of `to`, the offset of the element of a broadcast `from`
-/// tensor that it reads.
-pub(crate) fn broadcast_offsets(from: &Shape, to: &Shape, op: &str) -> Result<StridedOffsets> {
-    let strides = broadcast_strides(from, to, op)?;
-    Ok(StridedOffsets::new(to, &strides))
-}
+// ----- broadcasting ----------------------------------------------------------------------
 
 /// `f(a[i], b[j])` for every position of `out`, with `a` and `b` broadcast to it. Errors when
 /// a slice's length does not match its shape or a shape does not broadcast to `out`.
@@ -490,28 +366,6 @@ fn binary<T: Compute>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strided_offsets_walk_row_major() {
-        let v: Vec<usize> = StridedOffsets::new(&[2, 3], &[3, 1]).collect();
-        assert_eq!(v, vec![0, 1, 2, 3, 4, 5]);
-        // Transposed read of a [3, 2] tensor.
-        let v: Vec<usize> = StridedOffsets::new(&[2, 3], &[1, 2]).collect();
-        assert_eq!(v, vec![0, 2, 4, 1, 3, 5]);
-        assert_eq!(StridedOffsets::new(&[], &[]).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(StridedOffsets::new(&[2, 0], &[0, 1]).count(), 0);
-    }
-
-    #[test]
-    fn broadcast_strides_zero_the_broadcast_axes() {
-        let s = broadcast_strides(&Shape::from([3, 1]), &Shape::from([2, 3, 4]), "t").unwrap();
-        assert_eq!(s.as_slice(), &[0, 1, 0]);
-        let v: Vec<usize> = broadcast_offsets(&Shape::from([3]), &Shape::from([2, 3]), "t")
-            .unwrap()
-            .collect();
-        assert_eq!(v, vec![0, 1, 2, 0, 1, 2]);
-        assert!(broadcast_strides(&Shape::from([2]), &Shape::from([3]), "t").is_err());
-    }
 
     #[test]
     fn int_pow_wraps_and_handles_negative_exponents() {

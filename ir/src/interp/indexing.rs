@@ -5,6 +5,7 @@
 //! and clipped to `[0, A-1]` (MXNet's `mode='clip'`); NaN reads as 0. The scatter-adds
 //! accumulate, so repeated indices sum their gradients.
 
+use super::strided::AxisSplit;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -13,14 +14,13 @@ use crate::tensor::{DataRef, Element, Storage, Tensor, TensorType, TensorView};
 use crate::with_data;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    super::shape_ops::check(op, inputs, out)?;
     let name = op.name();
     let storage = match op {
         Op::Take { axis } => {
             let (data, indices) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
-            let idx = clipped(indices.data, len);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
+            let idx = clipped_indices(indices.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(out.shape.numel());
                 for o in 0..outer {
@@ -39,8 +39,8 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Pick { axis, .. } => {
             let (data, index) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
-            let idx = clipped(index.data, len);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
+            let idx = clipped_indices(index.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(outer * inner);
                 for o in 0..outer {
@@ -71,9 +71,9 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Gather { axis } => {
             let (data, indices) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, data.shape.rank(), name)?;
-            let (outer, len, inner) = split(data.shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(data.shape.dims(), a);
             let count = indices.shape[a];
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(data.data, T, s => {
                 let mut v = Vec::with_capacity(idx.len());
                 for o in 0..outer {
@@ -90,8 +90,8 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::TakeGrad { axis, shape } => {
             let (indices, dy) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, shape.rank(), name)?;
-            let (outer, len, inner) = split(shape.dims(), a);
-            let idx = clipped(indices.data, len);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
+            let idx = clipped_indices(indices.data, len);
             with_data!(dy.data, T, g => {
                 let mut dx = vec![T::default(); shape.numel()];
                 for o in 0..outer {
@@ -109,9 +109,9 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::GatherGrad { axis, shape } => {
             let (indices, dy) = (&inputs[0], &inputs[1]);
             let a = normalize_axis(*axis, shape.rank(), name)?;
-            let (outer, len, inner) = split(shape.dims(), a);
+            let AxisSplit { outer, len, inner } = AxisSplit::new(shape.dims(), a);
             let count = indices.shape[a];
-            let idx = clipped(indices.data, len);
+            let idx = clipped_indices(indices.data, len);
             with_data!(dy.data, T, g => {
                 let mut dx = vec![T::default(); shape.numel()];
                 for o in 0..outer {
@@ -130,17 +130,8 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
     Tensor::new(out.shape.clone(), storage)
 }
 
-/// `(outer, A, inner)`: the products of the dims before `axis`, at it, and after it.
-fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        dims[..axis].iter().product(),
-        dims[axis],
-        dims[axis + 1..].iter().product(),
-    )
-}
-
 /// Indices truncated toward zero and clipped to `[0, len-1]` (NaN and `len == 0` give 0).
-fn clipped(indices: DataRef<'_>, len: usize) -> Vec<usize> {
+pub(super) fn clipped_indices(indices: DataRef<'_>, len: usize) -> Vec<usize> {
     let max = len.saturating_sub(1);
     with_data!(indices, T, s => s
         .iter()

@@ -4,12 +4,13 @@
 //! accumulates products in f64 and rounds once to the output dtype, so the reference is at
 //! least as accurate as any backend it judges.
 
+use super::strided::StridedOffsets;
 use crate::error::{Error, Result};
 use crate::op::Op;
+use crate::shape::Shape;
 use crate::tensor::{Storage, Tensor, TensorType, TensorView};
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    check_types(op, inputs, out)?;
     let values = match op {
         Op::Dot {
             transpose_a,
@@ -25,41 +26,14 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
     Tensor::new(out.shape.clone(), Storage::F64(values).cast(out.dtype))
 }
 
-/// Re-checks the inputs against `out`: [`crate::interp::eval_typed`] trusts its caller's
-/// output type, and a wrong one must give an error here, never an out-of-bounds index.
-fn check_types(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if &expected != out {
-        return Err(Error::shape(
-            op.name(),
-            format!("output type {out} does not match the inferred {expected}"),
-        ));
-    }
-    Ok(())
-}
-
-/// The data of `shape` with its axes reversed (MXNet's `transpose` with no axes).
+/// The data of `shape` with its axes reversed (MXNet's `transpose` with no axes): a row-major
+/// walk of the reversed dims with the reversed strides.
 fn reverse_axes(data: &[f64], shape: &[usize]) -> Vec<f64> {
-    let rank = shape.len();
-    let rev: Vec<usize> = shape.iter().rev().copied().collect();
-    let rev_strides = crate::shape::Shape::new(&rev).strides();
-    let mut out = vec![0.0; data.len()];
-    let mut idx = vec![0usize; rank];
-    for &v in data {
-        // Input axis j is output axis rank-1-j.
-        let off: usize = (0..rank).map(|j| idx[j] * rev_strides[rank - 1 - j]).sum();
-        out[off] = v;
-        // Advance the row-major multi-index over `shape`.
-        for j in (0..rank).rev() {
-            idx[j] += 1;
-            if idx[j] < shape[j] {
-                break;
-            }
-            idx[j] = 0;
-        }
-    }
-    out
+    let rev_dims: Vec<usize> = shape.iter().rev().copied().collect();
+    let rev_strides: Vec<usize> = Shape::new(shape).strides().iter().rev().copied().collect();
+    StridedOffsets::new(&rev_dims, &rev_strides)
+        .map(|o| data[o])
+        .collect()
 }
 
 /// `[m, k] · [k, n]`, row-major, f64 accumulation.

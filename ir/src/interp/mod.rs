@@ -3,6 +3,7 @@
 //! Written for clarity over speed; backends are tested against it. One module per op family,
 //! matching [`crate::infer`].
 
+mod check;
 mod creation;
 mod elementwise;
 mod indexing;
@@ -12,14 +13,16 @@ mod nn;
 pub use nn::dropout_mask;
 mod reduce;
 mod shape_ops;
+mod strided;
 
 use crate::error::Result;
 use crate::infer::infer;
-use crate::op::Op;
+use crate::op::{Family, Op};
 use crate::tensor::{Tensor, TensorType, TensorView};
 
-/// Evaluates one op on concrete inputs. Inputs are checked by [`infer`] first, so a family's
-/// evaluator may rely on valid shapes and dtypes and only computes values.
+/// Evaluates one op on concrete inputs. Inputs are checked by [`infer`] first (and the call
+/// by [`eval_typed`]), so a family's evaluator may rely on valid shapes, dtypes and data
+/// lengths and only computes values.
 ///
 /// ```
 /// use kiln_ir::{interp::eval, BinaryOp, Op, Tensor};
@@ -34,58 +37,17 @@ pub fn eval(op: &Op, inputs: &[TensorView<'_>]) -> Result<Tensor> {
     eval_typed(op, inputs, &out)
 }
 
-/// Evaluates one op whose output type `out` is already inferred (skips re-checking).
+/// Evaluates one op whose output type `out` is already inferred. The call is still checked
+/// (data lengths against shapes, `out` against inference), so a wrong `out` is an error.
 pub fn eval_typed(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    match op {
-        Op::Unary { .. }
-        | Op::Binary { .. }
-        | Op::Scalar { .. }
-        | Op::Where
-        | Op::Clip { .. }
-        | Op::Cast { .. } => elementwise::eval(op, inputs, out),
-        Op::Reduce { .. } | Op::ArgReduce { .. } => reduce::eval(op, inputs, out),
-        Op::Dot { .. } | Op::BatchDot { .. } | Op::FullyConnected { .. } => {
-            linalg::eval(op, inputs, out)
-        }
-        Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::ExpandDims { .. }
-        | Op::Squeeze { .. }
-        | Op::Flatten
-        | Op::BroadcastTo { .. }
-        | Op::Slice { .. }
-        | Op::SliceAxis { .. }
-        | Op::Concat { .. }
-        | Op::Stack { .. }
-        | Op::Tile { .. }
-        | Op::Repeat { .. }
-        | Op::Flip { .. }
-        | Op::SliceGrad { .. } => shape_ops::eval(op, inputs, out),
-        Op::Take { .. }
-        | Op::Pick { .. }
-        | Op::OneHot { .. }
-        | Op::Gather { .. }
-        | Op::TakeGrad { .. }
-        | Op::GatherGrad { .. } => indexing::eval(op, inputs, out),
-        Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::SoftmaxCrossEntropy
-        | Op::Convolution { .. }
-        | Op::Deconvolution { .. }
-        | Op::ConvGradWeight { .. }
-        | Op::Pooling { .. }
-        | Op::PoolingGrad { .. }
-        | Op::BatchNorm { .. }
-        | Op::LayerNorm { .. }
-        | Op::Dropout { .. } => nn::eval(op, inputs, out),
-        Op::Full { .. }
-        | Op::Arange { .. }
-        | Op::Linspace { .. }
-        | Op::RandomUniform { .. }
-        | Op::RandomNormal { .. }
-        | Op::RandomBernoulli { .. }
-        | Op::RandomRandint { .. }
-        | Op::Multinomial { .. }
-        | Op::Shuffle { .. } => creation::eval(op, inputs, out),
+    check::check_call(op, inputs, out)?;
+    match op.family() {
+        Family::Elementwise => elementwise::eval(op, inputs, out),
+        Family::Reduce => reduce::eval(op, inputs, out),
+        Family::Linalg => linalg::eval(op, inputs, out),
+        Family::ShapeOps => shape_ops::eval(op, inputs, out),
+        Family::Indexing => indexing::eval(op, inputs, out),
+        Family::Nn => nn::eval(op, inputs, out),
+        Family::Creation => creation::eval(op, inputs, out),
     }
 }

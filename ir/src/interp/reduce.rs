@@ -12,7 +12,8 @@
 //! - `argmax`/`argmin`: ties take the first index, and a NaN counts as the extremum for both,
 //!   so the first NaN's index is returned (numpy).
 
-use super::elementwise::{check_call, Compute, StridedOffsets};
+use super::elementwise::Compute;
+use super::strided::{AxisSplit, StridedOffsets};
 use crate::error::{Error, Result};
 use crate::op::{ArgReduceOp, Op, ReduceOp};
 use crate::shape::{normalize_axis, Shape};
@@ -21,7 +22,6 @@ use crate::with_data;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
     let name = op.name();
-    check_call(op, inputs, out)?;
     let x = &inputs[0];
     match op {
         Op::Reduce { f, axes, .. } => {
@@ -46,19 +46,12 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::ArgReduce { f, axis, .. } => {
             // View the input as [outer, extent, inner] around the reduced axis (the flattened
             // array is [1, numel, 1]).
-            let (outer, extent, inner) = match axis {
-                None => (1, x.shape.numel(), 1),
-                Some(a) => {
-                    let a = normalize_axis(*a, x.shape.rank(), name)?;
-                    (
-                        x.shape[..a].iter().product(),
-                        x.shape[a],
-                        x.shape[a + 1..].iter().product(),
-                    )
-                }
+            let split = match axis {
+                None => AxisSplit::new(&[x.shape.numel()], 0),
+                Some(a) => AxisSplit::new(&x.shape, normalize_axis(*a, x.shape.rank(), name)?),
             };
             with_data!(x.data, T, s => {
-                let v: Vec<T> = arg_reduce(*f, s, outer, extent, inner)
+                let v: Vec<T> = arg_reduce(*f, s, split)
                     .into_iter()
                     .map(|k| T::from_f64(k as f64))
                     .collect();
@@ -186,27 +179,21 @@ fn is_nan<T: PartialOrd>(v: T) -> bool {
     v.partial_cmp(&v).is_none()
 }
 
-/// The index along the middle axis of the max/min of every `[outer, ·, inner]` line.
-fn arg_reduce<T: Element>(
-    f: ArgReduceOp,
-    s: &[T],
-    outer: usize,
-    extent: usize,
-    inner: usize,
-) -> Vec<usize> {
+/// The index along the axis of the max/min of every lane of `split`.
+fn arg_reduce<T: Element>(f: ArgReduceOp, s: &[T], split: AxisSplit) -> Vec<usize> {
     let better = |v: T, best: T| match f {
         ArgReduceOp::Argmax => v > best,
         ArgReduceOp::Argmin => v < best,
     };
-    let mut out = Vec::with_capacity(outer * inner);
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |k: usize| s[(o * extent + k) * inner + i];
-            let mut best_k = 0;
-            let mut best = at(0);
+    split
+        .lanes()
+        .map(|(o, i)| {
+            let mut lane = split.lane(o, i).map(|k| s[k]).enumerate();
+            let Some((mut best_k, mut best)) = lane.next() else {
+                return 0;
+            };
             if !is_nan(best) {
-                for k in 1..extent {
-                    let v = at(k);
+                for (k, v) in lane {
                     if is_nan(v) {
                         best_k = k;
                         break;
@@ -217,8 +204,7 @@ fn arg_reduce<T: Element>(
                     }
                 }
             }
-            out.push(best_k);
-        }
-    }
-    out
+            best_k
+        })
+        .collect()
 }

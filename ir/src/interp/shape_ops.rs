@@ -6,7 +6,9 @@
 //! the real ones. Reshape-like ops copy the data unchanged. Copies move contiguous runs at a
 //! time where the strides allow.
 
+use super::strided::broadcast_strides;
 use crate::error::{Error, Result};
+use crate::infer::{resolve_slice, resolve_slice_axis};
 use crate::op::Op;
 use crate::shape::{normalize_axis, Shape};
 use crate::tensor::{DataRef, Element, Storage, Tensor, TensorType, TensorView};
@@ -14,7 +16,6 @@ use crate::with_data;
 use smallvec::SmallVec;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    check(op, inputs, out)?;
     let name = op.name();
     let x = &inputs[0];
     let dims = x.shape.dims();
@@ -32,36 +33,29 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             strided(x.data, &out.shape, &s, 0)
         }
         Op::BroadcastTo { shape } => {
-            let off = shape.rank() - dims.len();
-            let s: Vec<isize> = (0..shape.rank())
-                .map(|i| {
-                    if i < off || dims[i - off] == 1 {
-                        0
-                    } else {
-                        strides[i - off]
-                    }
-                })
+            let s: Vec<isize> = broadcast_strides(&x.shape, shape, name)?
+                .iter()
+                .map(|&s| s as isize)
                 .collect();
             strided(x.data, shape, &s, 0)
         }
         Op::Slice { begin, end, step } => {
-            let resolved = resolve_slice(&x.shape, begin, end, step);
+            let resolved = resolve_slice(name, &x.shape, begin, end, step)?;
             let mut base = 0isize;
             let mut s = Vec::with_capacity(dims.len());
             let mut counts = Vec::with_capacity(dims.len());
-            for ((&(b, st, count), &stride), &n) in resolved.iter().zip(&strides).zip(dims) {
+            for ((r, &stride), &n) in resolved.iter().zip(&strides).zip(dims) {
                 // A 0-count axis may have its begin outside the axis; nothing is read then.
-                if count > 0 && n > 0 {
-                    base += b as isize * stride;
+                if r.count > 0 && n > 0 {
+                    base += r.begin as isize * stride;
                 }
-                s.push(st as isize * stride);
-                counts.push(count);
+                s.push(r.step as isize * stride);
+                counts.push(r.count);
             }
             strided(x.data, &Shape::from(counts), &s, base)
         }
-        Op::SliceAxis { axis, begin, .. } => {
-            let a = normalize_axis(*axis, dims.len(), name)?;
-            let b = slice_axis_begin(dims[a], *begin);
+        Op::SliceAxis { axis, begin, end } => {
+            let (a, b, _) = resolve_slice_axis(name, &x.shape, *axis, *begin, *end)?;
             let base = if out.shape[a] > 0 {
                 b as isize * strides[a]
             } else {
@@ -142,85 +136,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(name, "is not a shape op")),
     };
     Tensor::new(out.shape.clone(), storage)
-}
-
-/// Re-checks the inputs (cheap: shapes only) so that [`crate::interp::eval_typed`] cannot
-/// index out of bounds when handed a wrong `out`, and that views hold their shapes' data.
-pub(super) fn check(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if expected != *out {
-        return Err(Error::shape(
-            op.name(),
-            format!("output type {out} given, but the inputs give {expected}"),
-        ));
-    }
-    for (i, v) in inputs.iter().enumerate() {
-        if v.data.len() != v.shape.numel() {
-            return Err(Error::shape(
-                op.name(),
-                format!(
-                    "input {i} has shape {} but holds {} elements",
-                    v.shape,
-                    v.data.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// numpy's slice resolution: `(begin, step, count)` per axis. The same rule as
-/// `infer::shape_ops::resolve_slice` (which has already rejected bad lengths and zero steps);
-/// repeated here because that module is private to `infer`.
-fn resolve_slice(
-    shape: &Shape,
-    begin: &[Option<i64>],
-    end: &[Option<i64>],
-    step: &[Option<i64>],
-) -> Vec<(i64, i64, usize)> {
-    shape
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            if i >= begin.len() {
-                return (0, 1, n);
-            }
-            let s = step[i].unwrap_or(1);
-            let n = n as i128;
-            let wrap = |v: i64| {
-                let v = v as i128;
-                if v < 0 {
-                    v + n
-                } else {
-                    v
-                }
-            };
-            let (b, count) = if s > 0 {
-                let b = begin[i].map_or(0, wrap).clamp(0, n);
-                let e = end[i].map_or(n, wrap).clamp(0, n);
-                (
-                    b,
-                    ((e - b).max(0) as u128).div_ceil(s.unsigned_abs() as u128),
-                )
-            } else {
-                let b = begin[i].map_or(n - 1, wrap).clamp(-1, n - 1);
-                let e = end[i].map_or(-1, wrap).clamp(-1, n - 1);
-                (
-                    b,
-                    ((b - e).max(0) as u128).div_ceil(s.unsigned_abs() as u128),
-                )
-            };
-            (b as i64, s, count as usize)
-        })
-        .collect()
-}
-
-/// The clamped start of `slice_axis` on an axis of size `n`.
-fn slice_axis_begin(n: usize, begin: i64) -> usize {
-    let n = n as i128;
-    let b = begin as i128;
-    (if b < 0 { b + n } else { b }).clamp(0, n) as usize
 }
 
 fn isize_strides(shape: &Shape) -> SmallVec<[isize; 4]> {

@@ -134,106 +134,79 @@ fn add_bias(values: &mut [f64], bias: &[f64], n: usize) {
     }
 }
 
-/// `convolution (x [N, C, ..], w [O, C/groups, k..], b [O]) -> y`.
-pub(super) fn convolution(
-    op: &Op,
-    inputs: &[TensorView<'_>],
-    out: &TensorType,
-) -> Result<Vec<f64>> {
-    let Op::Convolution {
-        stride,
-        pad,
-        dilation,
-        groups,
-        no_bias,
-    } = op
-    else {
-        return Err(Error::invalid(op.name(), "not a convolution"));
+/// The three tap sums, by op:
+/// - `convolution (x [N, C, ..], w [O, C/groups, k..], b [O]) -> y`;
+/// - `deconvolution (x [N, C, ..], w [C, O/groups, k..], b [O]) -> y`: the input gradient of
+///   the convolution whose output is `x`, whose input is `y`, and whose weight is `w`;
+/// - `conv_grad_weight (x [N, C, ..], dy [N, O, ..]) -> dw [O, C/groups, kernel..]`.
+pub(super) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Vec<f64>> {
+    let (a, b) = (&inputs[0], &inputs[1]);
+    let (av, bv) = (a.data.to_f64_vec(), b.data.to_f64_vec());
+    let (a_dims, out_dims) = (a.shape.dims(), out.shape.dims());
+    let mut res = vec![0.0; out.shape.numel()];
+    let with_bias = match op {
+        Op::Convolution {
+            stride,
+            pad,
+            dilation,
+            groups,
+            no_bias,
+        } => {
+            let geom = ConvGeom::new(
+                a_dims,
+                out_dims,
+                &b.shape[2..],
+                stride,
+                pad,
+                dilation,
+                *groups,
+            );
+            geom.for_each_tap(|ii, yi, wi| res[yi] += av[ii] * bv[wi]);
+            !*no_bias
+        }
+        Op::Deconvolution {
+            stride,
+            pad,
+            dilation,
+            groups,
+            no_bias,
+            ..
+        } => {
+            let geom = ConvGeom::new(
+                out_dims,
+                a_dims,
+                &b.shape[2..],
+                stride,
+                pad,
+                dilation,
+                *groups,
+            );
+            geom.for_each_tap(|ii, yi, wi| res[ii] += av[yi] * bv[wi]);
+            !*no_bias
+        }
+        Op::ConvGradWeight {
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+        } => {
+            let geom = ConvGeom::new(
+                a_dims,
+                b.shape.dims(),
+                kernel,
+                stride,
+                pad,
+                dilation,
+                *groups,
+            );
+            geom.for_each_tap(|ii, yi, wi| res[wi] += av[ii] * bv[yi]);
+            false
+        }
+        _ => return Err(Error::invalid(op.name(), "not a convolution op")),
     };
-    let (x, w) = (&inputs[0], &inputs[1]);
-    let geom = ConvGeom::new(
-        x.shape.dims(),
-        out.shape.dims(),
-        &w.shape[2..],
-        stride,
-        pad,
-        dilation,
-        *groups,
-    );
-    let (xv, wv) = (x.data.to_f64_vec(), w.data.to_f64_vec());
-    let mut y = vec![0.0; out.shape.numel()];
-    geom.for_each_tap(|ii, yi, wi| y[yi] += xv[ii] * wv[wi]);
-    if !*no_bias {
-        add_bias(&mut y, &inputs[2].data.to_f64_vec(), geom.n);
+    if with_bias {
+        add_bias(&mut res, &inputs[2].data.to_f64_vec(), out_dims[0]);
     }
-    Ok(y)
-}
-
-/// `deconvolution (x [N, C, ..], w [C, O/groups, k..], b [O]) -> y`: the input gradient of the
-/// convolution whose output is `x`, whose input is `y`, and whose weight is `w`.
-pub(super) fn deconvolution(
-    op: &Op,
-    inputs: &[TensorView<'_>],
-    out: &TensorType,
-) -> Result<Vec<f64>> {
-    let Op::Deconvolution {
-        stride,
-        pad,
-        dilation,
-        groups,
-        no_bias,
-        ..
-    } = op
-    else {
-        return Err(Error::invalid(op.name(), "not a deconvolution"));
-    };
-    let (x, w) = (&inputs[0], &inputs[1]);
-    let geom = ConvGeom::new(
-        out.shape.dims(),
-        x.shape.dims(),
-        &w.shape[2..],
-        stride,
-        pad,
-        dilation,
-        *groups,
-    );
-    let (xv, wv) = (x.data.to_f64_vec(), w.data.to_f64_vec());
-    let mut y = vec![0.0; out.shape.numel()];
-    geom.for_each_tap(|ii, yi, wi| y[ii] += xv[yi] * wv[wi]);
-    if !*no_bias {
-        add_bias(&mut y, &inputs[2].data.to_f64_vec(), geom.n);
-    }
-    Ok(y)
-}
-
-/// `conv_grad_weight (x [N, C, ..], dy [N, O, ..]) -> dw [O, C/groups, kernel..]`.
-pub(super) fn conv_grad_weight(
-    op: &Op,
-    inputs: &[TensorView<'_>],
-    out: &TensorType,
-) -> Result<Vec<f64>> {
-    let Op::ConvGradWeight {
-        kernel,
-        stride,
-        pad,
-        dilation,
-        groups,
-    } = op
-    else {
-        return Err(Error::invalid(op.name(), "not a conv_grad_weight"));
-    };
-    let (x, dy) = (&inputs[0], &inputs[1]);
-    let geom = ConvGeom::new(
-        x.shape.dims(),
-        dy.shape.dims(),
-        kernel,
-        stride,
-        pad,
-        dilation,
-        *groups,
-    );
-    let (xv, dyv) = (x.data.to_f64_vec(), dy.data.to_f64_vec());
-    let mut dw = vec![0.0; out.shape.numel()];
-    geom.for_each_tap(|ii, yi, wi| dw[wi] += xv[ii] * dyv[yi]);
-    Ok(dw)
+    Ok(res)
 }

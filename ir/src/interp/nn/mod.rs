@@ -12,6 +12,8 @@
 mod conv;
 mod pool;
 
+use super::indexing::clipped_indices;
+use super::strided::AxisSplit;
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::random::op_rng;
@@ -19,30 +21,21 @@ use crate::tensor::{Storage, Tensor, TensorType, TensorView};
 use rand::RngCore;
 
 pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<Tensor> {
-    check_types(op, inputs, out)?;
     let values = match op {
-        Op::Softmax { axis } => {
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let x = &inputs[0];
             let ax = x.shape.axis(*axis, op.name())?;
+            let log = matches!(op, Op::LogSoftmax { .. });
             softmax(
                 &x.data.to_f64_vec(),
                 &AxisSplit::new(x.shape.dims(), ax),
-                false,
-            )
-        }
-        Op::LogSoftmax { axis } => {
-            let x = &inputs[0];
-            let ax = x.shape.axis(*axis, op.name())?;
-            softmax(
-                &x.data.to_f64_vec(),
-                &AxisSplit::new(x.shape.dims(), ax),
-                true,
+                log,
             )
         }
         Op::SoftmaxCrossEntropy => softmax_cross_entropy(&inputs[0], &inputs[1]),
-        Op::Convolution { .. } => conv::convolution(op, inputs, out)?,
-        Op::Deconvolution { .. } => conv::deconvolution(op, inputs, out)?,
-        Op::ConvGradWeight { .. } => conv::conv_grad_weight(op, inputs, out)?,
+        Op::Convolution { .. } | Op::Deconvolution { .. } | Op::ConvGradWeight { .. } => {
+            conv::eval(op, inputs, out)?
+        }
         Op::Pooling { .. } => pool::pooling(op, &inputs[0], out)?,
         Op::PoolingGrad { .. } => pool::pooling_grad(op, &inputs[0], &inputs[1], out)?,
         Op::BatchNorm {
@@ -55,20 +48,6 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         _ => return Err(Error::invalid(op.name(), "not a neural-network op")),
     };
     finish(values, out)
-}
-
-/// Re-checks the inputs against `out`: [`crate::interp::eval_typed`] trusts its caller's
-/// output type, and a wrong one must give an error here, never an out-of-bounds index.
-fn check_types(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Result<()> {
-    let types: Vec<TensorType> = inputs.iter().map(|v| v.ty()).collect();
-    let expected = crate::infer::infer(op, &types)?;
-    if &expected != out {
-        return Err(Error::shape(
-            op.name(),
-            format!("output type {out} does not match the inferred {expected}"),
-        ));
-    }
-    Ok(())
 }
 
 /// `(height, width)` of a per-spatial-dim attribute list (or of a shape's spatial dims), so
@@ -86,35 +65,6 @@ fn hw(v: &[usize], lift: usize) -> (usize, usize) {
 /// Rounds f64 results to the output dtype.
 fn finish(values: Vec<f64>, out: &TensorType) -> Result<Tensor> {
     Tensor::new(out.shape.clone(), Storage::F64(values).cast(out.dtype))
-}
-
-/// A row-major shape seen as `[outer, len, inner]` around one axis: element `(o, i, j)` is at
-/// `(o * len + i) * inner + j`.
-struct AxisSplit {
-    outer: usize,
-    len: usize,
-    inner: usize,
-}
-
-impl AxisSplit {
-    fn new(dims: &[usize], axis: usize) -> Self {
-        AxisSplit {
-            outer: dims[..axis].iter().product(),
-            len: dims[axis],
-            inner: dims[axis + 1..].iter().product(),
-        }
-    }
-
-    /// The flat indices of the lane `(o, ·, j)` along the axis.
-    fn lane(&self, o: usize, j: usize) -> impl Iterator<Item = usize> + '_ {
-        let base = o * self.len * self.inner + j;
-        (0..self.len).map(move |i| base + i * self.inner)
-    }
-
-    /// Every lane's `(o, j)`.
-    fn lanes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.outer).flat_map(move |o| (0..self.inner).map(move |j| (o, j)))
-    }
 }
 
 /// Softmax (or its log) along each lane, with the lane's max subtracted first so `exp` never
@@ -138,16 +88,15 @@ fn softmax(x: &[f64], split: &AxisSplit, log: bool) -> Vec<f64> {
     y
 }
 
-/// `-log_softmax(logits)[i, label_i]` per row; labels are truncated toward zero and clipped to
-/// `[0, C-1]` (NaN labels count as 0, as Rust's float-to-int conversion gives).
+/// `-log_softmax(logits)[i, label_i]` per row; labels are read as indices are (truncated
+/// toward zero, clipped to `[0, C-1]`, NaN as 0).
 fn softmax_cross_entropy(logits: &TensorView<'_>, labels: &TensorView<'_>) -> Vec<f64> {
     let (n, c) = (logits.shape[0], logits.shape[1]);
     let log_p = softmax(&logits.data.to_f64_vec(), &AxisSplit::new(&[n, c], 1), true);
-    (0..n)
-        .map(|i| {
-            let label = (labels.data.get_f64(i) as i64).clamp(0, c as i64 - 1) as usize;
-            -log_p[i * c + label]
-        })
+    clipped_indices(labels.data, c)
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| -log_p[i * c + label])
         .collect()
 }
 
