@@ -144,6 +144,56 @@ fn pooling_max_and_average() {
                 check_exact(&pool(kind, &[], &[], &[], true, cip), &[&x1]);
             }
         }
+        // Gradients: dy of the pooling output's shape.
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            for cip in [true, false] {
+                for (x, k, st, p, global) in [
+                    (&x2, &[2, 2][..], &[2, 2][..], &[0, 0][..], false),
+                    (&x2, &[3, 2], &[2, 1], &[1, 1], false),
+                    (&x2, &[3, 3], &[1, 1], &[2, 1], false),
+                    (&x2, &[], &[], &[], true),
+                    (&big, &[2, 2], &[2, 2], &[0, 0], false),
+                    (&big, &[3, 3], &[2, 2], &[1, 1], false),
+                    (&x1, &[3], &[2], &[1], false),
+                ] {
+                    let fwd = pool(kind, k, st, p, global, cip);
+                    let y = kiln_ir::interp::eval(&fwd, &[x.view()]).unwrap();
+                    let dy = random(y.shape().dims(), dt, 12);
+                    let Op::Pooling {
+                        kind,
+                        kernel,
+                        stride,
+                        pad,
+                        global,
+                        count_include_pad,
+                    } = fwd
+                    else {
+                        unreachable!()
+                    };
+                    let grad = Op::PoolingGrad {
+                        kind,
+                        kernel,
+                        stride,
+                        pad,
+                        global,
+                        count_include_pad,
+                    };
+                    check_fast(&grad, &[x, &dy], tol(dt));
+                }
+            }
+        }
+        let bad_dy = random(&[2, 3, 4, 4], dt, 13);
+        check_same_as_interp(
+            &Op::PoolingGrad {
+                kind: PoolKind::Max,
+                kernel: vec![3, 3],
+                stride: vec![1, 1],
+                pad: vec![0, 0],
+                global: false,
+                count_include_pad: true,
+            },
+            &[&x2, &bad_dy],
+        );
         // A kernel larger than the input, a pad as large as the kernel: interpreter errors.
         check_same_as_interp(
             &pool(PoolKind::Max, &[10, 2], &[1, 1], &[0, 0], false, true),

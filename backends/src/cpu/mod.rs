@@ -7,7 +7,7 @@
 //! - [`elementwise`](self::elementwise): unary, binary (same shape or broadcast) and scalar ops;
 //! - [`reduce`](self::reduce): sum/mean/max over the last axis or over all axes;
 //! - [`softmax`](self::softmax): softmax and log_softmax over the last axis;
-//! - [`pool`](self::pool): 2-D (and 1-D) max and average pooling.
+//! - [`pool`](self::pool): 2-D (and 1-D) max and average pooling and their gradients.
 //!
 //! All of them handle f32 and f64. A fast path returns `None` when it does not apply — another
 //! dtype, an unusual layout, or inputs that are invalid — and the op then goes to
@@ -72,6 +72,7 @@ impl CpuBackend {
             Op::Deconvolution { .. } => conv::deconvolution(op, inputs),
             Op::ConvGradWeight { .. } => conv::conv_grad_weight(op, inputs),
             Op::Pooling { .. } => pool::pooling(op, inputs),
+            Op::PoolingGrad { .. } => pool::pooling_grad(op, inputs),
             _ => None,
         }
     }
