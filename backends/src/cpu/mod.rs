@@ -1,13 +1,13 @@
 //! The CPU backend: fast kernels where they pay, the interpreter elsewhere.
 //!
 //! [`CpuBackend::execute`] first offers an op to the fast paths:
-//! - [`gemm`](self::gemm): `dot`, `batch_dot`, `fully_connected` through the `gemm` crate;
-//! - [`conv`](self::conv): convolution (im2col + GEMM), deconvolution (GEMM + col2im) and the
+//! - [`gemm`]: `dot`, `batch_dot`, `fully_connected` through the `gemm` crate;
+//! - [`conv`]: convolution (im2col + GEMM), deconvolution (GEMM + col2im) and the
 //!   convolution weight gradient (im2col + GEMM), 1-D and 2-D;
-//! - [`elementwise`](self::elementwise): unary, binary (same shape or broadcast) and scalar ops;
-//! - [`reduce`](self::reduce): sum/mean/max over the last axis or over all axes;
-//! - [`softmax`](self::softmax): softmax and log_softmax over the last axis;
-//! - [`pool`](self::pool): 2-D (and 1-D) max and average pooling and their gradients.
+//! - [`elementwise`]: unary, binary (same shape or broadcast) and scalar ops;
+//! - [`reduce`]: sum/mean/max over the last axis or over all axes;
+//! - [`softmax`]: softmax and log_softmax over the last axis;
+//! - [`pool`]: 2-D (and 1-D) max and average pooling and their gradients.
 //!
 //! All of them handle f32 and f64. A fast path returns `None` when it does not apply — another
 //! dtype, an unusual layout, or inputs that are invalid — and the op then goes to
