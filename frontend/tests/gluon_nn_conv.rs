@@ -89,7 +89,9 @@ fn conv2d_values_by_hand() -> Result<()> {
     conv.initialize(xavier(), Context::cpu())?;
     conv.weight()
         .set_data(&nd::array(&[1.0f32, 2.0, 3.0, 4.0])?.reshape(&[1, 1, 2, 2])?)?;
-    conv.bias().expect("bias").set_data(&nd::array(&[0.5f32])?)?;
+    conv.bias()
+        .expect("bias")
+        .set_data(&nd::array(&[0.5f32])?)?;
     let y = conv.forward(&one_to_nine()?)?;
     assert_eq!(y.shape().dims(), &[1, 1, 2, 2]);
     // out[i, j] = Σ x[i+a, j+b] · w[a, b] + 0.5, e.g. 1·1 + 2·2 + 4·3 + 5·4 + 0.5
@@ -182,10 +184,7 @@ fn conv2d_transpose_values_and_shapes() -> Result<()> {
     let y = up.forward(&x)?;
     // Each input scatters itself over a 2x2 block of ones.
     assert_eq!(y.shape().dims(), &[1, 1, 3, 3]);
-    assert_eq!(
-        f32s(&y),
-        vec![1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]
-    );
+    assert_eq!(f32s(&y), vec![1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);
 
     // weight [in_channels, channels/groups, kh, kw]; output (H-1)·s - 2p + k + output_padding
     let up = Conv2DTranspose::new(6, 3)
@@ -208,10 +207,7 @@ fn conv_gradients_flow_to_weight_and_bias() -> Result<()> {
     let loss = autograd::record(|| conv.forward(&x)?.sum())?;
     loss.backward()?;
     // d(sum)/d(w[a,b]) = Σ over output positions of the input under w[a,b]
-    assert_eq!(
-        f32s(&conv.weight().grad()?),
-        vec![12.0, 16.0, 24.0, 28.0]
-    );
+    assert_eq!(f32s(&conv.weight().grad()?), vec![12.0, 16.0, 24.0, 28.0]);
     assert_eq!(f32s(&conv.bias().expect("bias").grad()?), vec![4.0]);
     Ok(())
 }
@@ -293,7 +289,10 @@ fn conv_errors_are_clear() -> Result<()> {
 #[test]
 fn max_and_avg_pool_values() -> Result<()> {
     let x = nd::arange(16.0)?.reshape(&[1, 1, 4, 4])?;
-    assert_eq!(f32s(&MaxPool2D::new(2).forward(&x)?), vec![5.0, 7.0, 13.0, 15.0]);
+    assert_eq!(
+        f32s(&MaxPool2D::new(2).forward(&x)?),
+        vec![5.0, 7.0, 13.0, 15.0]
+    );
     assert_eq!(
         f32s(&AvgPool2D::new(2).forward(&x)?),
         vec![2.5, 4.5, 10.5, 12.5]
@@ -324,7 +323,10 @@ fn max_and_avg_pool_values() -> Result<()> {
 fn pool1d_values() -> Result<()> {
     let x = nd::array(&[1.0f32, 5.0, 2.0, 4.0, 9.0, 0.0])?.reshape(&[1, 1, 6])?;
     assert_eq!(f32s(&MaxPool1D::new(2).forward(&x)?), vec![5.0, 4.0, 9.0]);
-    assert_eq!(f32s(&AvgPool1D::new(3).forward(&x)?), vec![8.0 / 3.0, 13.0 / 3.0]);
+    assert_eq!(
+        f32s(&AvgPool1D::new(3).forward(&x)?),
+        vec![8.0 / 3.0, 13.0 / 3.0]
+    );
     Ok(())
 }
 

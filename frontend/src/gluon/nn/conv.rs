@@ -154,7 +154,7 @@ impl ConvCore {
                  positive"
             )));
         }
-        if self.groups == 0 || self.channels % self.groups != 0 {
+        if self.groups == 0 || !self.channels.is_multiple_of(self.groups) {
             return Err(self.err(format!(
                 "groups ({}) must be positive and divide channels ({})",
                 self.groups, self.channels
@@ -198,7 +198,7 @@ impl ConvCore {
             ));
         }
         let in_channels = x.shape().dims()[1];
-        if in_channels % self.groups != 0 {
+        if !in_channels.is_multiple_of(self.groups) {
             return Err(Error::shape(
                 self.op,
                 format!(
