@@ -4,7 +4,8 @@
 use kiln_frontend::gluon::init::{Initializer, Xavier};
 use kiln_frontend::gluon::nn::conv::{Conv1D, Conv2D, Conv2DTranspose};
 use kiln_frontend::gluon::nn::pool::{
-    AvgPool1D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool1D, MaxPool2D,
+    AvgPool1D, AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+    MaxPool1D, MaxPool2D,
 };
 use kiln_frontend::gluon::nn::{ActivationKind, HybridSequential};
 use kiln_frontend::gluon::Block;
@@ -340,6 +341,12 @@ fn global_pool_values() -> Result<()> {
     let y = GlobalMaxPool2D::new().forward(&x)?;
     assert_eq!(y.shape().dims(), &[2, 2, 1, 1]);
     assert_eq!(f32s(&y), vec![3.0, 7.0, 11.0, 15.0]);
+
+    let x = nd::array(&[1.0f32, 5.0, 3.0, 2.0, 0.0, 4.0])?.reshape(&[1, 2, 3])?;
+    let y = GlobalAvgPool1D::new().forward(&x)?;
+    assert_eq!(y.shape().dims(), &[1, 2, 1]);
+    assert_eq!(f32s(&y), vec![3.0, 2.0]);
+    assert_eq!(f32s(&GlobalMaxPool1D::new().forward(&x)?), vec![5.0, 4.0]);
     Ok(())
 }
 
@@ -385,6 +392,8 @@ fn pool_errors_are_clear() -> Result<()> {
 
 #[test]
 fn display_as_gluon() {
+    assert_eq!(AvgPool2D::new(2).prefix(), "pool0_");
+    assert_eq!(GlobalAvgPool2D::new().prefix(), "pool1_");
     assert_eq!(
         Conv2D::new(20, 5).to_string(),
         "Conv2D(None -> 20, kernel_size=(5, 5), stride=(1, 1))"

@@ -134,6 +134,19 @@ fn batchnorm_predict_mode_uses_running_stats() -> Result<()> {
 }
 
 #[test]
+fn batchnorm_use_global_stats_in_training() -> Result<()> {
+    let bn = BatchNorm::new().epsilon(0.0).use_global_stats(true);
+    bn.initialize(zero(), Context::cpu())?;
+    let x = batch()?;
+    // running mean 0, var 1: the output is the input, and nothing is updated
+    let y = autograd::record(|| bn.forward(&x))?;
+    assert_close(&y.to_vec_f64(), &x.to_vec_f64(), 1e-6);
+    assert_close(&bn.running_mean().data()?.to_vec_f64(), &[0.0, 0.0], 0.0);
+    assert_close(&bn.running_var().data()?.to_vec_f64(), &[1.0, 1.0], 0.0);
+    Ok(())
+}
+
+#[test]
 fn batchnorm_other_axis() -> Result<()> {
     // axis -1 on [N=2, C=2] rows: channel j is column j.
     let bn = BatchNorm::new().axis(-1).epsilon(0.0);

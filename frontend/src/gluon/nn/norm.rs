@@ -107,7 +107,8 @@ fn fit_channels(
 ///
 /// (MXNet applies this update during its backward pass; here it happens on the training
 /// forward pass, so it also happens without a `backward` call.) In predict mode the running
-/// statistics are used and nothing is updated.
+/// statistics are used and nothing is updated; with [`BatchNorm::use_global_stats`] that
+/// holds in training too.
 ///
 /// ```
 /// use kiln_frontend::gluon::{init, nn::norm::BatchNorm, Block};
@@ -130,6 +131,7 @@ pub struct BatchNorm {
     epsilon: f64,
     center: bool,
     scale: bool,
+    use_global_stats: bool,
     in_channels: usize,
     dtype: DType,
     gamma: Parameter,
@@ -150,6 +152,7 @@ impl BatchNorm {
             epsilon: 1e-5,
             center: true,
             scale: true,
+            use_global_stats: false,
             in_channels: 0,
             dtype: DType::F32,
             gamma: gamma.clone(),
@@ -209,6 +212,13 @@ impl BatchNorm {
     pub fn scale(mut self, scale: bool) -> Self {
         self.scale = scale;
         self.rebuild_params();
+        self
+    }
+
+    /// Always normalize with the running statistics, in training too, and never update them
+    /// (default false; gluon's `use_global_stats`, for fine-tuning a frozen network).
+    pub fn use_global_stats(mut self, yes: bool) -> Self {
+        self.use_global_stats = yes;
         self
     }
 
@@ -324,7 +334,7 @@ impl Block for BatchNorm {
                 &self.running_var,
             ],
         )?;
-        let training = autograd::is_training();
+        let training = autograd::is_training() && !self.use_global_stats;
         let opts = BatchNormOpts {
             eps: self.epsilon,
             axis: axis as isize,
@@ -358,12 +368,17 @@ impl fmt::Display for BatchNorm {
         };
         write!(
             f,
-            "BatchNorm(axis={}, eps={}, momentum={}, fix_gamma={}, use_global_stats=False, \
+            "BatchNorm(axis={}, eps={}, momentum={}, fix_gamma={}, use_global_stats={}, \
              in_channels={c})",
             self.axis,
             self.epsilon,
             self.momentum,
-            if self.scale { "False" } else { "True" }
+            if self.scale { "False" } else { "True" },
+            if self.use_global_stats {
+                "True"
+            } else {
+                "False"
+            }
         )
     }
 }

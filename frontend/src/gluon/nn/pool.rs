@@ -1,5 +1,5 @@
-//! Pooling layers (`gluon.nn.MaxPool1D/2D`, `AvgPool1D/2D`, `GlobalMaxPool2D`,
-//! `GlobalAvgPool2D`), channels-first only (NCW / NCHW).
+//! Pooling layers (`gluon.nn.MaxPool1D/2D`, `AvgPool1D/2D`, `GlobalMaxPool1D/2D`,
+//! `GlobalAvgPool1D/2D`), channels-first only (NCW / NCHW).
 //!
 //! Prefixes come from [`unique_prefix`]`("pool")` (`pool0_`, as gluon names every pooling
 //! layer); the layers have no parameters. As in gluon the stride defaults to the pool size,
@@ -255,7 +255,7 @@ windowed_pool!(
 avg_pool_extra!(AvgPool1D);
 
 macro_rules! global_pool {
-    ($(#[$doc:meta])* $name:ident, $op:literal, $kind:expr) => {
+    ($(#[$doc:meta])* $name:ident, $op:literal, $spatial:literal, $kind:expr) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name {
@@ -266,7 +266,7 @@ macro_rules! global_pool {
             /// The layer.
             pub fn new() -> Self {
                 $name {
-                    core: PoolCore::new($op, 2, $kind, true, Dims::default()),
+                    core: PoolCore::new($op, $spatial, $kind, true, Dims::default()),
                 }
             }
         }
@@ -294,11 +294,23 @@ global_pool!(
     /// assert_eq!(y.to_vec::<f32>()?, vec![1.5, 5.5]);
     /// # Ok::<(), kiln_frontend::Error>(())
     /// ```
-    GlobalAvgPool2D, "GlobalAvgPool2D", PoolKind::Avg
+    GlobalAvgPool2D, "GlobalAvgPool2D", 2, PoolKind::Avg
 );
 
 global_pool!(
     /// The maximum over each channel's whole H×W plane (`gluon.nn.GlobalMaxPool2D`): NCHW
     /// `[N, C, H, W]` → `[N, C, 1, 1]`.
-    GlobalMaxPool2D, "GlobalMaxPool2D", PoolKind::Max
+    GlobalMaxPool2D, "GlobalMaxPool2D", 2, PoolKind::Max
+);
+
+global_pool!(
+    /// The mean over each channel's whole width (`gluon.nn.GlobalAvgPool1D`): NCW
+    /// `[N, C, W]` → `[N, C, 1]`.
+    GlobalAvgPool1D, "GlobalAvgPool1D", 1, PoolKind::Avg
+);
+
+global_pool!(
+    /// The maximum over each channel's whole width (`gluon.nn.GlobalMaxPool1D`): NCW
+    /// `[N, C, W]` → `[N, C, 1]`.
+    GlobalMaxPool1D, "GlobalMaxPool1D", 1, PoolKind::Max
 );
