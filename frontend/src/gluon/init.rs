@@ -331,3 +331,35 @@ impl Initializer for Constant {
         crate::nd::full_with(shape.clone(), self.0, opts(dtype, ctx))
     }
 }
+
+/// Applies `inner`'s [`Initializer::init_weight`] to a parameter whatever its name, skipping
+/// the name-based dispatch: MXNet's behaviour for an initializer given to one parameter
+/// (`Dense(bias_initializer=One())` really starts the bias at one). Layers wrap their
+/// `weight_initializer` / `bias_initializer` in it.
+///
+/// ```
+/// use kiln_frontend::gluon::init::{Explicit, Initializer, One};
+/// use kiln_frontend::{Context, DType};
+/// use std::sync::Arc;
+/// let b = Explicit(Arc::new(One)).init_param("dense0_bias", &[2].into(), DType::F32, Context::cpu())?;
+/// assert_eq!(b.to_vec::<f32>()?, vec![1.0, 1.0]);
+/// # Ok::<(), kiln_frontend::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Explicit(pub std::sync::Arc<dyn Initializer>);
+
+impl Initializer for Explicit {
+    fn init_weight(
+        &self,
+        name: &str,
+        shape: &Shape,
+        dtype: DType,
+        ctx: Context,
+    ) -> Result<NDArray> {
+        self.0.init_weight(name, shape, dtype, ctx)
+    }
+
+    fn init_param(&self, name: &str, shape: &Shape, dtype: DType, ctx: Context) -> Result<NDArray> {
+        self.0.init_weight(name, shape, dtype, ctx)
+    }
+}

@@ -6,7 +6,7 @@
 //! later be traced by `hybridize()`.
 
 use crate::gluon::block::{Block, HybridBlock};
-use crate::gluon::init::Initializer;
+use crate::gluon::init::{Explicit, Initializer};
 use crate::gluon::name::unique_prefix;
 use crate::gluon::parameter::Parameter;
 use crate::ndarray::NDArray;
@@ -298,14 +298,14 @@ impl Dense {
 
     /// The weight's own initializer (overrides the one given to `initialize`).
     pub fn weight_initializer(mut self, init: Arc<dyn Initializer>) -> Self {
-        self.weight_init = Some(init);
+        self.weight_init = Some(Arc::new(Explicit(init)));
         self.rebuild_params();
         self
     }
 
     /// The bias's own initializer (default: zeros, by the bias's name).
     pub fn bias_initializer(mut self, init: Arc<dyn Initializer>) -> Self {
-        self.bias_init = Some(init);
+        self.bias_init = Some(Arc::new(Explicit(init)));
         self.rebuild_params();
         self
     }
@@ -635,7 +635,7 @@ impl Embedding {
 
     /// The table's own initializer (overrides the one given to `initialize`).
     pub fn weight_initializer(mut self, init: Arc<dyn Initializer>) -> Self {
-        self.init = Some(init);
+        self.init = Some(Arc::new(Explicit(init)));
         self.weight = self.build_weight();
         self
     }
