@@ -20,3 +20,4 @@ pub mod utils;
 
 pub use block::{Block, HybridBlock};
 pub use parameter::{Parameter, ParameterDict};
+pub use trainer::Trainer;
