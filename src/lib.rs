@@ -21,14 +21,14 @@ pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 
-pub use kiln_frontend::{autograd, nd, random, s};
+pub use kiln_frontend::{autograd, gluon, nd, random, s};
 pub use kiln_frontend::{Context, NDArray, SliceArg};
 pub use kiln_ir::{DType, Error, Result, Shape};
 
 /// The names a program using kiln needs: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_frontend::ndarray::{BatchNormOpts, ConvOpts, PoolOpts};
-    pub use kiln_frontend::{autograd, nd, random, s};
+    pub use kiln_frontend::{autograd, gluon, nd, random, s};
     pub use kiln_frontend::{Context, NDArray, SliceArg};
     pub use kiln_ir::{DType, Error, Result, Shape};
 }
