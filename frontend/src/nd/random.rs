@@ -114,6 +114,27 @@ pub fn multinomial(probs: &NDArray, num_samples: usize) -> Result<NDArray> {
     )
 }
 
+/// MXNet's `sample_multinomial(probs, shape)`: draws `shape` category indices (i64) per row
+/// of `probs` `[.., K]`; the result is `[.., *shape]`.
+///
+/// ```
+/// use kiln_frontend::nd;
+/// let dice = nd::full([6], 1.0 / 6.0)?;
+/// let rolls = nd::random::sample_multinomial(&dice, [5, 10])?;
+/// assert_eq!(rolls.shape().dims(), &[5, 10]);
+/// # Ok::<(), kiln_frontend::Error>(())
+/// ```
+pub fn sample_multinomial(probs: &NDArray, shape: impl Into<Shape>) -> Result<NDArray> {
+    let shape = shape.into();
+    let flat = multinomial(probs, shape.numel())?;
+    let mut dims: Vec<i64> = flat.shape()[..flat.shape().rank() - 1]
+        .iter()
+        .map(|&d| d as i64)
+        .collect();
+    dims.extend(shape.iter().map(|&d| d as i64));
+    flat.reshape(&dims)
+}
+
 /// A copy of `x` with its first axis randomly permuted.
 pub fn shuffle(x: &NDArray) -> Result<NDArray> {
     apply(Op::Shuffle { seed: next_seed() }, &[x])
