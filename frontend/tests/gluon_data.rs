@@ -53,7 +53,10 @@ fn gather_and_stack_helpers() -> Result<()> {
     let g = gather_rows(&a, &[2, 2, 0])?;
     assert_eq!(g.shape().as_ref(), &[3, 2]);
     assert_eq!(g.to_vec::<u8>()?, vec![5, 6, 5, 6, 1, 2]);
-    let s = stack_samples(&[NDArray::from_slice(&[true, false]), NDArray::from_slice(&[false, false])])?;
+    let s = stack_samples(&[
+        NDArray::from_slice(&[true, false]),
+        NDArray::from_slice(&[false, false]),
+    ])?;
     assert_eq!(s.shape().as_ref(), &[2, 2]);
     assert_eq!(s.to_vec::<bool>()?, vec![true, false, false, false]);
     assert!(stack_samples(&[NDArray::from_slice(&[1f32]), NDArray::from_slice(&[1f64])]).is_err());
@@ -75,7 +78,10 @@ fn last_batch_keep_discard() -> Result<()> {
 
     let discard = DataLoader::new(ten(), 4).last_batch(LastBatch::Discard);
     assert_eq!(discard.len(), 2);
-    assert_eq!(labels_of(&discard)?, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+    assert_eq!(
+        labels_of(&discard)?,
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]
+    );
 
     // An exact multiple has no partial batch in any mode.
     let exact = DataLoader::new(ten(), 5).last_batch(LastBatch::Discard);
@@ -87,7 +93,10 @@ fn last_batch_keep_discard() -> Result<()> {
 fn last_batch_rollover_carries_leftovers() -> Result<()> {
     let loader = DataLoader::new(ten(), 4).last_batch(LastBatch::Rollover);
     assert_eq!(loader.len(), 2);
-    assert_eq!(labels_of(&loader)?, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+    assert_eq!(
+        labels_of(&loader)?,
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]
+    );
     // 8, 9 roll over: 12 samples make 3 batches, none left.
     assert_eq!(loader.len(), 3);
     assert_eq!(
@@ -95,7 +104,10 @@ fn last_batch_rollover_carries_leftovers() -> Result<()> {
         vec![vec![8, 9, 0, 1], vec![2, 3, 4, 5], vec![6, 7, 8, 9]]
     );
     assert_eq!(loader.len(), 2);
-    assert_eq!(labels_of(&loader)?, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+    assert_eq!(
+        labels_of(&loader)?,
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]
+    );
     Ok(())
 }
 
@@ -155,12 +167,19 @@ fn prefetching_workers_match_single_thread() -> Result<()> {
             .num_workers(workers)
             .prefetch(prefetch);
         assert_eq!(loader.len(), 13);
-        assert_eq!(collect(&loader)?, single, "{workers} workers, prefetch {prefetch}");
+        assert_eq!(
+            collect(&loader)?,
+            single,
+            "{workers} workers, prefetch {prefetch}"
+        );
     }
     // Dropping an iterator early stops its workers cleanly.
     let loader = DataLoader::from_arc(ds, 8).num_workers(2);
     let mut it = loader.iter();
-    assert_eq!(it.next().unwrap()?.1.to_vec::<i64>()?, (0..8).collect::<Vec<_>>());
+    assert_eq!(
+        it.next().unwrap()?.1.to_vec::<i64>()?,
+        (0..8).collect::<Vec<_>>()
+    );
     drop(it);
     Ok(())
 }
@@ -173,7 +192,10 @@ fn transforms_per_sample_and_elementwise() -> Result<()> {
     assert_eq!(d.to_vec::<f32>()?, vec![2.0, 22.0]);
     let loader = DataLoader::new(ds, 4);
     let (d, l) = loader.iter().next().unwrap()?;
-    assert_eq!(d.to_vec::<f32>()?, vec![0.0, 20.0, 2.0, 22.0, 4.0, 24.0, 6.0, 26.0]);
+    assert_eq!(
+        d.to_vec::<f32>()?,
+        vec![0.0, 20.0, 2.0, 22.0, 4.0, 24.0, 6.0, 26.0]
+    );
     assert_eq!(l.to_vec::<i32>()?, vec![0, 1, 2, 3]);
 
     let loader = DataLoader::new(ten(), 4).transform(Transform::elementwise(|d, l| {
@@ -210,7 +232,10 @@ fn mnist_through_the_loader() -> Result<()> {
         assert_eq!((data.dtype(), label.dtype()), (DType::F32, DType::F32));
         if k == 0 {
             let first: Vec<f32> = label.to_vec::<f32>()?[..10].to_vec();
-            assert_eq!(first, vec![5.0, 0.0, 4.0, 1.0, 9.0, 2.0, 1.0, 3.0, 1.0, 4.0]);
+            assert_eq!(
+                first,
+                vec![5.0, 0.0, 4.0, 1.0, 9.0, 2.0, 1.0, 3.0, 1.0, 4.0]
+            );
         }
         let v = data.to_vec::<f32>()?;
         sum += v.iter().map(|&x| x as f64).sum::<f64>();

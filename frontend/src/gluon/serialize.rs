@@ -196,7 +196,11 @@ pub fn load_parameters(block: &dyn Block, path: impl AsRef<Path>, ctx: Context) 
                 "unexpected: {name} (shape {}, {}) is not a parameter of {}",
                 value.shape(),
                 value.dtype(),
-                if prefix.is_empty() { "the block" } else { &prefix }
+                if prefix.is_empty() {
+                    "the block"
+                } else {
+                    &prefix
+                }
             ));
         }
     }

@@ -172,10 +172,8 @@ impl<D: Dataset + 'static> DataLoader<D> {
         let mut leftover = lock(&self.leftover);
         let mut all = std::mem::take(&mut *leftover);
         all.extend(order);
-        let mut batches: Vec<Vec<usize>> = all
-            .chunks(self.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
+        let mut batches: Vec<Vec<usize>> =
+            all.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
         if batches.last().is_some_and(|b| b.len() < self.batch_size) {
             match self.last_batch {
                 LastBatch::Keep => {}
@@ -191,7 +189,7 @@ impl<D: Dataset + 'static> DataLoader<D> {
     }
 }
 
-impl<'a, D: Dataset + 'static> IntoIterator for &'a DataLoader<D> {
+impl<D: Dataset + 'static> IntoIterator for &DataLoader<D> {
     type Item = Result<Sample>;
     type IntoIter = BatchIter<D>;
     fn into_iter(self) -> BatchIter<D> {
@@ -303,7 +301,8 @@ impl Prefetcher {
         let (tx, rx) = sync_channel(capacity);
         let workers = (0..num_workers)
             .map(|_| {
-                let (source, schedule, tx) = (Arc::clone(&source), Arc::clone(&schedule), tx.clone());
+                let (source, schedule, tx) =
+                    (Arc::clone(&source), Arc::clone(&schedule), tx.clone());
                 std::thread::spawn(move || loop {
                     let k = {
                         let (m, cv) = &*schedule;
