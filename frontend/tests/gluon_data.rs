@@ -83,6 +83,15 @@ fn last_batch_keep_discard() -> Result<()> {
         vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]
     );
 
+    // A boxed trait object works as a data set; the iterator knows its length.
+    let boxed: Box<dyn Dataset> = Box::new(ten());
+    let loader = DataLoader::new(boxed, 3);
+    let mut it = loader.iter();
+    assert_eq!(it.len(), 4);
+    it.next();
+    assert_eq!(it.len(), 3);
+    assert_eq!(it.last().unwrap()?.1.to_vec::<i32>()?, vec![9]);
+
     // An exact multiple has no partial batch in any mode.
     let exact = DataLoader::new(ten(), 5).last_batch(LastBatch::Discard);
     assert_eq!(labels_of(&exact)?.len(), 2);

@@ -1,6 +1,8 @@
 //! Serialization: safetensors round trips, parameters of a Block, atomic writes, error reports.
 
-use kiln_frontend::gluon::serialize::{load, load_parameters, save, save_map, save_parameters};
+use kiln_frontend::gluon::serialize::{
+    load, load_parameters, load_parameters_with, save, save_map, save_parameters, LoadOptions,
+};
 use kiln_frontend::gluon::{Block, Parameter};
 use kiln_frontend::{Context, DType, NDArray, Result};
 use std::path::Path;
@@ -181,6 +183,44 @@ fn load_parameters_reports_every_mismatch() -> Result<()> {
         .to_string();
     assert!(msg.contains("1 problem)"), "{msg}");
     assert!(msg.contains("missing: bias (parameter m0_bias"), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn load_options_allow_missing_and_ignore_extra() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("partial.params");
+    save_map(
+        &path,
+        &[
+            ("weight", NDArray::from_slice(&[4.0f32, 5.0])),
+            ("extra", NDArray::from_slice(&[1u8])),
+        ],
+    )?;
+    let net = Affine::new("p0_", &[2], DType::F32);
+    net.b.set_data(&NDArray::from_slice(&[1.0f32, 1.0]))?;
+    let only_missing = LoadOptions {
+        allow_missing: true,
+        ignore_extra: false,
+    };
+    let msg = load_parameters_with(&net, &path, Context::cpu(), only_missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("unexpected: extra") && !msg.contains("missing"),
+        "{msg}"
+    );
+    let both = LoadOptions {
+        allow_missing: true,
+        ignore_extra: true,
+    };
+    load_parameters_with(&net, &path, Context::cpu(), both)?;
+    assert_eq!(net.w.data()?.to_vec::<f32>()?, vec![4.0, 5.0]);
+    assert_eq!(
+        net.b.data()?.to_vec::<f32>()?,
+        vec![1.0, 1.0],
+        "missing bias kept"
+    );
     Ok(())
 }
 

@@ -149,8 +149,29 @@ pub fn save_parameters(block: &dyn Block, path: impl AsRef<Path>) -> Result<()> 
 /// [`save_parameters`]) with matching shapes (a dimension still unknown — 0 — before the
 /// first forward pass matches any size) and dtypes. Every problem is reported at once in
 /// one error — missing parameters, unexpected names, wrong shapes, wrong dtypes — and on
-/// any problem no parameter is changed.
+/// any problem no parameter is changed. [`load_parameters_with`] can allow missing or
+/// extra names.
 pub fn load_parameters(block: &dyn Block, path: impl AsRef<Path>, ctx: Context) -> Result<()> {
+    load_parameters_with(block, path, ctx, LoadOptions::default())
+}
+
+/// Relaxations of [`load_parameters_with`] (gluon's `allow_missing` and `ignore_extra`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Parameters absent from the file keep their current value instead of being an error.
+    pub allow_missing: bool,
+    /// Names in the file that are not parameters of the block are skipped instead of being
+    /// an error.
+    pub ignore_extra: bool,
+}
+
+/// [`load_parameters`] with [`LoadOptions`]; shape and dtype mismatches are always errors.
+pub fn load_parameters_with(
+    block: &dyn Block,
+    path: impl AsRef<Path>,
+    ctx: Context,
+    options: LoadOptions,
+) -> Result<()> {
     let path = path.as_ref();
     let loaded: BTreeMap<String, NDArray> = load(path)?.into_iter().collect();
     let prefix = block.prefix();
@@ -162,6 +183,9 @@ pub fn load_parameters(block: &dyn Block, path: impl AsRef<Path>, ctx: Context) 
     let mut problems = Vec::new();
     for (name, p) in &wanted {
         let Some(value) = loaded.get(name) else {
+            if options.allow_missing {
+                continue;
+            }
             problems.push(format!(
                 "missing: {name} (parameter {}, shape {}, {})",
                 p.name(),
@@ -191,7 +215,7 @@ pub fn load_parameters(block: &dyn Block, path: impl AsRef<Path>, ctx: Context) 
         }
     }
     for (name, value) in &loaded {
-        if !wanted.contains_key(name) {
+        if !wanted.contains_key(name) && !options.ignore_extra {
             problems.push(format!(
                 "unexpected: {name} (shape {}, {}) is not a parameter of {}",
                 value.shape(),

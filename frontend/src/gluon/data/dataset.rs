@@ -48,17 +48,22 @@ pub trait Dataset: Send + Sync {
     }
 }
 
-impl<D: Dataset + ?Sized> Dataset for Arc<D> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn get(&self, i: usize) -> Result<Sample> {
-        (**self).get(i)
-    }
-    fn get_batch(&self, indices: &[usize]) -> Result<Sample> {
-        (**self).get_batch(indices)
-    }
+macro_rules! forward_dataset {
+    ($($ptr:ident),*) => {$(
+        impl<D: Dataset + ?Sized> Dataset for $ptr<D> {
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn get(&self, i: usize) -> Result<Sample> {
+                (**self).get(i)
+            }
+            fn get_batch(&self, indices: &[usize]) -> Result<Sample> {
+                (**self).get_batch(indices)
+            }
+        }
+    )*};
 }
+forward_dataset!(Arc, Box);
 
 type TransformFn = dyn Fn(NDArray, NDArray) -> Result<Sample> + Send + Sync;
 
