@@ -33,7 +33,7 @@ struct ParamState {
     grad_req: GradReq,
     /// This parameter's own initializer, overriding the one given to `initialize`.
     init: Option<Arc<dyn Initializer>>,
-    /// `initialize` was called before the shape was known.
+    /// `initialize` was called before the shape was known (the block-wide initializer).
     deferred: Option<(Arc<dyn Initializer>, Context)>,
     data: Option<NDArray>,
     lr_mult: f64,
@@ -148,14 +148,13 @@ impl Parameter {
         if s.data.is_some() && !force_reinit {
             return Ok(());
         }
-        let init = s.init.clone().unwrap_or(init);
         if s.shape.contains(&0) {
             s.deferred = Some((init, ctx));
             s.data = None;
             return Ok(());
         }
         let (name, shape, dtype, req) = (s.name.clone(), s.shape.clone(), s.dtype, s.grad_req);
-        let data = init.init_param(&name, &shape, dtype, ctx)?;
+        let data = initial_value(&s.init, &init, &name, &shape, dtype, ctx)?;
         check_init_shape(&name, &shape, dtype, &data)?;
         data.attach_grad_with(req);
         s.data = Some(data);
@@ -201,7 +200,7 @@ impl Parameter {
         };
         s.shape = shape.clone();
         let (name, dtype, req) = (s.name.clone(), s.dtype, s.grad_req);
-        let data = init.init_param(&name, &shape, dtype, ctx)?;
+        let data = initial_value(&s.init, &init, &name, &shape, dtype, ctx)?;
         check_init_shape(&name, &shape, dtype, &data)?;
         data.attach_grad_with(req);
         s.data = Some(data);
@@ -292,6 +291,22 @@ impl Parameter {
             return Ok(());
         }
         self.grad()?.fill(0.0)
+    }
+}
+
+/// The first value of a parameter: its own initializer is applied as is (as MXNet does for
+/// `Parameter(init=...)`), the block-wide one by the parameter's name (biases to zero, ...).
+fn initial_value(
+    own: &Option<Arc<dyn Initializer>>,
+    fallback: &Arc<dyn Initializer>,
+    name: &str,
+    shape: &Shape,
+    dtype: DType,
+    ctx: Context,
+) -> Result<NDArray> {
+    match own {
+        Some(init) => init.init_weight(name, shape, dtype, ctx),
+        None => fallback.init_param(name, shape, dtype, ctx),
     }
 }
 

@@ -1,1 +1,0 @@
-//! gluon `loss` (being written).

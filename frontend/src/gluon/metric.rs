@@ -1,1 +1,0 @@
-//! gluon `metric` (being written).

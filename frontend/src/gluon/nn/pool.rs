@@ -1,0 +1,1 @@
+//! Pooling layers: MaxPool2D, AvgPool2D, GlobalAvgPool2D.
