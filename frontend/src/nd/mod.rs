@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::ndarray::{apply_on, NDArray, NestedArray};
 use kiln_ir::{DType, Error, Op, Result, Shape};
 
+pub use crate::gluon::serialize::{load, save, save_map};
 pub use crate::ndarray::{BatchNormOpts, ConvOpts, Dims, PoolOpts};
 
 /// Where a new array lives and its dtype. Converts from a [`DType`] or a [`Context`] alone,
