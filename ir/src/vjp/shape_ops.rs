@@ -45,9 +45,8 @@ pub(super) fn vjp<B: VjpBuilder>(
         }
         Op::BroadcastTo { .. } => b.sum_to(g, &xs)?,
         Op::Flip { axes } => b.apply(Op::Flip { axes: axes.clone() }, &[g])?,
-        Op::Slice { begin, step, .. } => {
-            let gs = b.shape(g);
-            let (begin, step) = resolve_slice(op, &xs, &gs, begin, step)?;
+        Op::Slice { begin, end, step } => {
+            let (begin, step) = resolve_slice(op, &xs, begin, end, step)?;
             b.apply(
                 Op::SliceGrad {
                     shape: xs.clone(),
@@ -57,14 +56,12 @@ pub(super) fn vjp<B: VjpBuilder>(
                 &[g],
             )?
         }
-        Op::SliceAxis { axis, begin, .. } => {
-            let ax = xs.axis(*axis, op.name())?;
-            let gs = b.shape(g);
+        Op::SliceAxis { axis, begin, end } => {
+            let (ax, start, stop) =
+                crate::infer::resolve_slice_axis(op.name(), &xs, *axis, *begin, *end)?;
             let mut begins = vec![0i64; xs.rank()];
-            if gs.get(ax).copied().unwrap_or(0) > 0 {
-                let n = xs[ax] as i64;
-                let s = if *begin < 0 { begin + n } else { *begin };
-                begins[ax] = s.clamp(0, n);
+            if stop > start {
+                begins[ax] = start as i64;
             }
             b.apply(
                 Op::SliceGrad {
@@ -84,49 +81,21 @@ pub(super) fn vjp<B: VjpBuilder>(
     Ok(vec![Some(gx)])
 }
 
-/// numpy's resolution of a basic slice's start on each axis (the counts come from the
-/// output's shape, so only begin and step are needed). Empty axes get begin 0.
+/// The resolved begin and step on each axis, as `SliceGrad` takes them (the slice rule is
+/// shape inference's, so forward and backward cannot disagree). Empty axes get begin 0.
 fn resolve_slice(
     op: &Op,
     xs: &Shape,
-    out: &Shape,
     begin: &[Option<i64>],
+    end: &[Option<i64>],
     step: &[Option<i64>],
 ) -> Result<(Vec<i64>, Vec<i64>)> {
-    if begin.len() > xs.rank() || out.rank() != xs.rank() {
-        return Err(Error::shape(
-            op.name(),
-            format!(
-                "vjp: slice of {} axes does not fit input {xs} and output {out}",
-                begin.len()
-            ),
-        ));
-    }
-    let mut begins = vec![0i64; xs.rank()];
-    let mut steps = vec![1i64; xs.rank()];
-    for i in 0..begin.len() {
-        let n = xs[i] as i64;
-        let s = step.get(i).copied().flatten().unwrap_or(1);
-        if s == 0 {
-            return Err(Error::invalid(op.name(), "slice step cannot be 0"));
-        }
-        steps[i] = s;
-        if out[i] == 0 {
-            continue;
-        }
-        begins[i] = match begin[i] {
-            None if s > 0 => 0,
-            None => n - 1,
-            Some(v) => {
-                let v = if v < 0 { v + n } else { v };
-                if s > 0 {
-                    v.clamp(0, n)
-                } else {
-                    v.clamp(-1, n - 1)
-                }
-            }
-        };
-    }
+    let dims = crate::infer::resolve_slice(op.name(), xs, begin, end, step)?;
+    let begins = dims
+        .iter()
+        .map(|d| if d.count == 0 { 0 } else { d.begin })
+        .collect();
+    let steps = dims.iter().map(|d| d.step).collect();
     Ok((begins, steps))
 }
 
