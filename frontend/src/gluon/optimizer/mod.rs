@@ -378,6 +378,32 @@ pub(crate) fn check_update(
 }
 
 /// Errors unless `ok`, naming the hyperparameter, its value and the range it must lie in.
+/// The checks and bookkeeping that open a (Nesterov) momentum update: validates the call and
+/// the momentum, counts the update, and returns the parameter's `lr`, `wd` and the rescaled,
+/// clipped gradient.
+pub(crate) fn begin_momentum_update(
+    core: &mut OptimizerCore,
+    op: &str,
+    momentum: f64,
+    index: usize,
+    weight: &NDArray,
+    grad: &NDArray,
+    state: &State,
+) -> Result<(f64, f64, NDArray)> {
+    check_update(op, weight, grad, state, usize::from(momentum != 0.0))?;
+    core.check(op)?;
+    require(
+        op,
+        "momentum",
+        momentum,
+        momentum.is_finite(),
+        "a finite number",
+    )?;
+    core.count_update(index);
+    let (lr, wd) = (core.lr(index), core.wd(index));
+    Ok((lr, wd, core.rescale_and_clip(grad)?))
+}
+
 pub(crate) fn require(op: &str, name: &str, value: f64, ok: bool, range: &str) -> Result<()> {
     if ok {
         Ok(())

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum.
 
-use super::{check_update, require, Optimizer, OptimizerCore, State};
+use super::{begin_momentum_update, Optimizer, OptimizerCore, State};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 
@@ -70,26 +70,15 @@ impl Optimizer for SGD {
         grad: &NDArray,
         state: &mut State,
     ) -> Result<()> {
-        let with_momentum = self.momentum != 0.0;
-        check_update(
+        let (lr, wd, g) = begin_momentum_update(
+            &mut self.core,
             "sgd_update",
+            self.momentum,
+            index,
             weight,
             grad,
             state,
-            usize::from(with_momentum),
         )?;
-        self.core.check("sgd_update")?;
-        let m = self.momentum;
-        require(
-            "sgd_update",
-            "momentum",
-            m,
-            m.is_finite(),
-            "a finite number",
-        )?;
-        self.core.count_update(index);
-        let (lr, wd) = (self.core.lr(index), self.core.wd(index));
-        let g = self.core.rescale_and_clip(grad)?;
         if let [mom] = state.arrays() {
             let new_mom = mom
                 .mul_scalar(self.momentum)?
