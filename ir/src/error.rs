@@ -8,13 +8,28 @@
 pub enum Error {
     /// Shapes that an op cannot take.
     #[error("{op}: {msg}")]
-    Shape { op: String, msg: String },
+    Shape {
+        /// The op (or API function) that refused its input.
+        op: String,
+        /// What was wrong, with the shapes, dtypes or values involved.
+        msg: String,
+    },
     /// A dtype that an op cannot take.
     #[error("{op}: {msg}")]
-    DType { op: String, msg: String },
+    DType {
+        /// The op (or API function) that refused its input.
+        op: String,
+        /// What was wrong, with the shapes, dtypes or values involved.
+        msg: String,
+    },
     /// A bad attribute or argument value.
     #[error("{op}: {msg}")]
-    Invalid { op: String, msg: String },
+    Invalid {
+        /// The op (or API function) that refused its input.
+        op: String,
+        /// What was wrong, with the shapes, dtypes or values involved.
+        msg: String,
+    },
     /// Autograd misuse (no gradient attached, backward twice, ...).
     #[error("autograd: {0}")]
     Autograd(String),
@@ -27,7 +42,9 @@ pub enum Error {
     /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -12,22 +12,34 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "dtype", content = "data", rename_all = "lowercase")]
 pub enum Storage {
+    /// 32-bit float elements.
     F32(Vec<f32>),
+    /// 64-bit float elements.
     F64(Vec<f64>),
+    /// 32-bit signed integer elements.
     I32(Vec<i32>),
+    /// 64-bit signed integer elements.
     I64(Vec<i64>),
+    /// 8-bit unsigned integer elements.
     U8(Vec<u8>),
+    /// boolean elements.
     Bool(Vec<bool>),
 }
 
 /// Borrowed, typed, contiguous element data.
 #[derive(Clone, Copy, Debug)]
 pub enum DataRef<'a> {
+    /// 32-bit float elements.
     F32(&'a [f32]),
+    /// 64-bit float elements.
     F64(&'a [f64]),
+    /// 32-bit signed integer elements.
     I32(&'a [i32]),
+    /// 64-bit signed integer elements.
     I64(&'a [i64]),
+    /// 8-bit unsigned integer elements.
     U8(&'a [u8]),
+    /// boolean elements.
     Bool(&'a [bool]),
 }
 
@@ -258,7 +270,9 @@ impl<'a> DataRef<'a> {
 /// A shape together with a dtype: what shape inference computes for every value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TensorType {
+    /// The dimensions.
     pub shape: Shape,
+    /// The element type.
     pub dtype: DType,
 }
 
@@ -419,7 +433,9 @@ impl Tensor {
 /// A borrowed tensor: shape plus contiguous typed data.
 #[derive(Clone, Debug)]
 pub struct TensorView<'a> {
+    /// The dimensions.
     pub shape: Shape,
+    /// The elements, row-major; `shape.numel()` of them.
     pub data: DataRef<'a>,
 }
 
