@@ -37,7 +37,7 @@ pub const MOMENTUM: f64 = 0.9;
 /// Added to the variance before the square root.
 pub const EPS: f64 = 1e-5;
 /// Training samples `--quick` uses (the full split has 60,000).
-pub const QUICK_TRAIN: usize = 4_000;
+pub const QUICK_TRAIN: usize = 2_000;
 /// Width of the hidden fully connected layer.
 pub const HIDDEN: usize = 128;
 
