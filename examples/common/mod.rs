@@ -2,6 +2,8 @@
 //! `--out DIR`), progress bars ([`progress`]), PNG plots ([`plot`]) and the classifier
 //! training loop ([`train`]).
 
+pub mod curves;
+pub mod libsvm;
 pub mod plot;
 pub mod progress;
 pub mod train;
