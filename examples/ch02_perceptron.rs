@@ -165,13 +165,13 @@ fn points_of(data: &FakeData, label: f32) -> Fallible<Vec<(f64, f64)>> {
         .collect())
 }
 
-/// The line `w0·x0 + w1·x1 + b = 0` across the plotting square.
-fn boundary(w: &[f32], b: f64) -> Vec<(f64, f64)> {
+/// The line `w0·x0 + w1·x1 + b = 0` for `x0` across `lo..=hi` (the data's range).
+fn boundary(w: &[f32], b: f64, (lo, hi): (f64, f64)) -> Vec<(f64, f64)> {
     let (w0, w1) = (w[0] as f64, w[1] as f64);
     if w1.abs() > 1e-6 {
-        (0..=60)
+        (0..=100)
             .map(|i| {
-                let x0 = -RADIUS + i as f64 * 0.1;
+                let x0 = lo + (hi - lo) * i as f64 / 100.0;
                 (x0, -(w0 * x0 + b) / w1)
             })
             .collect()
@@ -242,8 +242,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     let plot = opts.out_file("ch02_perceptron_data.png")?;
     let (pos, neg) = (points_of(&data, 1.0)?, points_of(&data, -1.0)?);
-    let learned = boundary(&w_final, b_final as f64);
-    let truth = boundary(&data.w.to_vec::<f32>()?, data.b);
+    let x_range = pos.iter().chain(&neg).fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let learned = boundary(&w_final, b_final as f64, x_range);
+    let truth = boundary(&data.w.to_vec::<f32>()?, data.b, x_range);
     scatter_plot(
         &plot,
         &LinePlot {
