@@ -192,7 +192,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         (TARGET_MEAN[1] - SOURCE_MEAN[1]) as f64,
     ];
     let sq = |m: [f32; 2]| (m[0] * m[0] + m[1] * m[1]) as f64;
-    let true_log_ratio = (shift[0], shift[1], -(sq(TARGET_MEAN) - sq(SOURCE_MEAN)) / 2.0);
+    let true_log_ratio = (
+        shift[0],
+        shift[1],
+        -(sq(TARGET_MEAN) - sq(SOURCE_MEAN)) / 2.0,
+    );
     writeln!(
         out,
         "Estimated log q(x)/p(x) = {:.3}·x0 + {:.3}·x1 + {:.3} (true: {:.3}·x0 + {:.3}·x1 + {:.3})",
@@ -234,7 +238,13 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     // is 1 everywhere, so importance weighting leaves training as it was; only new labels help.
     let yc_test = shifted_rule(&xs_test)?;
     let xc_train = sample_inputs(n, SOURCE_MEAN)?;
-    let relabelled = Logistic::fit(&xc_train, &shifted_rule(&xc_train)?, None, steps, "relabelled")?;
+    let relabelled = Logistic::fit(
+        &xc_train,
+        &shifted_rule(&xc_train)?,
+        None,
+        steps,
+        "relabelled",
+    )?;
     let concept = (
         plain.accuracy(&xs_test, &yc_test)?,
         relabelled.accuracy(&xs_test, &yc_test)?,
@@ -257,8 +267,12 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let (lo, hi) = source_pts
         .iter()
         .chain(&target_pts)
-        .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-    let xgrid: Vec<f64> = (0..=100).map(|i| lo + (hi - lo) * i as f64 / 100.0).collect();
+        .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+    let xgrid: Vec<f64> = (0..=100)
+        .map(|i| lo + (hi - lo) * i as f64 / 100.0)
+        .collect();
     let line = |(w0, w1, b): (f64, f64, f64)| -> Vec<(f64, f64)> {
         if w1.abs() < 1e-9 {
             return Vec::new();

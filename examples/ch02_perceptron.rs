@@ -223,7 +223,8 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let errors = nd::sum(&(&scores * &data.y)?.le_scalar(0.0)?)?.as_scalar::<f32>()? as usize;
     // Novikoff: updates <= (R·|u| / gamma)² for the augmented points (x, 1) and the true
     // separator u = (w*, b*), whose margin on the data is at least epsilon.
-    let r2 = nd::max(&nd::sum_axes(&data.x.square()?, &[1], false)?)?.as_scalar::<f32>()? as f64 + 1.0;
+    let r2 =
+        nd::max(&nd::sum_axes(&data.x.square()?, &[1], false)?)?.as_scalar::<f32>()? as f64 + 1.0;
     let bound = r2 * (1.0 + data.b * data.b) / (EPSILON * EPSILON);
     let w_final = w.to_vec::<f32>()?;
     let b_final = b.to_vec::<f32>()?[0];
@@ -242,9 +243,12 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     let plot = opts.out_file("ch02_perceptron_data.png")?;
     let (pos, neg) = (points_of(&data, 1.0)?, points_of(&data, -1.0)?);
-    let x_range = pos.iter().chain(&neg).fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-        (lo.min(p.0), hi.max(p.0))
-    });
+    let x_range = pos
+        .iter()
+        .chain(&neg)
+        .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
     let learned = boundary(&w_final, b_final as f64, x_range);
     let truth = boundary(&data.w.to_vec::<f32>()?, data.b, x_range);
     scatter_plot(
@@ -276,7 +280,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
             },
         ],
     )?;
-    writeln!(out, "Data and separating line written to {}", plot.display())?;
+    writeln!(
+        out,
+        "Data and separating line written to {}",
+        plot.display()
+    )?;
 
     // Updates of one pass against the margin: the smaller the margin, the more mistakes.
     let (samples, trials) = if opts.quick {

@@ -159,10 +159,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         &loss_png,
         &acc_png,
         "Softmax regression on 1,000 MNIST images",
-        &[
-            ("no penalty", &runs[0].curves),
-            ("L2 0.1", &runs[1].curves),
-        ],
+        &[("no penalty", &runs[0].curves), ("L2 0.1", &runs[1].curves)],
     )?;
     writeln!(
         out,

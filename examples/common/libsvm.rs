@@ -120,17 +120,19 @@ pub fn parse(text: &str, num_features: usize, source: &str) -> Result<LibSvm, Li
         let label_tok = tokens.next().unwrap_or_default();
         let label: f32 = match label_tok.parse::<f32>() {
             Ok(v) if v.is_finite() => v,
-            _ => return Err(perr(line_no, format!("label `{label_tok}` is not a number"))),
+            _ => {
+                return Err(perr(
+                    line_no,
+                    format!("label `{label_tok}` is not a number"),
+                ))
+            }
         };
         let row_start = features.len();
         features.resize(row_start + num_features, 0.0);
         let mut last_index = 0usize;
         for tok in tokens {
             let Some((idx, val)) = tok.split_once(':') else {
-                return Err(perr(
-                    line_no,
-                    format!("token `{tok}` is not `index:value`"),
-                ));
+                return Err(perr(line_no, format!("token `{tok}` is not `index:value`")));
             };
             let index: usize = idx.parse().map_err(|_| {
                 perr(
