@@ -191,6 +191,7 @@ fn check(g: &Graph, wrt: &[&str], feed: &Feed, seed: u64) -> Checked {
     let n = g.outputs().len();
     assert_eq!(d.num_outputs, n);
     assert_eq!(d.wrt, wrt);
+    assert_eq!(d.heads, (0..n).collect::<Vec<_>>());
     assert_eq!(&d.forward.outputs()[..n], g.outputs());
 
     // Saved values: distinct, each one a `saved:i` input the backward uses.
@@ -726,4 +727,92 @@ fn wrong_head_count_is_an_error() {
     let feed = random_feed(&g, 1);
     let e = d.run(&views(&feed), Some(&[])).unwrap_err().to_string();
     assert!(e.contains("0 head gradients given for 2 outputs"), "{e}");
+}
+
+/// Only the chosen outputs are differentiated: the others (here a running-mean update) get
+/// no head input, and the gradients equal a full differentiation with zero heads for them.
+#[test]
+fn only_chosen_outputs_are_differentiated() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[4, 3])).unwrap();
+    let w = g.add_param("w", f64_ty(&[3])).unwrap();
+    let rm = g.add_param("running_mean", f64_ty(&[3])).unwrap();
+    let y = op(&mut g, Op::Binary { f: BinaryOp::Mul }, &[x, w]);
+    let y = op(&mut g, Op::Unary { f: UnaryOp::Tanh }, &[y]);
+    let mean = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Mean,
+            axes: Some(vec![0]),
+            keepdims: false,
+        },
+        &[y],
+    );
+    let decayed = op(
+        &mut g,
+        Op::Scalar {
+            f: BinaryOp::Mul,
+            scalar: 0.9,
+            reverse: false,
+        },
+        &[rm],
+    );
+    let fresh = op(
+        &mut g,
+        Op::Scalar {
+            f: BinaryOp::Mul,
+            scalar: 0.1,
+            reverse: false,
+        },
+        &[mean],
+    );
+    let update = op(&mut g, Op::Binary { f: BinaryOp::Add }, &[decayed, fresh]);
+    let loss = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: None,
+            keepdims: false,
+        },
+        &[y],
+    );
+    g.set_outputs(vec![loss, update]).unwrap();
+    let feed = random_feed(&g, 21);
+
+    let d = kiln_passes::differentiate_outputs(&g, &["x", "w"], &[true, false]).unwrap();
+    assert_eq!(d.heads, vec![0]);
+    assert_eq!(d.num_outputs, 2);
+    assert!(d.backward.input_id("head:1").is_none());
+    let full = differentiate(&g, &["x", "w"]).unwrap();
+    assert_eq!(full.heads, vec![0, 1]);
+    assert!(d.backward.len() < full.backward.len());
+
+    let ones = Tensor::full([], DType::F64, 1.0);
+    let zeros = Tensor::zeros([3], DType::F64);
+    let heads = [ones.view(), zeros.view()];
+    let (outs, grads) = d.run(&views(&feed), Some(&heads)).unwrap();
+    let (outs_full, grads_full) = full.run(&views(&feed), Some(&heads)).unwrap();
+    assert_eq!(outs, outs_full);
+    assert_eq!(outs, g.run(&views(&feed)).unwrap());
+    for (a, b) in grads.iter().zip(&grads_full) {
+        assert_close(&a.to_f64_vec(), &b.to_f64_vec(), 1e-14, "grad");
+    }
+    // The loss's gradient w.r.t. w: sum over rows of x * (1 - tanh²(x w)).
+    let (xv, wv) = (feed[0].1.to_f64_vec(), feed[1].1.to_f64_vec());
+    let want: Vec<f64> = (0..3)
+        .map(|c| {
+            (0..4)
+                .map(|r| {
+                    let t = (xv[r * 3 + c] * wv[c]).tanh();
+                    xv[r * 3 + c] * (1.0 - t * t)
+                })
+                .sum()
+        })
+        .collect();
+    assert_close(&grads[1].to_f64_vec(), &want, 1e-12, "w");
+
+    let e = kiln_passes::differentiate_outputs(&g, &["x"], &[true])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1 head flags for 2 outputs"), "{e}");
 }

@@ -24,8 +24,8 @@ pub(crate) struct BackwardBuilder<'a> {
     imported: HashMap<NodeId, NodeId>,
     /// Saved values in the order they were first read: (forward node, backward input).
     saved: Vec<(NodeId, NodeId)>,
-    /// Head-gradient inputs, by user output index.
-    heads: Vec<NodeId>,
+    /// Head-gradient inputs: (user output index, backward input), in output order.
+    heads: Vec<(usize, NodeId)>,
 }
 
 impl<'a> BackwardBuilder<'a> {
@@ -47,10 +47,12 @@ impl<'a> BackwardBuilder<'a> {
         &mut self.bwd
     }
 
-    /// Adds the head-gradient input of user output `j` (called for j = 0, 1, ... in order).
+    /// Adds the head-gradient input of user output `j` (called in increasing `j`).
     pub(crate) fn head_input(&mut self, j: usize, ty: TensorType) -> Result<NodeId> {
-        let id = self.bwd.add_input(format!("head:{j}"), ty)?;
-        self.heads.push(id);
+        let id = self
+            .bwd
+            .add_input(super::Differentiated::head_name(j), ty)?;
+        self.heads.push((j, id));
         Ok(id)
     }
 
@@ -84,18 +86,8 @@ impl<'a> BackwardBuilder<'a> {
 
     /// The finished backward graph with `outputs`, keeping only the nodes they depend on, and
     /// the forward nodes it saves (in the order of its `saved:{i}` inputs). The inputs come
-    /// first: the saved values, then the `num_heads` heads.
-    pub(crate) fn finish(
-        self,
-        outputs: Vec<NodeId>,
-        num_heads: usize,
-    ) -> Result<(Graph, Vec<NodeId>)> {
-        if self.heads.len() != num_heads {
-            return Err(Error::Graph(format!(
-                "autodiff: {} head inputs for {num_heads} outputs",
-                self.heads.len()
-            )));
-        }
+    /// first: the saved values, then every head (used or not).
+    pub(crate) fn finish(self, outputs: Vec<NodeId>) -> Result<(Graph, Vec<NodeId>)> {
         let src = self.bwd;
         let bound = src
             .node_ids()
@@ -117,13 +109,14 @@ impl<'a> BackwardBuilder<'a> {
         for &(fwd_id, b) in &self.saved {
             if live[b.index()] {
                 let ty = src.ty(b)?.clone();
-                map.insert(b, out.add_input(format!("saved:{}", saved.len()), ty)?);
+                let name = super::Differentiated::saved_name(saved.len());
+                map.insert(b, out.add_input(name, ty)?);
                 saved.push(fwd_id);
             }
         }
-        for (j, &h) in self.heads.iter().enumerate() {
+        for &(j, h) in &self.heads {
             let ty = src.ty(h)?.clone();
-            map.insert(h, out.add_input(format!("head:{j}"), ty)?);
+            map.insert(h, out.add_input(super::Differentiated::head_name(j), ty)?);
         }
         for id in src.topo_order() {
             if !live[id.index()] || map.contains_key(&id) {

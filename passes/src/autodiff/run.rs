@@ -8,7 +8,8 @@ impl Differentiated {
     /// Runs the forward graph and then the backward graph on the reference interpreter.
     ///
     /// `inputs` binds every input and parameter of the forward graph by name. `heads` gives
-    /// the gradient flowing into each user output (`None`: ones, so each output is summed).
+    /// the gradient flowing into each user output (`None`: ones, so each output is summed);
+    /// those of outputs not in [`Differentiated::heads`] are not used.
     /// Returns the user outputs and the gradients, one per `wrt` entry.
     ///
     /// Errors as [`kiln_ir::Graph::run`] for bad inputs, and when `heads` has the wrong count
@@ -51,12 +52,19 @@ impl Differentiated {
             }
         };
         let saved_names: Vec<String> = (0..saved.len()).map(Differentiated::saved_name).collect();
-        let head_names: Vec<String> = (0..heads.len()).map(Differentiated::head_name).collect();
+        let head_names: Vec<String> = self
+            .heads
+            .iter()
+            .map(|&j| Differentiated::head_name(j))
+            .collect();
         let mut feed: Vec<(&str, TensorView<'_>)> = Vec::with_capacity(saved.len() + heads.len());
         for (name, t) in saved_names.iter().zip(&saved) {
             feed.push((name, t.view()));
         }
-        for (name, h) in head_names.iter().zip(heads) {
+        for (name, &j) in head_names.iter().zip(&self.heads) {
+            let h = heads.get(j).cloned().ok_or_else(|| {
+                Error::Graph(format!("autodiff: no head gradient for output {j}"))
+            })?;
             feed.push((name, h));
         }
         let grads = self.backward.run_with(&feed, exec)?;
