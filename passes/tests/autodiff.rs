@@ -397,9 +397,15 @@ fn dense_relu_softmax_cross_entropy() {
     assert!(c.fd_skipped <= 2);
     // Labels are integers: zeros, and no gradient op runs on them.
     assert_eq!(c.grads[5], Tensor::zeros([4], DType::I64));
-    // Saved: x, w2 and the hidden activations, logits (softmax's output is recomputed or
-    // saved), labels; never a binding twice.
-    assert!(c.d.saved_count() <= 8, "{}", c.d.backward);
+    // The cross-entropy's VJP needs softmax(logits): the forward computes it already, so the
+    // backward reads it (saved) instead of computing it again.
+    assert_eq!(
+        count_ops(&c.d.backward, |o| matches!(o, Op::Softmax { .. })),
+        0,
+        "{}",
+        c.d.backward
+    );
+    assert!(c.d.forward.outputs()[2..].contains(&probs));
 }
 
 /// Convolution, relu, max pooling, average pooling, flatten, a dense layer.

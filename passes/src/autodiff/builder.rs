@@ -26,6 +26,10 @@ pub(crate) struct BackwardBuilder<'a> {
     saved: Vec<(NodeId, NodeId)>,
     /// Head-gradient inputs: (user output index, backward input), in output order.
     heads: Vec<(usize, NodeId)>,
+    /// Backward node -> the forward value it imports.
+    exported: HashMap<NodeId, NodeId>,
+    /// The forward graph's ops with inputs, by (op and attributes, inputs); built on first use.
+    fwd_ops: Option<HashMap<(String, Vec<NodeId>), NodeId>>,
 }
 
 impl<'a> BackwardBuilder<'a> {
@@ -36,6 +40,8 @@ impl<'a> BackwardBuilder<'a> {
             imported: HashMap::new(),
             saved: Vec::new(),
             heads: Vec::new(),
+            exported: HashMap::new(),
+            fwd_ops: None,
         }
     }
 
@@ -81,7 +87,45 @@ impl<'a> BackwardBuilder<'a> {
             }
         };
         self.imported.insert(id, b);
+        self.exported.insert(b, id);
         Ok(b)
+    }
+
+    /// The forward node computing `op` from `inputs` when there is one: a VJP that needs a
+    /// value the forward already computes (softmax cross-entropy's softmax, say) reads it
+    /// instead of computing it again.
+    fn forward_twin(&mut self, op: &Op, inputs: &[&Value]) -> Result<Option<NodeId>> {
+        if inputs.is_empty() {
+            return Ok(None);
+        }
+        let mut fwd_inputs = Vec::with_capacity(inputs.len());
+        for v in inputs {
+            let f = match **v {
+                Value::Fwd(id) => Some(id),
+                Value::Bwd(id) => self.exported.get(&id).copied(),
+            };
+            match f {
+                Some(f) => fwd_inputs.push(f),
+                None => return Ok(None),
+            }
+        }
+        if self.fwd_ops.is_none() {
+            let mut index = HashMap::new();
+            for id in self.fwd.node_ids() {
+                let Some(op) = self.fwd.op(id)? else {
+                    continue;
+                };
+                let inputs = self.fwd.inputs_of(id)?;
+                if !inputs.is_empty() {
+                    index.entry((op_key(op), inputs)).or_insert(id);
+                }
+            }
+            self.fwd_ops = Some(index);
+        }
+        Ok(self
+            .fwd_ops
+            .as_ref()
+            .and_then(|index| index.get(&(op_key(op), fwd_inputs)).copied()))
     }
 
     /// The finished backward graph with `outputs`, keeping only the nodes they depend on, and
@@ -149,6 +193,11 @@ impl<'a> BackwardBuilder<'a> {
     }
 }
 
+/// An op with its attributes, as a map key.
+fn op_key(op: &Op) -> String {
+    format!("{}{{{}}}", op.name(), op.attrs_text())
+}
+
 fn unmapped(id: NodeId) -> Error {
     Error::Graph(format!(
         "autodiff: backward node {} was not copied before its use",
@@ -162,6 +211,9 @@ impl VjpBuilder for BackwardBuilder<'_> {
     type Value = Value;
 
     fn apply(&mut self, op: Op, inputs: &[&Value]) -> Result<Value> {
+        if let Some(id) = self.forward_twin(&op, inputs)? {
+            return Ok(Value::Fwd(id));
+        }
         let ids = inputs
             .iter()
             .map(|v| self.materialize(v))

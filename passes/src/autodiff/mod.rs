@@ -14,7 +14,10 @@
 //! a VJP reads becomes a `saved:{i}` input the first time it is read, and only if some node
 //! that reaches a gradient uses it: each saved value is saved once, and nothing that only
 //! shapes are read from is saved. Constants and non-random creation ops (`full`, `arange`)
-//! that a VJP reads are copied into the backward graph instead of being saved.
+//! that a VJP reads are copied into the backward graph instead of being saved. A VJP op on
+//! forward values that the forward graph already computes (the softmax inside softmax
+//! cross-entropy's VJP when the forward also returns that softmax) is not computed again: the
+//! forward's value is saved and read.
 //!
 //! Gradients reaching one value along several paths (a value used twice, an output listed
 //! twice) are summed. Gradients flow only through floating-point values: integer and bool
