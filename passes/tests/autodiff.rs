@@ -242,7 +242,25 @@ fn check(g: &Graph, wrt: &[&str], feed: &Feed, seed: u64) -> Checked {
         ..d.clone()
     };
     let (outs2, grads2) = again.run(&views(feed), Some(&head_views)).unwrap();
-    assert_eq!((outs2, &grads2), (outs, &grads));
+    assert_eq!((&outs2, &grads2), (&outs, &grads));
+
+    // The joint graph computes the same outputs and gradients in one run.
+    let joint = d.joint().unwrap();
+    let mut joint_feed = views(feed);
+    let head_names: Vec<String> = (0..n).map(|j| format!("head:{j}")).collect();
+    joint_feed.extend(
+        head_names
+            .iter()
+            .map(String::as_str)
+            .zip(head_views.clone()),
+    );
+    let joint_out = joint.run(&joint_feed).unwrap();
+    assert_eq!(joint_out[..n], outs[..]);
+    assert_eq!(joint_out[n..], grads[..]);
+    assert_eq!(
+        Graph::from_json(&joint.to_json()).unwrap().to_json(),
+        joint.to_json()
+    );
 
     let f64_graph = feed.iter().all(|(_, t)| t.dtype() != DType::F32);
     let rtol = if f64_graph { 1e-12 } else { 1e-5 };
@@ -821,4 +839,19 @@ fn only_chosen_outputs_are_differentiated() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("1 head flags for 2 outputs"), "{e}");
+}
+
+#[test]
+fn joint_graph_rejects_a_forward_binding_named_like_a_head() {
+    let mut g = Graph::new();
+    let x = g.add_input("head:0", f64_ty(&[2])).unwrap();
+    let y = op(&mut g, Op::Unary { f: UnaryOp::Sin }, &[x]);
+    g.set_outputs(vec![y]).unwrap();
+    let d = differentiate(&g, &["head:0"]).unwrap();
+    // Split graphs are fine: the names live in different graphs.
+    let xv = Tensor::from_vec(vec![0.0f64, 1.0], [2]).unwrap();
+    let (_, grads) = d.run(&[("head:0", xv.view())], None).unwrap();
+    assert_close(&grads[0].to_f64_vec(), &[1.0, 1.0f64.cos()], 1e-15, "x");
+    let e = d.joint().unwrap_err().to_string();
+    assert!(e.contains("cannot join") && e.contains("head:0"), "{e}");
 }
