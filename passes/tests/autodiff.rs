@@ -979,3 +979,29 @@ fn second_order_through_the_joint_graph() {
         .collect();
     assert_close(&hv[0].to_f64_vec(), &want, 1e-12, "hessian-vector product");
 }
+
+/// The second derivative of max pooling is not expressible in the op set: a clear error
+/// naming the op, not a panic.
+#[test]
+fn inexpressible_gradient_is_an_error_naming_the_op() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[1, 1, 4, 4])).unwrap();
+    let p = op(
+        &mut g,
+        Op::Pooling {
+            kind: PoolKind::Max,
+            kernel: vec![2, 2],
+            stride: vec![2, 2],
+            pad: vec![0, 0],
+            global: false,
+            count_include_pad: true,
+        },
+        &[x],
+    );
+    let s = op(&mut g, Op::Unary { f: UnaryOp::Square }, &[p]);
+    g.set_outputs(vec![s]).unwrap();
+    let joint = differentiate(&g, &["x"]).unwrap().joint().unwrap();
+    // d(dl/dx)/d(head) goes through max pooling's gradient w.r.t. its dy.
+    let e = differentiate(&joint, &["head:0"]).unwrap_err().to_string();
+    assert!(e.contains("pooling_grad"), "{e}");
+}
