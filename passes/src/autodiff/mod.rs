@@ -119,7 +119,10 @@ pub struct Differentiated {
 impl Differentiated {
     /// Number of saved values: the forward's outputs after the first `num_outputs`.
     pub fn saved_count(&self) -> usize {
-        self.forward.outputs().len() - self.num_outputs
+        self.forward
+            .outputs()
+            .len()
+            .saturating_sub(self.num_outputs)
     }
 
     /// The name of the backward input holding saved value `i`.
