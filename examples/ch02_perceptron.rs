@@ -50,7 +50,7 @@ pub struct FakeData {
 /// Candidates are drawn 256 at a time (the book drew them one by one); the draw gives up
 /// with an error when too few are accepted.
 pub fn getfake(samples: usize, dimensions: usize, epsilon: f64) -> Fallible<FakeData> {
-    if samples == 0 || dimensions == 0 || !(epsilon >= 0.0 && epsilon < RADIUS) {
+    if samples == 0 || dimensions == 0 || !(0.0..RADIUS).contains(&epsilon) {
         return Err(format!(
             "getfake: need samples and dimensions >= 1 and 0 <= epsilon < {RADIUS}, got {samples}, {dimensions}, {epsilon}"
         )
