@@ -119,11 +119,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     let net = Dense::new(1);
     net.initialize(Arc::new(Normal::new(1.0)), Context::cpu())?;
-    let mut trainer = Trainer::new(
-        &net.collect_params()?,
-        "sgd",
-        [("learning_rate", lr)],
-    )?;
+    let mut trainer = Trainer::new(&net.collect_params()?, "sgd", [("learning_rate", lr)])?;
     let loader = DataLoader::new(train.clone(), BATCH_SIZE).shuffle(true);
     let mut epoch_losses = Vec::with_capacity(epochs);
     let start = Instant::now();
