@@ -59,8 +59,17 @@ pub struct Summary {
 /// Converts a LIBSVM split into `[N, features]` inputs and `[N, 1]` labels in {0, 1} (the
 /// book's `(label + 1) / 2`), keeping at most `limit` rows.
 pub fn to_dataset(split: &LibSvm, limit: Option<usize>) -> Fallible<ArrayDataset> {
-    let n = limit.map_or(split.rows, |l| l.min(split.rows));
     let d = split.num_features;
+    if split.labels.len() != split.rows || split.features.len() != split.rows * d {
+        return Err(format!(
+            "inconsistent LIBSVM split: {} rows, {} labels, {} feature values for {d} features",
+            split.rows,
+            split.labels.len(),
+            split.features.len()
+        )
+        .into());
+    }
+    let n = limit.map_or(split.rows, |l| l.min(split.rows));
     if let Some(bad) = split.labels[..n].iter().find(|&&l| l != 1.0 && l != -1.0) {
         return Err(format!("a1a labels must be +1 or -1, found {bad}").into());
     }
@@ -80,7 +89,7 @@ pub fn log_loss(output: &NDArray, y: &NDArray) -> Result<NDArray> {
     nd::sum(&(&pos + &neg)?)
 }
 
-/// The fraction of the split's mean label (the book's `nd.sum(Y) / len(Y)`).
+/// The split's positive rate: the mean of its {0, 1} labels (the book's `nd.sum(Y) / len(Y)`).
 fn positive_rate(data: &ArrayDataset) -> Fallible<f64> {
     Ok(data.label().mean()?.as_scalar::<f32>()? as f64)
 }

@@ -176,6 +176,14 @@ fn logistic_regression_rejects_labels_other_than_plus_minus_one() {
     // The first row alone is fine and maps +1 to 1.
     let ok = ex::to_dataset(&d, Some(1)).unwrap();
     assert_eq!(ok.label().to_vec::<f32>().unwrap(), vec![1.0]);
+    // A hand-built split whose arrays disagree with its row count is an error, not a panic.
+    let mut broken = d.clone();
+    broken.features.pop();
+    let e = ex::to_dataset(&broken, Some(1)).unwrap_err().to_string();
+    assert!(
+        e.contains("inconsistent") && e.contains("3 feature values"),
+        "{e}"
+    );
 }
 
 #[test]
