@@ -3,6 +3,8 @@
 //! training loop ([`train`]).
 
 pub mod cnn;
+pub mod curves;
+pub mod libsvm;
 pub mod plot;
 pub mod progress;
 pub mod train;
