@@ -7,7 +7,9 @@
 //! to 224×224, which is not shipped here, so this trains on Fashion-MNIST at 28×28, with
 //! a 5×5 stride-1 padded first convolution instead of 11×11 stride 4, padded convolutions
 //! so that the three poolings fit in 28 pixels, and a sixth of the channels and dense units.
-//! The output says so.
+//! The output says so. Weights start from the notebook's `Xavier(magnitude 2.24)`; a
+//! `--quick` run starts from He et al.'s initialization instead, as the Xavier start's loss
+//! plateau outlasts a quick run (see `common::cnn::deep_init`).
 //!
 //! `cargo run --release --example ch04_deep_cnn_alexnet`
 

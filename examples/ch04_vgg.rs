@@ -5,7 +5,9 @@
 //! The notebook's architecture is `((1, 64), (1, 128), (2, 256), (2, 512))` with two
 //! 512-unit dense layers, trained on a GPU. Scaled so that it trains on two CPU cores in
 //! minutes: the same blocks with an eighth of the channels and 256-unit dense layers. The
-//! output says so.
+//! output says so. Weights start from the notebook's `Xavier(magnitude 2.24)`, on whose loss
+//! plateau a full run spends its first third or so; a `--quick` run starts from He et al.'s
+//! initialization instead (see `common::cnn::deep_init`).
 //!
 //! `cargo run --release --example ch04_vgg`
 
