@@ -18,9 +18,9 @@
 //! assert_eq!(g.to_text(), "\
 //! %0 = input \"x\" : f32[2]
 //! %1 = exp(%0) : f32[2]
-//! %2 = tanh(%0) : f32[2]
-//! %3 = log(%1) : f32[2]
-//! return %2
+//! %2 = log(%1) : f32[2]
+//! %3 = tanh(%0) : f32[2]
+//! return %3
 //! ");
 //! let report = Dce.run(&mut g)?;
 //! assert_eq!(g.to_text(), "\

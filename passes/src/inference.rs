@@ -39,12 +39,12 @@
 //! assert_eq!(g.to_text(), "\
 //! %0 = input \"x\" : f32[4,3]
 //! %1 = const [1, 2, 3, 4, 5, 6] : f32[2,3]
-//! %2 = const [2, 1] : f32[2]
-//! %3 = const [0.5, 0] : f32[2]
-//! %4 = const [1, -1] : f32[2]
-//! %5 = const [4, 1] : f32[2]
-//! %6 = fully_connected(%0, %1) {flatten=true, no_bias=true} : f32[4,2]
-//! %7 = batch_norm(%6, %2, %3, %4, %5) {eps=0.0, axis=1, use_batch_stats=false} : f32[4,2]
+//! %2 = fully_connected(%0, %1) {flatten=true, no_bias=true} : f32[4,2]
+//! %3 = const [2, 1] : f32[2]
+//! %4 = const [0.5, 0] : f32[2]
+//! %5 = const [1, -1] : f32[2]
+//! %6 = const [4, 1] : f32[2]
+//! %7 = batch_norm(%2, %3, %4, %5, %6) {eps=0.0, axis=1, use_batch_stats=false} : f32[4,2]
 //! return %7
 //! ");
 //! FoldBatchNorm.run(&mut g)?;
