@@ -29,7 +29,7 @@
 //! let x = g.add_input("x", TensorType::new([4, 3], DType::F32))?;
 //! let w = g.add_const(Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3])?)?;
 //! let fc = g.add_op(Op::FullyConnected { flatten: true, no_bias: true }, &[x, w])?;
-//! let gamma = g.add_const(Tensor::from_vec(vec![2.0f32, 1.0], [2])?)?;
+//! let gamma = g.add_const(Tensor::from_vec(vec![4.0f32, 1.0], [2])?)?;
 //! let beta = g.add_const(Tensor::from_vec(vec![0.5f32, 0.0], [2])?)?;
 //! let mean = g.add_const(Tensor::from_vec(vec![1.0f32, -1.0], [2])?)?;
 //! let var = g.add_const(Tensor::from_vec(vec![4.0f32, 1.0], [2])?)?;
@@ -40,7 +40,7 @@
 //! %0 = input \"x\" : f32[4,3]
 //! %1 = const [1, 2, 3, 4, 5, 6] : f32[2,3]
 //! %2 = fully_connected(%0, %1) {flatten=true, no_bias=true} : f32[4,2]
-//! %3 = const [2, 1] : f32[2]
+//! %3 = const [4, 1] : f32[2]
 //! %4 = const [0.5, 0] : f32[2]
 //! %5 = const [1, -1] : f32[2]
 //! %6 = const [4, 1] : f32[2]
@@ -50,8 +50,8 @@
 //! FoldBatchNorm.run(&mut g)?;
 //! assert_eq!(g.to_text(), "\
 //! %0 = input \"x\" : f32[4,3]
-//! %1 = const [1, 2, 3, 4, 5, 6] : f32[2,3]
-//! %2 = const [-0.5, 1] : f32[2]
+//! %1 = const [2, 4, 6, 4, 5, 6] : f32[2,3]
+//! %2 = const [-1.5, 1] : f32[2]
 //! %3 = fully_connected(%0, %1, %2) {flatten=true, no_bias=false} : f32[4,2]
 //! return %3
 //! ");
