@@ -49,7 +49,15 @@ impl Pass for Dce {
     }
     fn run(&self, graph: &mut Graph) -> Result<PassReport> {
         let before = graph.len();
-        let mut live = vec![false; graph.node_ids().iter().map(|n| n.index() + 1).max().unwrap_or(0)];
+        let mut live = vec![
+            false;
+            graph
+                .node_ids()
+                .iter()
+                .map(|n| n.index() + 1)
+                .max()
+                .unwrap_or(0)
+        ];
         let mut stack: Vec<_> = graph.outputs().to_vec();
         while let Some(id) = stack.pop() {
             if !std::mem::replace(&mut live[id.index()], true) {
@@ -61,7 +69,9 @@ impl Pass for Dce {
         // removes every dead user before its dead input.
         for id in graph.topo_order().into_iter().rev() {
             let node = graph.node(id)?;
-            if live[id.index()] || matches!(node.kind, NodeKind::Input { .. } | NodeKind::Param { .. }) {
+            if live[id.index()]
+                || matches!(node.kind, NodeKind::Input { .. } | NodeKind::Param { .. })
+            {
                 continue;
             }
             graph.remove_node(id)?;

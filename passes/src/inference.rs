@@ -216,11 +216,7 @@ fn fold_one(g: &mut Graph, bn: NodeId) -> Result<Option<(NodeId, Vec<NodeId>)>> 
     // b' = (b - mean) * s + beta
     let centered = match layer_in.get(2) {
         Some(&b) => add(g, Op::Binary { f: BinaryOp::Sub }, &[b, mean])?,
-        None => add(
-            g,
-            Op::Unary { f: UnaryOp::Neg },
-            &[mean],
-        )?,
+        None => add(g, Op::Unary { f: UnaryOp::Neg }, &[mean])?,
     };
     let scaled = add(g, Op::Binary { f: BinaryOp::Mul }, &[centered, s])?;
     let b_new = add(g, Op::Binary { f: BinaryOp::Add }, &[scaled, beta])?;
@@ -234,7 +230,12 @@ fn fold_one(g: &mut Graph, bn: NodeId) -> Result<Option<(NodeId, Vec<NodeId>)>> 
             folded.push((id, c));
         }
     }
-    let now = |id: NodeId| folded.iter().find(|(o, _)| *o == id).map_or(id, |(_, c)| *c);
+    let now = |id: NodeId| {
+        folded
+            .iter()
+            .find(|(o, _)| *o == id)
+            .map_or(id, |(_, c)| *c)
+    };
     let new = g.add_op(new_op, &[x, now(w_new), now(b_new)])?;
     Ok(Some((new, made)))
 }

@@ -253,9 +253,8 @@ impl PassManager {
                 .map_err(|err| Error::Graph(format!("pass {name}: {err}")))?;
             let time = start.elapsed();
             if self.verify {
-                verify(graph).map_err(|err| {
-                    Error::Graph(format!("pass {name} broke the graph: {err}"))
-                })?;
+                verify(graph)
+                    .map_err(|err| Error::Graph(format!("pass {name} broke the graph: {err}")))?;
             }
             self.dump_after(i + 1, name, graph)?;
             table.rows.push(PassStats {

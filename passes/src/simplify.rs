@@ -95,18 +95,58 @@ div-broadcast-l:  (div (broadcast_to ?y) ?x)                  => (div ?y ?x)
 pub fn code_rules() -> Vec<(&'static str, &'static str, crate::rewrite::RewriteFn)> {
     vec![
         ("transpose-identity", "(transpose ?x)@t", transpose_identity),
-        ("transpose-transpose", "(transpose (transpose ?x)@t1)@t2", transpose_transpose),
-        ("reshape-reshape", "(reshape (reshape ?x))@r", collapse_reshape),
-        ("reshape-flatten", "(reshape (flatten ?x))@r", collapse_reshape),
-        ("reshape-expand", "(reshape (expand_dims ?x))@r", collapse_reshape),
-        ("reshape-squeeze", "(reshape (squeeze ?x))@r", collapse_reshape),
-        ("broadcast-scalar", "(broadcast_to ?c:scalar)@b", broadcast_scalar),
+        (
+            "transpose-transpose",
+            "(transpose (transpose ?x)@t1)@t2",
+            transpose_transpose,
+        ),
+        (
+            "reshape-reshape",
+            "(reshape (reshape ?x))@r",
+            collapse_reshape,
+        ),
+        (
+            "reshape-flatten",
+            "(reshape (flatten ?x))@r",
+            collapse_reshape,
+        ),
+        (
+            "reshape-expand",
+            "(reshape (expand_dims ?x))@r",
+            collapse_reshape,
+        ),
+        (
+            "reshape-squeeze",
+            "(reshape (squeeze ?x))@r",
+            collapse_reshape,
+        ),
+        (
+            "broadcast-scalar",
+            "(broadcast_to ?c:scalar)@b",
+            broadcast_scalar,
+        ),
         ("div-const", "(div_scalar{reverse=false} ?x)@d", div_const),
         ("div-const-tensor", "(div ?x ?c:scalar)@d", div_const),
-        ("dot-transpose-a", "(dot (transpose ?a)@t ?b)@d", dot_transpose_a),
-        ("dot-transpose-b", "(dot ?a (transpose ?b)@t)@d", dot_transpose_b),
-        ("batch_dot-transpose-a", "(batch_dot (transpose ?a)@t ?b)@d", dot_transpose_a),
-        ("batch_dot-transpose-b", "(batch_dot ?a (transpose ?b)@t)@d", dot_transpose_b),
+        (
+            "dot-transpose-a",
+            "(dot (transpose ?a)@t ?b)@d",
+            dot_transpose_a,
+        ),
+        (
+            "dot-transpose-b",
+            "(dot ?a (transpose ?b)@t)@d",
+            dot_transpose_b,
+        ),
+        (
+            "batch_dot-transpose-a",
+            "(batch_dot (transpose ?a)@t ?b)@d",
+            dot_transpose_a,
+        ),
+        (
+            "batch_dot-transpose-b",
+            "(batch_dot ?a (transpose ?b)@t)@d",
+            dot_transpose_b,
+        ),
     ]
 }
 

@@ -63,9 +63,10 @@ pub(crate) fn uniform_value(g: &Graph, id: NodeId) -> Option<f64> {
                 .all(|x| x.to_bits() == first.to_bits())
                 .then_some(first)
         }
-        NodeKind::Op(Op::Full { dtype, value, .. }) => {
-            Tensor::full([1], *dtype, *value).to_f64_vec().first().copied()
-        }
+        NodeKind::Op(Op::Full { dtype, value, .. }) => Tensor::full([1], *dtype, *value)
+            .to_f64_vec()
+            .first()
+            .copied(),
         _ => None,
     }
 }

@@ -81,7 +81,10 @@ pub fn verify(g: &Graph) -> Result<()> {
                     .map(|&i| g.ty(i).cloned())
                     .collect::<Result<Vec<_>>>()?;
                 let ty = infer(op, &types).map_err(|e| {
-                    Error::Graph(format!("verify: %{k} ({}) no longer infers: {e}", op.name()))
+                    Error::Graph(format!(
+                        "verify: %{k} ({}) no longer infers: {e}",
+                        op.name()
+                    ))
                 })?;
                 if ty != node.ty {
                     return Err(Error::Graph(format!(

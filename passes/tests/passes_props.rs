@@ -159,7 +159,10 @@ fn generated_graphs_exercise_the_rules() {
         "fold-batch-norm",
         "dce-remove",
     ] {
-        assert!(totals.get(rule).copied().unwrap_or(0) > 0, "{rule} never fired");
+        assert!(
+            totals.get(rule).copied().unwrap_or(0) > 0,
+            "{rule} never fired"
+        );
     }
     assert!(totals.keys().any(|k| k.starts_with("cse-")));
     assert!(totals.keys().any(|k| k.starts_with("fold-")));

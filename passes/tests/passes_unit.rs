@@ -13,7 +13,8 @@ use kiln_passes::{
 };
 
 fn input(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
-    g.add_input(name, TensorType::new(shape, DType::F32)).unwrap()
+    g.add_input(name, TensorType::new(shape, DType::F32))
+        .unwrap()
 }
 
 fn un(g: &mut Graph, f: UnaryOp, x: NodeId) -> NodeId {
@@ -55,9 +56,13 @@ fn rule_syntax_errors_name_the_rule() {
     assert!(e.contains("=>") || e.contains("name"), "{e}");
     let e = Rule::parse("bad: (neg ?x) => ?y").unwrap_err().to_string();
     assert!(e.contains("?y"), "{e}");
-    let e = Rule::parse("bad: (neg ?x) => (transpose ?x)").unwrap_err().to_string();
+    let e = Rule::parse("bad: (neg ?x) => (transpose ?x)")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("transpose"), "{e}");
-    let e = Rule::parse("bad: (neg ?x:weird) => ?x").unwrap_err().to_string();
+    let e = Rule::parse("bad: (neg ?x:weird) => ?x")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("weird"), "{e}");
     let e = Rule::parse("bad: (neg ?x => ?x").unwrap_err().to_string();
     assert!(e.contains("')'"), "{e}");
@@ -133,13 +138,33 @@ fn a_custom_rule_set_runs_to_a_fixpoint_within_its_bound() {
 fn transposes_compose_and_fold_into_dot_flags() {
     let mut g = Graph::new();
     let a = input(&mut g, "a", &[2, 3, 4]);
-    let t1 = g.add_op(Op::Transpose { axes: Some(vec![1, 0, 2]) }, &[a]).unwrap();
-    let t2 = g.add_op(Op::Transpose { axes: Some(vec![0, 2, 1]) }, &[t1]).unwrap();
+    let t1 = g
+        .add_op(
+            Op::Transpose {
+                axes: Some(vec![1, 0, 2]),
+            },
+            &[a],
+        )
+        .unwrap();
+    let t2 = g
+        .add_op(
+            Op::Transpose {
+                axes: Some(vec![0, 2, 1]),
+            },
+            &[t1],
+        )
+        .unwrap();
     let m = input(&mut g, "m", &[3, 5]);
     let n = input(&mut g, "n", &[5, 3]);
     let tm = g.add_op(Op::Transpose { axes: None }, &[m]).unwrap();
     let d = g
-        .add_op(Op::Dot { transpose_a: false, transpose_b: true }, &[tm, n])
+        .add_op(
+            Op::Dot {
+                transpose_a: false,
+                transpose_b: true,
+            },
+            &[tm, n],
+        )
         .unwrap();
     g.set_outputs(vec![t2, d]).unwrap();
     run_pass(&Simplify::default(), &mut g);
@@ -159,7 +184,12 @@ fn reshape_chains_collapse_and_broadcast_scalars_become_full() {
     let r2 = g.add_op(Op::Reshape { shape: vec![-1, 2] }, &[r1]).unwrap();
     let c = g.add_const(Tensor::scalar(2.5f32)).unwrap();
     let b = g
-        .add_op(Op::BroadcastTo { shape: [10, 2].into() }, &[c])
+        .add_op(
+            Op::BroadcastTo {
+                shape: [10, 2].into(),
+            },
+            &[c],
+        )
         .unwrap();
     let y = bin(&mut g, BinaryOp::Sub, r2, b);
     g.set_outputs(vec![y]).unwrap();
@@ -183,7 +213,10 @@ fn integer_division_is_not_turned_into_multiplication() {
     let r = Simplify::default().run(&mut g).unwrap();
     assert_eq!(r.firings, vec![("pow-two".to_string(), 1)]);
     let out = g
-        .run(&[("x", Tensor::from_vec(vec![7i32, -9, 100], [3]).unwrap().view())])
+        .run(&[(
+            "x",
+            Tensor::from_vec(vec![7i32, -9, 100], [3]).unwrap().view(),
+        )])
         .unwrap();
     assert_eq!(out[0].to_f64_vec(), vec![1.0, 4.0, 625.0]);
 }
@@ -197,7 +230,9 @@ fn division_by_a_power_of_two_is_exact() {
     let xs = Tensor::from_vec(vec![1.0f32, -3.0, 1e-30, 7.5], [4]).unwrap();
     let before = g.run(&[("x", xs.view())]).unwrap();
     Simplify::default().run(&mut g).unwrap();
-    assert!(g.to_text().contains("mul_scalar(%0) {scalar=0.125, reverse=false}"));
+    assert!(g
+        .to_text()
+        .contains("mul_scalar(%0) {scalar=0.125, reverse=false}"));
     assert_eq!(g.run(&[("x", xs.view())]).unwrap(), before);
 }
 
@@ -210,7 +245,14 @@ fn folding_respects_the_size_limit_randomness_and_creation_ops() {
     let big = g.add_const(Tensor::full([64], DType::F32, 2.0)).unwrap();
     let e = un(&mut g, UnaryOp::Exp, big);
     let full = g
-        .add_op(Op::Full { shape: [64].into(), dtype: DType::F32, value: 1.0 }, &[])
+        .add_op(
+            Op::Full {
+                shape: [64].into(),
+                dtype: DType::F32,
+                value: 1.0,
+            },
+            &[],
+        )
         .unwrap();
     let r = g
         .add_op(
@@ -245,7 +287,12 @@ fn folding_chains_through_known_values() {
     let x = input(&mut g, "x", &[3]);
     let a = g
         .add_op(
-            Op::Arange { start: 0.0, stop: 3.0, step: 1.0, dtype: DType::F32 },
+            Op::Arange {
+                start: 0.0,
+                stop: 3.0,
+                step: 1.0,
+                dtype: DType::F32,
+            },
             &[],
         )
         .unwrap();
@@ -298,7 +345,10 @@ fn dce_keeps_unused_inputs_and_params() {
     g.set_outputs(vec![x]).unwrap();
     let r = run_pass(&Dce, &mut g);
     assert_eq!((r.nodes_before, r.nodes_after), (4, 2));
-    assert_eq!(g.to_text(), "%0 = input \"x\" : f32[2]\n%1 = param \"w\" : f32[2]\nreturn %0\n");
+    assert_eq!(
+        g.to_text(),
+        "%0 = input \"x\" : f32[2]\n%1 = param \"w\" : f32[2]\nreturn %0\n"
+    );
 }
 
 // ----- inference rewrites --------------------------------------------------------------------
@@ -321,13 +371,20 @@ fn dropout_is_removed_for_inference() {
 fn conv_bn_graph(params: bool) -> Graph {
     let mut g = Graph::new();
     let x = input(&mut g, "x", &[2, 2, 5, 5]);
-    let wv: Vec<f32> = (0..3 * 2 * 3 * 3).map(|i| ((i * 7 % 11) as f32 - 5.0) / 7.0).collect();
+    let wv: Vec<f32> = (0..3 * 2 * 3 * 3)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 7.0)
+        .collect();
     let w = if params {
-        g.add_param("w", TensorType::new([3, 2, 3, 3], DType::F32)).unwrap()
+        g.add_param("w", TensorType::new([3, 2, 3, 3], DType::F32))
+            .unwrap()
     } else {
-        g.add_const(Tensor::from_vec(wv, [3, 2, 3, 3]).unwrap()).unwrap()
+        g.add_const(Tensor::from_vec(wv, [3, 2, 3, 3]).unwrap())
+            .unwrap()
     };
-    let c = |g: &mut Graph, v: [f32; 3]| g.add_const(Tensor::from_vec(v.to_vec(), [3]).unwrap()).unwrap();
+    let c = |g: &mut Graph, v: [f32; 3]| {
+        g.add_const(Tensor::from_vec(v.to_vec(), [3]).unwrap())
+            .unwrap()
+    };
     let b = c(&mut g, [0.1, -0.2, 0.3]);
     let conv = g
         .add_op(
@@ -345,7 +402,11 @@ fn conv_bn_graph(params: bool) -> Graph {
     let (mean, var) = (c(&mut g, [0.2, -0.4, 0.0]), c(&mut g, [0.9, 1.7, 0.3]));
     let bn = g
         .add_op(
-            Op::BatchNorm { eps: 1e-5, axis: 1, use_batch_stats: false },
+            Op::BatchNorm {
+                eps: 1e-5,
+                axis: 1,
+                use_batch_stats: false,
+            },
             &[conv, gamma, beta, mean, var],
         )
         .unwrap();
@@ -389,7 +450,14 @@ fn batch_statistics_and_other_axes_are_left_alone() {
         .unwrap();
     let args = g.inputs_of(bn).unwrap();
     let other = g
-        .add_op(Op::BatchNorm { eps: 1e-5, axis: 1, use_batch_stats: true }, &args)
+        .add_op(
+            Op::BatchNorm {
+                eps: 1e-5,
+                axis: 1,
+                use_batch_stats: true,
+            },
+            &args,
+        )
         .unwrap();
     g.replace_all_uses(bn, other).unwrap();
     g.remove_node(bn).unwrap();
@@ -422,9 +490,18 @@ fn env_values_parse_into_switches() {
     assert_eq!(c.dump_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
     assert_eq!(c.verify, Some(true));
     let c = EnvConfig::parse(Some("none, +cse"), Some("simplify,dce"), None, None).unwrap();
-    assert_eq!(c.switches, vec![Switch::NoneOptional, Switch::On("cse".into())]);
-    assert_eq!(c.dump, Some(vec!["simplify".to_string(), "dce".to_string()]));
-    assert_eq!(EnvConfig::parse(None, None, None, None).unwrap(), EnvConfig::default());
+    assert_eq!(
+        c.switches,
+        vec![Switch::NoneOptional, Switch::On("cse".into())]
+    );
+    assert_eq!(
+        c.dump,
+        Some(vec!["simplify".to_string(), "dce".to_string()])
+    );
+    assert_eq!(
+        EnvConfig::parse(None, None, None, None).unwrap(),
+        EnvConfig::default()
+    );
     assert!(EnvConfig::parse(None, None, None, Some("maybe")).is_err());
 }
 
@@ -439,12 +516,20 @@ fn switches_apply_in_order_and_unknown_names_are_errors() {
         .unwrap();
     assert_eq!(pm.enabled_names(), vec!["cse"]);
     let e = pm.disable("cfe").unwrap_err().to_string();
-    assert!(e.contains("cfe") && e.contains("simplify, fold, cse, dce"), "{e}");
+    assert!(
+        e.contains("cfe") && e.contains("simplify, fold, cse, dce"),
+        "{e}"
+    );
 
     let mut inf = PassManager::new(Pipeline::Inference);
     inf.disable_optional();
-    assert_eq!(inf.enabled_names(), vec!["dropout"], "dropout removal is required");
-    inf.apply_env(&EnvConfig::parse(Some("all"), None, None, None).unwrap()).unwrap();
+    assert_eq!(
+        inf.enabled_names(),
+        vec!["dropout"],
+        "dropout removal is required"
+    );
+    inf.apply_env(&EnvConfig::parse(Some("all"), None, None, None).unwrap())
+        .unwrap();
     assert_eq!(inf.enabled_names().len(), 6);
 }
 
@@ -495,7 +580,10 @@ fn a_failing_pass_is_named_and_custom_passes_plug_in() {
     assert!(pm.push(Box::new(Dce)).is_err(), "names are unique");
     pm.push(Box::new(Failing)).unwrap();
     let e = pm.run(&mut sample()).unwrap_err().to_string();
-    assert!(e.contains("pass failing") && e.contains("nothing to do"), "{e}");
+    assert!(
+        e.contains("pass failing") && e.contains("nothing to do"),
+        "{e}"
+    );
     pm.disable("failing").unwrap();
     assert_eq!(pm.run(&mut sample()).unwrap().rows.len(), 1);
 }
@@ -520,19 +608,38 @@ fn dump_dir_gets_numbered_text_and_dot_files() {
     assert_eq!(
         files,
         vec![
-            "00-input.dot", "00-input.txt", "01-simplify.dot", "01-simplify.txt", "02-cse.dot",
-            "02-cse.txt", "03-dce.dot", "03-dce.txt"
+            "00-input.dot",
+            "00-input.txt",
+            "01-simplify.dot",
+            "01-simplify.txt",
+            "02-cse.dot",
+            "02-cse.txt",
+            "03-dce.dot",
+            "03-dce.txt"
         ]
     );
-    assert_eq!(std::fs::read_to_string(dir.join("03-dce.txt")).unwrap(), g.to_text());
-    assert!(std::fs::read_to_string(dir.join("00-input.dot")).unwrap().starts_with("digraph"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("03-dce.txt")).unwrap(),
+        g.to_text()
+    );
+    assert!(std::fs::read_to_string(dir.join("00-input.dot"))
+        .unwrap()
+        .starts_with("digraph"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn the_verifier_accepts_generated_graphs_and_every_pipeline_output() {
     for seed in 0..20 {
-        let mut g = common::gen_graph(seed, 8, 8, common::GenOptions { dropout: true, batch_norm: true });
+        let mut g = common::gen_graph(
+            seed,
+            8,
+            8,
+            common::GenOptions {
+                dropout: true,
+                batch_norm: true,
+            },
+        );
         verify(&g).unwrap();
         let mut pm = PassManager::new(Pipeline::Inference);
         pm.set_verify(true);
