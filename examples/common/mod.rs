@@ -2,6 +2,8 @@
 //! `--out DIR`), progress bars ([`progress`]), PNG plots ([`plot`]) and the classifier
 //! training loop ([`train`]).
 
+pub mod csv;
+pub mod params;
 pub mod plot;
 pub mod progress;
 pub mod train;
