@@ -99,6 +99,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         train.len(),
         test.len()
     )?;
+    writeln!(
+        out,
+        "(Train_acc below is scored on the training batches as they are trained on, with dropout \
+         on, so it trails the book's, which scores the training set after each epoch without it.)"
+    )?;
     let loss_fn = SoftmaxCrossEntropyLoss::new();
     let mut trainer = Trainer::new(
         &net.collect_params()?,

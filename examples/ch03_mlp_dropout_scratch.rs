@@ -127,6 +127,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let train_net = |x: &NDArray| net(x, DROP_PROB);
     let predict_net = |x: &NDArray| net(x, 0.0);
 
+    writeln!(
+        out,
+        "(Train_acc below is scored on the training batches as they are trained on, with dropout \
+         on, so it trails the book's, which scores the training set after each epoch without it.)"
+    )?;
     let loss =
         |output: &NDArray, label: &NDArray| softmax_cross_entropy(output, &label.one_hot(10)?);
     let fit = Fit {

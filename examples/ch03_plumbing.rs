@@ -143,7 +143,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let data = mnist_train::load_split(opts, true, Some(BATCH))?
         .data()
         .clone();
-    writeln!(out, "One batch of MNIST: data shape {}", tuple(data.shape()))?;
+    writeln!(
+        out,
+        "One batch of MNIST: data shape {}",
+        tuple(data.shape())
+    )?;
 
     writeln!(out, "\n# A Sequential\n")?;
     let net1 = sequential(false);
@@ -194,7 +198,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         } else {
             "Network output".to_string()
         };
-        writeln!(out, "{label} (shape {}): {h}", tuple(h.shape()))?;
+        writeln!(out, "{label} (shape {}):\n{h}", tuple(h.shape()))?;
     }
 
     writeln!(out, "\n# Giving in_units up front\n")?;

@@ -61,10 +61,7 @@ fn dropout_scratch_learns_mnist() {
     assert_eq!(s.demos[0].1, a);
     assert!(s.demos[2].1.iter().all(|&v| v == 0.0));
     let half = &s.demos[1].1;
-    assert!(half
-        .iter()
-        .zip(&a)
-        .all(|(&d, &x)| d == 0.0 || d == 2.0 * x));
+    assert!(half.iter().zip(&a).all(|(&d, &x)| d == 0.0 || d == 2.0 * x));
     let kept = half.iter().filter(|&&d| d != 0.0).count();
     assert!((2..=18).contains(&kept), "{half:?}");
     let (first, last) = s.first_last_loss;
@@ -79,9 +76,7 @@ fn hand_written_dropout_keeps_the_mean() {
     let d = ex::dropout(&x, 0.3).unwrap().to_vec::<f32>().unwrap();
     let kept = d.iter().filter(|&&v| v != 0.0).count() as f64 / d.len() as f64;
     assert!((kept - 0.7).abs() < 0.02, "kept {kept}");
-    assert!(d
-        .iter()
-        .all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-5));
+    assert!(d.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-5));
     let mean = d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64;
     assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
     assert!(ex::dropout(&x, 1.5).is_err());
@@ -114,17 +109,30 @@ fn plumbing_shows_deferred_shapes_and_names() {
     let s = ex::run(&ex::common::Options::quick(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(s.deferred_shapes, (vec![128, 0], vec![128, 784]));
-    assert!(text.contains("weight (shape=(128, 0), dtype=float32)"), "{text}");
-    assert!(text.contains("weight (shape=(128, 784), dtype=float32)"), "{text}");
+    assert!(
+        text.contains("weight (shape=(128, 0), dtype=float32)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weight (shape=(128, 784), dtype=float32)"),
+        "{text}"
+    );
     assert!(text.contains("bias (shape=(10,), dtype=float32)"), "{text}");
     // Hierarchical names: the layers are named under their container's prefix.
     assert_eq!(s.sequential_names.len(), 6);
     assert!(s.sequential_names[0].ends_with("dense0_weight"));
     assert!(s.sequential_names[5].ends_with("dense2_bias"));
     assert!(s.mlp_names.iter().all(|n| n.starts_with("mlp")));
-    assert!(s.mlp_names[0].ends_with("_dense0_weight"), "{:?}", s.mlp_names);
+    assert!(
+        s.mlp_names[0].ends_with("_dense0_weight"),
+        "{:?}",
+        s.mlp_names
+    );
     assert_eq!(s.output_shapes, (vec![64, 10], vec![1, 10]));
-    assert_eq!(s.hidden_shapes, vec![vec![1, 128], vec![1, 64], vec![1, 10]]);
+    assert_eq!(
+        s.hidden_shapes,
+        vec![vec![1, 128], vec![1, 64], vec![1, 10]]
+    );
     assert_eq!(
         s.in_units_shapes,
         vec![vec![128, 784], vec![64, 128], vec![10, 64]]
@@ -159,7 +167,10 @@ fn custom_layers_build_and_train() {
     let n_test = 2000.0;
     let n_train = 12_000.0;
     let expected = (test_pass * n_test + train_pass * n_train) / (n_test + n_train);
-    assert!((train_cum - expected).abs() < 1e-9, "{train_cum} vs {expected}");
+    assert!(
+        (train_cum - expected).abs() < 1e-9,
+        "{train_cum} vs {expected}"
+    );
 }
 
 #[test]
@@ -182,7 +193,11 @@ fn serialization_round_trips() {
     assert!(text.contains("The outputs are identical"), "{text}");
     // Stored without the net's own prefix, so a second net loads them.
     assert_eq!(s.stored_names.len(), 6);
-    assert!(s.stored_names.contains(&"dense0_weight".to_string()), "{:?}", s.stored_names);
+    assert!(
+        s.stored_names.contains(&"dense0_weight".to_string()),
+        "{:?}",
+        s.stored_names
+    );
     std::fs::remove_dir_all(&opts.out).unwrap();
 }
 
@@ -203,7 +218,10 @@ fn kaggle_kfold_reproduces_the_book() {
         assert!(f.train_loss < f.curves.train[0] / 4.0, "{f:?}");
         assert!(f.test_loss.is_finite() && f.test_loss < 1.0, "{f:?}");
     }
-    assert!(text.contains("5-fold validation: Avg train loss:"), "{text}");
+    assert!(
+        text.contains("5-fold validation: Avg train loss:"),
+        "{text}"
+    );
     if ex::QUICK_EPOCHS == ex::EPOCHS {
         // The book: avg train 0.193, avg test 0.197; all data, epoch 99: 0.1696.
         assert!((s.avg_train - 0.193).abs() < 0.01, "{}", s.avg_train);
@@ -266,7 +284,10 @@ fn preprocessing_standardizes_and_one_hot_encodes() {
     assert_eq!(&x[10..16], &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
     let t = f.x_test.to_vec::<f32>().unwrap();
     assert!(close(t[0], 0.0) && close(t[1], 0.70710677), "{t:?}");
-    assert_eq!(f.y_train.to_vec::<f32>().unwrap(), vec![200_000.0, 100_000.0]);
+    assert_eq!(
+        f.y_train.to_vec::<f32>().unwrap(),
+        vec![200_000.0, 100_000.0]
+    );
     assert_eq!(f.test_ids, vec!["3"]);
     // A missing price is reported with its line.
     let bad = parse_csv(
@@ -276,12 +297,14 @@ fn preprocessing_standardizes_and_one_hot_encodes() {
     .unwrap();
     let test = parse_csv("Id,MSSubClass,SaleCondition\n2,20,Normal\n", "t").unwrap();
     let err = ex::preprocess(&bad, &test).unwrap_err().to_string();
-    assert!(err.contains("train.csv:2") && err.contains("SalePrice"), "{err}");
+    assert!(
+        err.contains("train.csv:2") && err.contains("SalePrice"),
+        "{err}"
+    );
 }
 
 mod csv {
     use super::ch03_kaggle_kfold::common::csv::*;
-
 
     #[test]
     fn quoted_fields_hold_commas_quotes_and_newlines() {
