@@ -3,6 +3,8 @@
 //! training loop ([`train`]).
 
 pub mod csv;
+pub mod curves;
+pub mod libsvm;
 pub mod params;
 pub mod plot;
 pub mod progress;
