@@ -26,7 +26,7 @@ pub const LEARNING_RATE: f64 = 0.001;
 /// The learning rate `--quick` uses: with the book's 0.01-scale initialization the loss
 /// sits on its plateau at ln 10 for the first few hundred batches at the book's rate, longer
 /// than a quick run trains.
-pub const QUICK_LEARNING_RATE: f64 = 0.005;
+pub const QUICK_LEARNING_RATE: f64 = 0.01;
 /// Training samples `--quick` uses (the full split has 60,000).
 pub const QUICK_TRAIN: usize = 12_000;
 /// The book's batch size.

@@ -378,3 +378,19 @@ mod csv {
         assert_eq!(quote("plain"), "plain");
     }
 }
+
+#[test]
+fn kaggle_kfold_reports_missing_data() {
+    use ch03_kaggle_kfold as ex;
+    let empty = tempfile::tempdir().unwrap();
+    let opts = ex::common::Options {
+        data: empty.path().to_path_buf(),
+        out: empty.path().join("out"),
+        ..ex::common::Options::quick()
+    };
+    let err = ex::run(&opts, &mut Vec::new()).unwrap_err().to_string();
+    assert!(
+        err.contains("train.csv") && err.contains("no such file"),
+        "{err}"
+    );
+}
