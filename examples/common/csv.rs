@@ -294,9 +294,11 @@ impl Table {
         })
     }
 
-    /// The cells of column `col`, top to bottom.
+    /// The cells of column `col`, top to bottom (empty strings past the last column).
     pub fn column(&self, col: usize) -> impl Iterator<Item = &str> + '_ {
-        self.rows.iter().map(move |r| r[col].as_str())
+        self.rows
+            .iter()
+            .map(move |r| r.get(col).map_or("", String::as_str))
     }
 
     /// Whether column `col` is numeric or text, with `na` the missing-value markers.
