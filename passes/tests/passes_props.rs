@@ -2,7 +2,8 @@
 //! interpreter's results within `common::TOL` (relative, see there), keep every output's
 //! type, and leave a graph the verifier accepts.
 //!
-//! Cases: 64 per property, or `KILN_PROPTEST_CASES`.
+//! Cases: 64 per property, or `KILN_PROPTEST_CASES`; a fixed generator seed, or
+//! `KILN_PROPTEST_SEED`.
 
 mod common;
 
@@ -21,7 +22,12 @@ fn config() -> Config {
     Config {
         cases,
         failure_persistence: None,
-        rng_seed: RngSeed::Fixed(0x6b69_6c6e),
+        rng_seed: RngSeed::Fixed(
+            std::env::var("KILN_PROPTEST_SEED")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0x6b69_6c6e),
+        ),
         ..Config::default()
     }
 }
