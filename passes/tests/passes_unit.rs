@@ -647,3 +647,20 @@ fn the_verifier_accepts_generated_graphs_and_every_pipeline_output() {
         verify(&g).unwrap();
     }
 }
+
+#[test]
+fn with_every_optional_pass_off_the_graph_is_untouched() {
+    let mut g = sample();
+    let text = g.to_text();
+    let mut pm = PassManager::new(Pipeline::Training);
+    pm.apply_env(&EnvConfig::parse(Some("none"), None, None, None).unwrap())
+        .unwrap();
+    assert!(pm.enabled_names().is_empty());
+    let stats = pm.run(&mut g).unwrap();
+    assert!(stats.rows.is_empty());
+    assert_eq!(g.to_text(), text);
+    // The reserved slots are accepted by name and do nothing.
+    pm.enable("fuse").unwrap();
+    pm.disable("plan_memory").unwrap();
+    assert!(pm.enabled_names().is_empty());
+}
