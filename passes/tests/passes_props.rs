@@ -134,10 +134,16 @@ proptest! {
 #[test]
 fn generated_graphs_exercise_the_rules() {
     let mut totals: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut before, mut after) = ([0usize; 2], [0usize; 2]);
     for seed in 0..200u64 {
-        for (pipeline, opts) in [(Pipeline::Training, TRAIN), (Pipeline::Inference, INFER)] {
+        for (k, (pipeline, opts)) in [(Pipeline::Training, TRAIN), (Pipeline::Inference, INFER)]
+            .into_iter()
+            .enumerate()
+        {
             let mut g = gen_graph(seed, 6, 12, opts);
+            before[k] += g.len();
             let stats = PassManager::new(pipeline).run(&mut g).unwrap();
+            after[k] += g.len();
             for row in &stats.rows {
                 for (name, n) in &row.firings {
                     *totals.entry(name.clone()).or_default() += n;
@@ -146,6 +152,8 @@ fn generated_graphs_exercise_the_rules() {
         }
     }
     eprintln!("{totals:#?}");
+    eprintln!("nodes (training, inference): {before:?} -> {after:?}");
+    assert!(after[0] < before[0] && after[1] < before[1]);
     for rule in [
         "neg-neg",
         "mul-one",
