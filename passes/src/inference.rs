@@ -83,7 +83,10 @@ impl Pass for RemoveDropout {
         let mut firings = Firings::default();
         for id in graph.topo_order() {
             if matches!(graph.op(id)?, Some(Op::Dropout { .. })) {
-                let x = graph.inputs_of(id)?[0];
+                // Inference gave dropout exactly one input.
+                let Some(&x) = graph.inputs_of(id)?.first() else {
+                    continue;
+                };
                 replace_and_clean(graph, id, x)?;
                 firings.bump("remove-dropout");
             }
@@ -136,7 +139,9 @@ fn fold_one(g: &mut Graph, bn: NodeId) -> Result<Option<(NodeId, Vec<NodeId>)>> 
         return Ok(None);
     };
     let args = g.inputs_of(bn)?;
-    let (layer, gamma, beta, mean, var) = (args[0], args[1], args[2], args[3], args[4]);
+    let &[layer, gamma, beta, mean, var] = args.as_slice() else {
+        return Ok(None);
+    };
     if g.use_count(layer)? != 1 {
         return Ok(None);
     }
@@ -177,7 +182,9 @@ fn fold_one(g: &mut Graph, bn: NodeId) -> Result<Option<(NodeId, Vec<NodeId>)>> 
         return Ok(None);
     }
     let layer_in = g.inputs_of(layer)?;
-    let (x, w) = (layer_in[0], layer_in[1]);
+    let (Some(&x), Some(&w)) = (layer_in.first(), layer_in.get(1)) else {
+        return Ok(None);
+    };
     let dtype = g.ty(w)?.dtype;
     let channels = g.ty(w)?.shape.dims().first().copied().unwrap_or(0);
     for v in [gamma, beta, mean, var] {
@@ -209,8 +216,9 @@ fn fold_one(g: &mut Graph, bn: NodeId) -> Result<Option<(NodeId, Vec<NodeId>)>> 
     let s = add(g, Op::Binary { f: BinaryOp::Mul }, &[gamma, inv])?;
     // w' = w * s, with s shaped [O, 1, ...] against w [O, ...]
     let w_rank = g.ty(w)?.shape.rank();
-    let mut s_shape = vec![1i64; w_rank];
-    s_shape[0] = channels as i64;
+    let s_shape: Vec<i64> = (0..w_rank)
+        .map(|i| if i == 0 { channels as i64 } else { 1 })
+        .collect();
     let s_col = add(g, Op::Reshape { shape: s_shape }, &[s])?;
     let w_new = add(g, Op::Binary { f: BinaryOp::Mul }, &[w, s_col])?;
     // b' = (b - mean) * s + beta
