@@ -16,7 +16,7 @@ pub mod common;
 #[path = "mnist_train/mod.rs"]
 pub mod mnist_train;
 
-use common::params::{describe_dict, describe_param};
+use common::params::describe_dict;
 use common::progress::Progress;
 use common::{Fallible, Options};
 use kiln::gluon::data::{ArrayDataset, DataLoader, Dataset};
@@ -197,7 +197,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     writeln!(out, "\n# Parameters")?;
     let my_param = Parameter::new("exciting_parameter_yay", [5, 5]);
-    writeln!(out, "{}", describe_param(&my_param))?;
+    writeln!(out, "{my_param}")?;
     my_param.initialize(xavier(), Context::cpu(), false)?;
     writeln!(
         out,
@@ -207,21 +207,13 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     )?;
     // gluon's `ParameterDict(prefix="block1_").get(name, shape=...)`: the dict's prefix is
     // part of every name it holds.
-    let prefix = "block1_";
-    let mut pd = ParameterDict::new();
-    pd.insert(Parameter::new(
-        format!("{prefix}exciting_parameter_yay"),
-        [5, 5],
-    ))?;
-    writeln!(out, "{}", describe_dict(prefix, &pd))?;
+    let mut pd = ParameterDict::with_prefix("block1_");
+    pd.get_or_create("exciting_parameter_yay", [5, 5])?;
+    writeln!(out, "{pd}")?;
     let looked_up = pd
         .get("block1_exciting_parameter_yay")
         .ok_or("block1_exciting_parameter_yay is not in the dict")?;
-    writeln!(
-        out,
-        "pd[\"block1_exciting_parameter_yay\"] = {}",
-        describe_param(looked_up)
-    )?;
+    writeln!(out, "pd[\"block1_exciting_parameter_yay\"] = {looked_up}")?;
 
     writeln!(out, "\n# A layer with parameters")?;
     let dense = MyDense::new(20, 10);
