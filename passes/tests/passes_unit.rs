@@ -664,3 +664,24 @@ fn with_every_optional_pass_off_the_graph_is_untouched() {
     pm.disable("plan_memory").unwrap();
     assert!(pm.enabled_names().is_empty());
 }
+
+#[test]
+fn rules_print_in_the_syntax_they_parse_from() {
+    let s = Simplify::new().unwrap();
+    let listing = s.rules().to_string();
+    assert!(
+        listing.contains("neg-neg: (neg (neg ?x)) => ?x\n"),
+        "{listing}"
+    );
+    assert!(listing.contains("pow-two: (pow_scalar{scalar=2, reverse=false} ?x) => (mul ?x ?x)\n"));
+    assert!(listing.contains("transpose-transpose: (transpose (transpose ?x)@t1)@t2 => <code>\n"));
+    for rule in s.rules().rules() {
+        let line = rule.to_string();
+        if line.ends_with("<code>") {
+            continue;
+        }
+        let again = Rule::parse(&line).unwrap();
+        assert_eq!(again.pattern, rule.pattern, "{line}");
+        assert_eq!(again.to_string(), line);
+    }
+}

@@ -139,6 +139,27 @@ impl Rule {
     }
 }
 
+impl std::fmt::Display for Rule {
+    /// `name: pattern => replacement`, with `<code>` for a replacement written in Rust; a
+    /// template rule prints in the syntax [`Rule::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.rewrite {
+            Rewrite::Template(t) => write!(f, "{}: {} => {t}", self.name, self.pattern),
+            Rewrite::Code(_) => write!(f, "{}: {} => <code>", self.name, self.pattern),
+        }
+    }
+}
+
+impl std::fmt::Display for RuleSet {
+    /// The rules, one a line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for r in &self.rules {
+            writeln!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
 /// An ordered list of rules.
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {

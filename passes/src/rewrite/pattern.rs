@@ -421,3 +421,54 @@ impl<'a> Parser<'a> {
         }
     }
 }
+
+impl std::fmt::Display for Pattern {
+    /// The pattern in the syntax [`Pattern::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pattern::Var { name, kind } => match kind {
+                VarKind::Any => write!(f, "?{name}"),
+                VarKind::Const => write!(f, "?{name}:const"),
+                VarKind::Scalar => write!(f, "?{name}:scalar"),
+            },
+            Pattern::Value(v) => write!(f, "{v}"),
+            Pattern::Op {
+                name,
+                attrs,
+                args,
+                capture,
+            } => {
+                write!(f, "({name}")?;
+                if !attrs.is_empty() {
+                    let parts: Vec<String> =
+                        attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    write!(f, "{{{}}}", parts.join(", "))?;
+                }
+                for a in args {
+                    write!(f, " {a}")?;
+                }
+                write!(f, ")")?;
+                if let Some(c) = capture {
+                    write!(f, "@{c}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Template {
+    /// The template in the syntax [`Template::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Template::Var(n) => write!(f, "?{n}"),
+            Template::Op { op, args } => {
+                write!(f, "({}", op.name())?;
+                for a in args {
+                    write!(f, " {a}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
