@@ -107,6 +107,39 @@ pub fn gen_graph(seed: u64, n_ops: usize, n_extra: usize, opts: GenOptions) -> G
                 },
                 // transpose and reshape chains on [4, 5] values
                 3 if full45(&g, x) => {
+                    if rng.random_bool(0.5) {
+                        // rank 3: two random permutations compose into a third
+                        const PERMS: [[usize; 3]; 6] = [
+                            [0, 1, 2],
+                            [0, 2, 1],
+                            [1, 0, 2],
+                            [1, 2, 0],
+                            [2, 0, 1],
+                            [2, 1, 0],
+                        ];
+                        // a cube, so that only the values tell permutations apart
+                        let flat = op(&mut g, Op::Reshape { shape: vec![20] }, &[x])?;
+                        let first = op(
+                            &mut g,
+                            Op::SliceAxis {
+                                axis: 0,
+                                begin: 0,
+                                end: Some(8),
+                            },
+                            &[flat],
+                        )?;
+                        let r = op(
+                            &mut g,
+                            Op::Reshape {
+                                shape: vec![2, 2, 2],
+                            },
+                            &[first],
+                        )?;
+                        let p1 = PERMS[rng.random_range(0..6)].to_vec();
+                        let p2 = PERMS[rng.random_range(0..6)].to_vec();
+                        let t1 = op(&mut g, Op::Transpose { axes: Some(p1) }, &[r])?;
+                        return op(&mut g, Op::Transpose { axes: Some(p2) }, &[t1]);
+                    }
                     let t1 = op(&mut g, Op::Transpose { axes: None }, &[x])?;
                     let axes = if rng.random_bool(0.5) {
                         None
