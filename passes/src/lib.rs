@@ -2,11 +2,11 @@
 //!
 //! - [`Pass`]: a named, switchable transformation of a [`Graph`]; [`PassManager`] runs an
 //!   ordered list of them with statistics, a verifier between passes and dumps
-//!   (see [`manager`] and, for the environment variables, [`env`]);
+//!   (see [`manager`] and, for the environment variables, [`mod@env`]);
 //! - [`rewrite`]: a small declarative pattern language over the IR, one named rule a line;
 //! - the passes: [`simplify`] (algebraic rules), [`const_fold`], [`cse`], [`dce`], and the
 //!   inference rewrites [`inference`] (dropout removal, batch-norm folding);
-//! - [`verify`]: graph invariants and shape/dtype re-inference;
+//! - [`mod@verify`]: graph invariants and shape/dtype re-inference;
 //! - [`autodiff`]: a graph into a forward and a backward graph.
 
 pub mod autodiff;

@@ -8,7 +8,7 @@
 //! inference:  dropout -> bn_fold -> simplify -> fold -> cse -> dce [-> fuse -> plan_memory]
 //! ```
 //!
-//! Shape/dtype inference runs when each node is built, and the verifier ([`crate::verify`])
+//! Shape/dtype inference runs when each node is built, and the verifier ([`crate::verify()`])
 //! runs it again over the whole graph before the first pass and after each pass (always in
 //! debug builds and tests; in release builds when [`PassManager::set_verify`] or
 //! `KILN_VERIFY=1` asks). The bracketed slots, `fuse` (fusion) and `plan_memory` (memory
