@@ -279,6 +279,17 @@ impl PassManager {
     }
 }
 
+impl std::fmt::Debug for PassManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassManager")
+            .field("passes", &self.pass_names())
+            .field("enabled", &self.enabled_names())
+            .field("verify", &self.verify)
+            .field("dump", &self.dump)
+            .finish()
+    }
+}
+
 fn write_dump(dir: &Path, index: usize, name: &str, graph: &Graph) -> Result<()> {
     let io = |path: &Path, source| Error::Io {
         path: path.display().to_string(),
