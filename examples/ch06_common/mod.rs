@@ -8,6 +8,9 @@
 //! The driver talks to either learner through [`Learner`], and both can be started from the
 //! same weights ([`Init::Given`]) and fed the same sample order ([`Order::Seeded`]), so a
 //! test can check that a hand-written update and gluon's optimizer give the same run.
+//!
+//! A notebook's runs take well under a second in release mode, so `--quick` trains them in
+//! full as well; `--epochs N` changes the 3 epochs of every run.
 #![allow(dead_code)] // each notebook uses the parts it needs
 
 use super::common::plot::{line_plot, LinePlot, Series};
@@ -343,7 +346,8 @@ pub fn train(
         )?;
     }
     let (w, b) = learner.weights()?;
-    writeln!(out, "w: [[{:>11.8} {:>11.8}]] b: {b:.5}", w[0], w[1])?;
+    let w_text: Vec<String> = w.iter().map(|v| format!("{v:>11.8}")).collect();
+    writeln!(out, "w: [[{}]] b: {b:.5}", w_text.join(" "))?;
     if let Some((bw, bb)) = cfg.book_params {
         writeln!(
             out,
@@ -608,6 +612,8 @@ pub struct Gluon {
     trainer: Option<Trainer>,
     loader: Option<DataLoader<ArrayDataset>>,
     loss_fn: L2Loss,
+    /// Whether the run set a learning rate (AdaDelta's runs do not: its rate is a fixed 1).
+    has_lr: bool,
 }
 
 impl Gluon {
@@ -622,6 +628,7 @@ impl Gluon {
             trainer: None,
             loader: None,
             loss_fn: L2Loss::new(),
+            has_lr: false,
         }
     }
 
@@ -676,6 +683,7 @@ impl Learner for Gluon {
         self.weight = Some(weight);
         self.bias = Some(bias);
         self.loader = None;
+        self.has_lr = lr.is_some();
         Ok(())
     }
 
@@ -728,7 +736,7 @@ impl Learner for Gluon {
 
     fn learning_rate(&self) -> Option<f64> {
         // AdaDelta's rate is a fixed 1 that the notebook never mentions.
-        if self.optimizer == "adadelta" {
+        if !self.has_lr {
             return None;
         }
         self.trainer.as_ref().map(|t| t.learning_rate())
