@@ -808,3 +808,74 @@ fn gradients_of_a_hybridized_backward_carry_no_history() -> Result<()> {
     assert!(e.contains("autograd"), "{e}");
     Ok(())
 }
+
+#[test]
+fn static_alloc_builds_the_backward_on_the_first_call() -> Result<()> {
+    let m = Mlp::new();
+    let params = m.params();
+    let x = data(&[3, 6], 6);
+    let (g, inputs) = mlp_graph(&m, &x);
+    let opts = HybridizeOptions {
+        static_alloc: true,
+        ..HybridizeOptions::default()
+    };
+    let c = CachedGraph::new(g, inputs, 1, vec![], 0, &opts)?;
+    let plain = c.call(&[&x], &params)?;
+    assert_eq!(c.backward_plans(), 1, "built before any recording");
+    assert_eq!(bits(&plain[0]), bits(&m.logits(&mut Eager, &x)));
+    let y = autograd::record(|| sum_all(&c.call(&[&x], &params)?[0]))?;
+    y.backward()?;
+    assert_eq!(c.backward_plans(), 1);
+    let want_y = autograd::record(|| sum_all(&m.logits(&mut Eager, &x)))?;
+    let got = grads_of(&params);
+    params.zero_grad()?;
+    want_y.backward()?;
+    for ((g, w), name) in got.iter().zip(&grads_of(&params)).zip(params.names()) {
+        assert_close(g, w, 1e-5, &name);
+    }
+    Ok(())
+}
+
+#[test]
+fn hybridized_graphs_nest_inside_an_imperative_model() -> Result<()> {
+    // scale (eager, with a gradient) -> graph 1 (MLP) -> graph 2 (square) -> eager sum: the
+    // gradient reaches the eager parameter through both graphs' inputs.
+    let m = Mlp::new();
+    let params = m.params();
+    let x = data(&[4, 6], 3);
+    let scale = nd::array(&[1.5f32])?;
+    scale.attach_grad();
+    let (g1, in1) = mlp_graph(&m, &x);
+    let c1 = cached(g1, in1, BackendChoice::Cpu);
+    let mut g2 = Graph::new();
+    let h = g2.add_input("h", TensorType::new([4, 4], DType::F32))?;
+    let sq = g2.add_op(Op::Unary { f: UnaryOp::Square }, &[h])?;
+    g2.set_outputs(vec![sq])?;
+    let c2 = cached(g2, vec!["h".into()], BackendChoice::Interpreter);
+
+    let y = autograd::record(|| -> Result<NDArray> {
+        let xs = (&x * &scale)?;
+        let h = c1.call(&[&xs], &params)?.remove(0);
+        sum_all(&c2.call(&[&h], &ParameterDict::new())?[0])
+    })?;
+    y.backward()?;
+    let got_scale = scale.grad()?.copy()?;
+    let got = grads_of(&params);
+    params.zero_grad()?;
+    let want = autograd::record(|| -> Result<NDArray> {
+        let xs = (&x * &scale)?;
+        sum_all(&m.logits(&mut Eager, &xs).square()?)
+    })?;
+    assert_close(&y, &want, 1e-6, "value");
+    want.backward()?;
+    assert_close(
+        &got_scale,
+        &scale.grad()?,
+        1e-5,
+        "eager parameter before the graphs",
+    );
+    for ((g, w), name) in got.iter().zip(&grads_of(&params)).zip(params.names()) {
+        assert_close(g, w, 1e-5, &name);
+    }
+    Ok(())
+}
