@@ -1,0 +1,6 @@
+//! hybridize: tracing blocks into graphs, running them cached, exporting them.
+
+
+pub mod trace;
+
+pub use trace::is_tracing;
