@@ -88,7 +88,7 @@ pub trait Block: Send + Sync {
 /// The computation is written once, in [`HybridBlock::hybrid_forward`], against `NDArray`: it
 /// runs eagerly before [`HybridBlock::hybridize`] and on symbolic arrays when traced. The
 /// block's [`Block::forward`] routes the call: it is
-[`crate::hybrid::hybridize::call`]`(self, x)`.
+/// [`crate::hybrid::hybridize::call`]`(self, x)`.
 ///
 /// ```
 /// use kiln_frontend::gluon::{init, Block, HybridBlock, Parameter};

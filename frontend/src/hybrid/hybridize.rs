@@ -262,9 +262,9 @@ fn trace_block<B: HybridBlock + ?Sized>(
 ) -> Result<Traced> {
     let run = || {
         trace::trace(&sig.types(), sig.ctx, params, |xs| {
-            let x = xs.first().ok_or_else(|| {
-                Error::invalid("hybridize", "a block is called with one input")
-            })?;
+            let x = xs
+                .first()
+                .ok_or_else(|| Error::invalid("hybridize", "a block is called with one input"))?;
             Ok(vec![block.hybrid_forward(x)?])
         })
     };

@@ -7,8 +7,8 @@
 
 use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::name::unique_prefix;
-use crate::nd::{Dims, PoolOpts};
 use crate::hybrid::hybridize::{self, HybridState};
+use crate::nd::{Dims, PoolOpts};
 use crate::ndarray::NDArray;
 use kiln_ir::{Error, PoolKind, Result};
 use std::fmt;
