@@ -265,7 +265,7 @@ impl CachedGraph {
             let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
             let seeds = draw_seeds(self.seed_slots);
             let outputs = {
-                let locked = Locked::new(&arrays);
+                let locked = Locked::new(&arrays)?;
                 self.forward.run(&locked.views(), &seeds)?
             };
             let user = self.finish(outputs, params, ctx)?;
@@ -283,7 +283,7 @@ impl CachedGraph {
             let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
             let seeds = draw_seeds(self.seed_slots);
             let outputs = {
-                let locked = Locked::new(&arrays);
+                let locked = Locked::new(&arrays)?;
                 self.forward.run(&locked.views(), &seeds)?
             };
             return self.finish(outputs, params, ctx);
@@ -303,7 +303,7 @@ impl CachedGraph {
         let arrays = self.resolve(&plan.forward_bound, plan.forward.bindings(), inputs, params)?;
         let seeds = draw_seeds(self.seed_slots);
         let mut outputs = {
-            let locked = Locked::new(&arrays);
+            let locked = Locked::new(&arrays)?;
             plan.forward.run(&locked.views(), &seeds)?
         };
         let saved = outputs.split_off(plan.num_outputs.min(outputs.len()));
@@ -537,11 +537,11 @@ pub(crate) struct Locked<'a> {
 }
 
 impl<'a> Locked<'a> {
-    pub(crate) fn new(arrays: &'a [NDArray]) -> Locked<'a> {
+    pub(crate) fn new(arrays: &'a [NDArray]) -> Result<Locked<'a>> {
         let mut locks: Vec<(&'a RwLock<Storage>, RwLockReadGuard<'a, Storage>)> = Vec::new();
         let mut slot = Vec::with_capacity(arrays.len());
         for a in arrays {
-            let s: &'a RwLock<Storage> = &a.inner.storage;
+            let s: &'a RwLock<Storage> = a.inner.data.storage("CachedGraph::call", &a.inner.shape)?;
             match locks.iter().position(|(l, _)| std::ptr::eq(*l, s)) {
                 Some(i) => slot.push(i),
                 None => {
@@ -550,11 +550,11 @@ impl<'a> Locked<'a> {
                 }
             }
         }
-        Locked {
+        Ok(Locked {
             arrays,
             locks,
             slot,
-        }
+        })
     }
 
     /// One view per array, in order.
@@ -662,7 +662,7 @@ impl Backward {
             .iter()
             .map(|t| Tensor::zeros(t.shape.clone(), t.dtype))
             .collect();
-        let locked = Locked::new(grads);
+        let locked = Locked::new(grads)?;
         let heads = locked.views();
         let feed = self
             .plan
