@@ -372,3 +372,439 @@ fn outputs_may_repeat_and_be_inputs_or_intermediates() -> Result<()> {
     assert!(!out[3].shares_storage_with(&xv));
     Ok(())
 }
+
+// ----- gradients ------------------------------------------------------------------------
+
+fn grads_of(ps: &ParameterDict) -> Vec<NDArray> {
+    ps.iter()
+        .map(|p| p.grad().unwrap().copy().unwrap())
+        .collect()
+}
+
+fn sum_all(x: &NDArray) -> Result<NDArray> {
+    apply(
+        Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: None,
+            keepdims: false,
+        },
+        &[x],
+    )
+}
+
+#[test]
+fn mlp_parameter_gradients_equal_eager_with_an_imperative_loss() -> Result<()> {
+    let m = Mlp::new();
+    let params = m.params();
+    let x = data(&[5, 6], 9);
+    let labels = nd::array(&[0.0f32, 1.0, 2.0, 3.0, 1.0])?;
+
+    let loss = autograd::record(|| m.loss(&mut Eager, &x, &labels));
+    loss.backward()?;
+    let want = grads_of(&params);
+    params.zero_grad()?;
+
+    let (g, inputs) = mlp_graph(&m, &x);
+    let c = cached(g, inputs, BackendChoice::Cpu);
+    let hybrid_loss = autograd::record(|| -> Result<NDArray> {
+        let logits = c.call(&[&x], &params)?.remove(0);
+        sum_all(&apply(Op::SoftmaxCrossEntropy, &[&logits, &labels])?)
+    })?;
+    assert_close(&hybrid_loss, &loss, 1e-6, "loss");
+    hybrid_loss.backward()?;
+    for ((got, want), name) in grads_of(&params).iter().zip(&want).zip(params.names()) {
+        assert_close(got, want, 1e-5, &name);
+    }
+    // The first-layer weight gradient is not trivially zero.
+    assert!(want[0].to_vec_f64().iter().any(|v| v.abs() > 1e-3));
+    assert_eq!(c.backward_plans(), 1);
+
+    // A second training step reuses the compiled backward.
+    params.zero_grad()?;
+    let l2 = autograd::record(|| -> Result<NDArray> {
+        let logits = c.call(&[&x], &params)?.remove(0);
+        sum_all(&apply(Op::SoftmaxCrossEntropy, &[&logits, &labels])?)
+    })?;
+    l2.backward()?;
+    assert_close(&grads_of(&params)[2], &want[2], 1e-5, "second step");
+    assert_eq!(c.backward_plans(), 1);
+    Ok(())
+}
+
+#[test]
+fn whole_loss_graph_gives_input_and_parameter_gradients_on_both_backends() -> Result<()> {
+    let m = Mlp::new();
+    let params = m.params();
+    let x = data(&[4, 6], 21);
+    let labels = nd::array(&[3.0f32, 0.0, 2.0, 1.0])?;
+    x.attach_grad();
+    let loss = autograd::record(|| m.loss(&mut Eager, &x, &labels));
+    loss.backward()?;
+    let want = grads_of(&params);
+    let want_x = x.grad()?.copy()?;
+
+    let mut b = Build::default();
+    let xv = b.input("data", &x);
+    let lv = b.input("label", &labels);
+    let l = m.loss(&mut b, &xv, &lv);
+    b.g.set_outputs(vec![l])?;
+    for backend in [BackendChoice::Cpu, BackendChoice::Interpreter] {
+        params.zero_grad()?;
+        x.grad()?.fill(0.0)?;
+        let c = cached(b.g.clone(), b.inputs.clone(), backend);
+        let out = autograd::record(|| c.call(&[&x, &labels], &params))?;
+        out[0].backward()?;
+        for ((got, want), name) in grads_of(&params).iter().zip(&want).zip(params.names()) {
+            assert_close(got, want, 1e-5, &format!("{backend:?} {name}"));
+        }
+        assert_close(&x.grad()?, &want_x, 1e-5, "input gradient");
+    }
+    Ok(())
+}
+
+#[test]
+fn only_wanted_gradients_are_computed_and_plans_are_cached_per_set() -> Result<()> {
+    let m = Mlp::new();
+    let params = m.params();
+    let x = data(&[3, 6], 2);
+    let (g, inputs) = mlp_graph(&m, &x);
+    let c = cached(g, inputs, BackendChoice::Cpu);
+    // Freeze the first layer: its weight gets no gradient and keeps its buffer untouched.
+    m.w1.set_grad_req(GradReq::Null)?;
+    let y = autograd::record(|| sum_all(&c.call(&[&x], &params)?[0]))?;
+    y.backward()?;
+    assert!(m.w1.grad().is_err());
+    assert!(m.w2.grad()?.to_vec_f64().iter().any(|v| *v != 0.0));
+    assert_eq!(c.backward_plans(), 1);
+    m.w1.set_grad_req(GradReq::Write)?;
+    let y = autograd::record(|| sum_all(&c.call(&[&x], &params)?[0]))?;
+    y.backward()?;
+    assert!(m.w1.grad()?.to_vec_f64().iter().any(|v| *v != 0.0));
+    assert_eq!(c.backward_plans(), 2);
+    // Outside record nothing is differentiated and the outputs carry no history.
+    let y = c.call(&[&x], &params)?;
+    assert!(y[0].backward().is_err());
+    Ok(())
+}
+
+#[test]
+fn conv_pool_gradients_equal_eager() -> Result<()> {
+    let net = ConvNet::new();
+    let params = dict(&[&net.w, &net.b]);
+    let x = data(&[2, 2, 6, 6], 5);
+    let y = autograd::record(|| sum_all(&net.forward(&mut Eager, &x).square()?))?;
+    y.backward()?;
+    let want = grads_of(&params);
+    params.zero_grad()?;
+    let mut b = Build::default();
+    let xv = b.input("x", &x);
+    let out = net.forward(&mut b, &xv);
+    b.g.set_outputs(vec![out])?;
+    let c = cached(b.g, b.inputs, BackendChoice::Cpu);
+    let y2 = autograd::record(|| sum_all(&c.call(&[&x], &params)?[0].square()?))?;
+    assert_eq!(bits(&y2), bits(&y));
+    y2.backward()?;
+    for ((got, want), name) in grads_of(&params).iter().zip(&want).zip(params.names()) {
+        assert_close(got, want, 1e-5, &name);
+    }
+    Ok(())
+}
+
+// ----- seeds ------------------------------------------------------------------------------
+
+/// Tests that draw from the global random generator hold this, so that one test reseeding
+/// it does not change what another draws (tests run on parallel threads).
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// Dropout with seed slots.
+
+/// `dropout(dropout(x, 0.5) * w, 0.3)`: two random ops, seed slots 0 and 1.
+fn dropout_model<E: Emit>(e: &mut E, x: &E::V, w: &E::V, seeds: [u64; 2]) -> E::V {
+    let d = e.op(
+        Op::Dropout {
+            p: 0.5,
+            seed: seeds[0],
+        },
+        &[x],
+    );
+    let y = e.op(Op::Binary { f: BinaryOp::Mul }, &[&d, w]);
+    e.op(
+        Op::Dropout {
+            p: 0.3,
+            seed: seeds[1],
+        },
+        &[&y],
+    )
+}
+
+#[test]
+fn dropout_masks_and_gradients_equal_eager_under_the_same_global_seed() -> Result<()> {
+    use kiln_frontend::random;
+    let _rng = global_rng();
+    let w = param("drop0_w", &[16], wave(31));
+    let params = dict(&[&w]);
+    let x = data(&[6, 16], 8);
+
+    let mut b = Build::default();
+    let xv = b.input("x", &x);
+    let wv = b.param(&w);
+    let out = dropout_model(&mut b, &xv, &wv, [0, 1]);
+    b.g.set_outputs(vec![out])?;
+    let c = CachedGraph::new(b.g, b.inputs, 1, vec![], 2, &HybridizeOptions::default())?;
+
+    let mut eager_runs = Vec::new();
+    random::seed(1234);
+    for _ in 0..2 {
+        let y = autograd::record(|| {
+            let s = [random::next_seed(), random::next_seed()];
+            let wd = w.data().unwrap();
+            sum_all(&dropout_model(&mut Eager, &x, &wd, s).square()?)
+        })?;
+        y.backward()?;
+        eager_runs.push((y, w.grad()?.copy()?));
+    }
+    random::seed(1234);
+    let mut outputs = Vec::new();
+    for (want_y, want_g) in &eager_runs {
+        let (y, out) = autograd::record(|| -> Result<(NDArray, NDArray)> {
+            let out = c.call(&[&x], &params)?.remove(0);
+            Ok((sum_all(&out.square()?)?, out))
+        })?;
+        assert_eq!(bits(&y), bits(want_y), "forward with the same masks");
+        y.backward()?;
+        assert_close(&w.grad()?, want_g, 1e-6, "gradient through the same masks");
+        outputs.push(out);
+    }
+    // Every call draws fresh seeds: the two calls' masks differ.
+    assert_ne!(bits(&outputs[0]), bits(&outputs[1]));
+    let zeros = outputs[0]
+        .to_vec::<f32>()?
+        .iter()
+        .filter(|v| **v == 0.0)
+        .count();
+    assert!(zeros > 20 && zeros < 80, "{zeros} of 96 dropped");
+    Ok(())
+}
+
+// ----- state updates ----------------------------------------------------------------------
+
+#[test]
+fn batchnorm_running_stats_are_written_as_eager_and_gradients_match() -> Result<()> {
+    use kiln_frontend::gluon::init::Uniform;
+    use kiln_frontend::gluon::nn::norm::BatchNorm;
+    use kiln_frontend::gluon::Block;
+    use kiln_frontend::Context;
+    use std::sync::Arc;
+
+    let _rng = global_rng();
+    let momentum = 0.8;
+    let bn = BatchNorm::new().momentum(momentum).in_channels(3);
+    bn.initialize(Arc::new(Uniform::new(0.5)), Context::cpu())?;
+    let params = bn.collect_params()?;
+    // Non-trivial starting statistics.
+    bn.running_mean()
+        .set_data(&nd::array(&[0.1f32, -0.2, 0.3])?)?;
+    bn.running_var()
+        .set_data(&nd::array(&[1.5f32, 0.5, 2.0])?)?;
+    let start: Vec<NDArray> = params
+        .iter()
+        .map(|p| p.data().unwrap().copy().unwrap())
+        .collect();
+    let x = data(&[4, 3, 5], 17);
+
+    // Eager, training mode.
+    let y = autograd::record(|| sum_all(&bn.forward(&x)?.square()?))?;
+    y.backward()?;
+    let want_state: Vec<NDArray> = [bn.running_mean(), bn.running_var()]
+        .iter()
+        .map(|p| p.data().unwrap().copy().unwrap())
+        .collect();
+    let want_grads = [bn.gamma().grad()?.copy()?, bn.beta().grad()?.copy()?];
+    for (p, v) in params.iter().zip(&start) {
+        p.data()?.assign(v)?;
+    }
+    params.zero_grad()?;
+
+    // The same computation as a graph: y and the two new running statistics.
+    let mut b = Build::default();
+    let xv = b.input("x", &x);
+    let [gamma, beta, rm, rv] =
+        [bn.gamma(), bn.beta(), bn.running_mean(), bn.running_var()].map(|p| b.param(p));
+    let y_node = b.op(
+        Op::BatchNorm {
+            eps: 1e-5,
+            axis: 1,
+            use_batch_stats: true,
+        },
+        &[&xv, &gamma, &beta, &rm, &rv],
+    );
+    let mean = |b: &mut Build, v: &NodeId, keep: bool| {
+        b.op(
+            Op::Reduce {
+                f: ReduceOp::Mean,
+                axes: Some(vec![0, 2]),
+                keepdims: keep,
+            },
+            &[v],
+        )
+    };
+    let mean_keep = mean(&mut b, &xv, true);
+    let centered = b.op(Op::Binary { f: BinaryOp::Sub }, &[&xv, &mean_keep]);
+    let sq = b.op(Op::Unary { f: UnaryOp::Square }, &[&centered]);
+    let var = mean(&mut b, &sq, false);
+    let batch_mean = mean(&mut b, &mean_keep, false);
+    let update = |b: &mut Build, running: &NodeId, batch: &NodeId| {
+        let r = b.op(
+            Op::Scalar {
+                f: BinaryOp::Mul,
+                scalar: momentum,
+                reverse: false,
+            },
+            &[running],
+        );
+        let s = b.op(
+            Op::Scalar {
+                f: BinaryOp::Mul,
+                scalar: 1.0 - momentum,
+                reverse: false,
+            },
+            &[batch],
+        );
+        b.op(Op::Binary { f: BinaryOp::Add }, &[&r, &s])
+    };
+    let new_mean = update(&mut b, &rm, &batch_mean);
+    let new_var = update(&mut b, &rv, &var);
+    b.g.set_outputs(vec![y_node, new_mean, new_var])?;
+    let c = CachedGraph::new(
+        b.g,
+        b.inputs,
+        1,
+        vec![(bn.running_mean().name(), 1), (bn.running_var().name(), 2)],
+        0,
+        &HybridizeOptions::default(),
+    )?;
+    let y2 = autograd::record(|| -> Result<NDArray> {
+        let out = c.call(&[&x], &params)?;
+        assert_eq!(out.len(), 1);
+        sum_all(&out[0].square()?)
+    })?;
+    assert_eq!(bits(&y2), bits(&y));
+    for (p, want) in [bn.running_mean(), bn.running_var()]
+        .iter()
+        .zip(&want_state)
+    {
+        assert_eq!(bits(&p.data()?), bits(want), "{}", p.name());
+    }
+    y2.backward()?;
+    assert_close(&bn.gamma().grad()?, &want_grads[0], 1e-5, "gamma");
+    assert_close(&bn.beta().grad()?, &want_grads[1], 1e-5, "beta");
+    // Running statistics have grad_req null: never differentiated.
+    assert!(bn.running_mean().grad().is_err());
+    Ok(())
+}
+
+// ----- errors -----------------------------------------------------------------------------
+
+fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+#[test]
+fn bad_calls_and_graphs_are_clear_errors() -> Result<()> {
+    let m = Mlp::new();
+    let x = data(&[5, 6], 9);
+    let (g, inputs) = mlp_graph(&m, &x);
+    let opts = HybridizeOptions::default();
+
+    let e = err_text(CachedGraph::new(g.clone(), vec![], 1, vec![], 0, &opts));
+    assert!(e.contains("\"data\" is missing from input_names"), "{e}");
+    let e = err_text(CachedGraph::new(
+        g.clone(),
+        vec!["data".into(), "mlp0_dense0_weight".into()],
+        1,
+        vec![],
+        0,
+        &opts,
+    ));
+    assert!(
+        e.contains("is a parameter of the graph, not a data input"),
+        "{e}"
+    );
+    let e = err_text(CachedGraph::new(
+        g.clone(),
+        inputs.clone(),
+        2,
+        vec![],
+        0,
+        &opts,
+    ));
+    assert!(
+        e.contains("2 user outputs asked for, the graph has 1"),
+        "{e}"
+    );
+    let e = err_text(CachedGraph::new(
+        g.clone(),
+        inputs.clone(),
+        1,
+        vec![("mlp0_dense0_bias".into(), 3)],
+        0,
+        &opts,
+    ));
+    assert!(e.contains("reads output 3"), "{e}");
+    let e = err_text(CachedGraph::new(Graph::new(), vec![], 0, vec![], 0, &opts));
+    assert!(e.contains("no outputs"), "{e}");
+
+    let c = cached(g, inputs, BackendChoice::Cpu);
+    let e = err_text(c.call(&[], &m.params()));
+    assert!(
+        e.contains("0 inputs given, the graph takes 1 (data)"),
+        "{e}"
+    );
+    let e = err_text(c.call(&[&data(&[2, 6], 1)], &m.params()));
+    assert!(
+        e.contains("input \"data\" is f32[2,6], the graph was traced for f32[5,6]"),
+        "{e}"
+    );
+    let e = err_text(c.call(&[&x.astype(DType::F64)?], &m.params()));
+    assert!(e.contains("f64[5,6]"), "{e}");
+    let e = err_text(c.call(&[&x], &dict(&[&m.w1, &m.b1])));
+    assert!(
+        e.contains("needs parameter \"mlp0_dense1_weight\", which is not in the given parameters"),
+        "{e}"
+    );
+    let wrong = param("mlp0_dense1_weight", &[4, 7], wave(0));
+    let e = err_text(c.call(&[&x], &dict(&[&m.w1, &m.b1, &wrong, &m.b2])));
+    assert!(
+        e.contains("parameter \"mlp0_dense1_weight\" is f32[4,7]"),
+        "{e}"
+    );
+    let uninit = Parameter::new("mlp0_dense1_weight", [4, 8]);
+    let e = err_text(c.call(&[&x], &dict(&[&m.w1, &m.b1, &uninit, &m.b2])));
+    assert!(e.contains("not initialized"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn gradients_of_a_hybridized_backward_carry_no_history() -> Result<()> {
+    // Second-order use: the gradient a hybridized graph produced cannot be differentiated
+    // again; backward says it has no recorded history rather than giving a wrong number.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new([3], DType::F32))?;
+    let y = g.add_op(Op::Unary { f: UnaryOp::Square }, &[x])?;
+    g.set_outputs(vec![y])?;
+    let c = cached(g, vec!["x".into()], BackendChoice::Cpu);
+    let xv = nd::array(&[1.0f32, 2.0, 3.0])?;
+    xv.attach_grad();
+    autograd::record(|| -> Result<()> {
+        let y = c.call(&[&xv], &ParameterDict::new())?;
+        sum_all(&y[0])?.backward()
+    })?;
+    assert_eq!(xv.grad()?.to_vec::<f32>()?, vec![2.0, 4.0, 6.0]);
+    let gx = xv.grad()?;
+    let e = err_text(autograd::record(|| sum_all(&gx)?.backward()));
+    assert!(e.contains("autograd"), "{e}");
+    Ok(())
+}

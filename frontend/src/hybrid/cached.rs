@@ -10,14 +10,16 @@
 //! in imperative mode.
 
 use super::executor::{BackendChoice, Executor, HybridizeOptions};
-use crate::autograd::{self, GradReq};
+use crate::autograd;
 use crate::context::Context;
 use crate::gluon::parameter::{Parameter, ParameterDict};
 use crate::ndarray::{read_storage, NDArray};
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{Error, Graph, Result, Storage, Tensor, TensorType, TensorView};
+use kiln_passes::autodiff::{differentiate, Differentiated};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// Where a binding of the graph gets its value at a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +67,33 @@ pub struct CachedGraph {
     forward: Executor,
     /// Per binding of `forward`, in its order.
     bound: Vec<Bound>,
+    /// Training plans, one per set of bindings differentiated (by name, in binding order).
+    grad_plans: Mutex<HashMap<Vec<String>, Arc<GradPlan>>>,
     calls: AtomicUsize,
+}
+
+/// Where a value fed to the backward graph comes from.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// Saved value `i` (forward output `num_outputs + i`).
+    Saved(usize),
+    /// The head gradient of output `j`.
+    Head(usize),
+}
+
+/// The compiled forward/backward pair for one set of bindings to differentiate.
+#[derive(Debug)]
+struct GradPlan {
+    /// The forward that also returns the saved values.
+    forward: Executor,
+    forward_bound: Vec<Bound>,
+    /// Number of graph outputs at the front of the forward's outputs.
+    num_outputs: usize,
+    backward: Executor,
+    /// Per binding of `backward`, in its order.
+    backward_feed: Vec<Feed>,
+    /// Per `wrt` entry (= per backward output): its binding position in `forward`.
+    wrt_positions: Vec<usize>,
 }
 
 impl CachedGraph {
@@ -154,6 +182,7 @@ impl CachedGraph {
             options: *options,
             forward,
             bound,
+            grad_plans: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
         })
     }
@@ -225,15 +254,170 @@ impl CachedGraph {
                 ),
             ));
         }
-        let (arrays, _) = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
-        let seeds: Vec<u64> = (0..self.seed_slots)
-            .map(|_| crate::random::next_seed())
-            .collect();
-        let outputs = {
-            let locked = Locked::new(&arrays)?;
-            self.forward.run(&locked.views(), &seeds)?
+        self.check_state(params)?;
+        let recording = autograd::is_recording();
+        let wrt = if recording || self.options.static_alloc {
+            self.wanted_gradients(inputs, params)?
+        } else {
+            Vec::new()
         };
-        self.finish(outputs, params, ctx)
+        if wrt.is_empty() {
+            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
+            let seeds = draw_seeds(self.seed_slots);
+            let outputs = {
+                let locked = Locked::new(&arrays)?;
+                self.forward.run(&locked.views(), &seeds)?
+            };
+            let user = self.finish(outputs, params, ctx)?;
+            if recording {
+                // Nothing here wants a gradient: the outputs carry no history (the call marks
+                // them so that a backward through them explains why).
+                let refs: Vec<&NDArray> = user.iter().collect();
+                autograd::record_function(TAPE_NAME, &[], &refs, |_| Ok(Vec::new()));
+            }
+            return Ok(user);
+        }
+        let plan = self.grad_plan(&wrt)?;
+        if !recording {
+            // static_alloc: the plan is built; this call itself needs no gradients.
+            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
+            let seeds = draw_seeds(self.seed_slots);
+            let outputs = {
+                let locked = Locked::new(&arrays)?;
+                self.forward.run(&locked.views(), &seeds)?
+            };
+            return self.finish(outputs, params, ctx);
+        }
+        self.call_recorded(&plan, inputs, params, ctx)
+    }
+
+    /// A call under `autograd::record`: runs the forward that saves values for the backward
+    /// and records one tape node whose backward runs the compiled backward graph.
+    fn call_recorded(
+        &self,
+        plan: &Arc<GradPlan>,
+        inputs: &[&NDArray],
+        params: &ParameterDict,
+        ctx: Context,
+    ) -> Result<Vec<NDArray>> {
+        let arrays = self.resolve(&plan.forward_bound, plan.forward.bindings(), inputs, params)?;
+        let seeds = draw_seeds(self.seed_slots);
+        let mut outputs = {
+            let locked = Locked::new(&arrays)?;
+            plan.forward.run(&locked.views(), &seeds)?
+        };
+        let saved = outputs.split_off(plan.num_outputs.min(outputs.len()));
+        let extra_heads: Vec<TensorType> = outputs
+            .iter()
+            .skip(self.num_user_outputs)
+            .map(Tensor::ty)
+            .collect();
+        let user = self.finish(outputs, params, ctx)?;
+        let wrt_arrays: Vec<NDArray> = plan
+            .wrt_positions
+            .iter()
+            .map(|&k| {
+                arrays.get(k).cloned().ok_or_else(|| {
+                    Error::Graph("CachedGraph: a differentiated binding has no array".into())
+                })
+            })
+            .collect::<Result<_>>()?;
+        let wrt_refs: Vec<&NDArray> = wrt_arrays.iter().collect();
+        let user_refs: Vec<&NDArray> = user.iter().collect();
+        let backward = Backward {
+            plan: Arc::clone(plan),
+            saved,
+            extra_heads,
+            seeds,
+            ctx,
+        };
+        autograd::record_function(TAPE_NAME, &wrt_refs, &user_refs, move |grads| {
+            backward.run(grads)
+        });
+        Ok(user)
+    }
+
+    /// The bindings to differentiate at this call, by name in binding order: float data
+    /// inputs that require a gradient (an attached gradient or recorded history) and float
+    /// parameters whose grad_req is not null.
+    fn wanted_gradients(&self, inputs: &[&NDArray], params: &ParameterDict) -> Result<Vec<String>> {
+        let mut wrt = Vec::new();
+        for ((name, ty), b) in self.forward.bindings().zip(&self.bound) {
+            if !ty.dtype.is_float() {
+                continue;
+            }
+            let wanted = match b {
+                Bound::Input(i) => inputs.get(*i).is_some_and(|a| autograd::requires_grad(a)),
+                Bound::Param(p) => autograd::requires_grad(&lookup(params, p)?.data()?),
+            };
+            if wanted {
+                wrt.push(name.to_string());
+            }
+        }
+        Ok(wrt)
+    }
+
+    /// The training plan for `wrt`, built on first use and cached.
+    fn grad_plan(&self, wrt: &[String]) -> Result<Arc<GradPlan>> {
+        let mut plans = self.grad_plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = plans.get(wrt) {
+            return Ok(Arc::clone(plan));
+        }
+        let names: Vec<&str> = wrt.iter().map(String::as_str).collect();
+        let d = differentiate(&self.graph, &names)?;
+        let plan = Arc::new(GradPlan::new(
+            &d,
+            &self.input_names,
+            self.seed_slots,
+            self.options.backend,
+        )?);
+        plans.insert(wrt.to_vec(), Arc::clone(&plan));
+        Ok(plan)
+    }
+
+    /// Number of compiled backward graphs (one per set of bindings differentiated so far).
+    pub fn backward_plans(&self) -> usize {
+        self.grad_plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The compiled forward and backward graphs used when differentiating with respect to
+    /// `wrt` (binding names), computed afresh (for inspection: printing the backward graph, counting saved values).
+    pub fn differentiated(&self, wrt: &[&str]) -> Result<Differentiated> {
+        differentiate(&self.graph, wrt)
+    }
+
+    /// Checks, before anything runs, that every state update names an initialized parameter
+    /// of `params` whose type is its output's.
+    fn check_state(&self, params: &ParameterDict) -> Result<()> {
+        for (name, index) in &self.state_updates {
+            let param = lookup(params, name)?;
+            let data = param.data()?;
+            let want = self
+                .graph
+                .outputs()
+                .get(*index)
+                .map(|&id| self.graph.ty(id))
+                .transpose()?
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "CachedGraph::call",
+                        format!("state update of {name:?}: no output {index}"),
+                    )
+                })?;
+            if *want != data.ty() {
+                return Err(Error::invalid(
+                    "CachedGraph::call",
+                    format!(
+                        "state update of {name:?}: output {index} is {want}, the parameter is {}",
+                        data.ty()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the state updates and wraps the user outputs.
@@ -252,29 +436,18 @@ impl CachedGraph {
             .collect())
     }
 
-    /// Checks every state update, then writes them all (with recording paused: they are no
-    /// part of the differentiated computation).
+    /// Writes every state update (checked by `check_state` before the run), with recording
+    /// paused: they are no part of the differentiated computation.
     fn write_state(&self, outputs: &[Tensor], params: &ParameterDict) -> Result<()> {
         let mut writes = Vec::with_capacity(self.state_updates.len());
         for (name, index) in &self.state_updates {
-            let param = lookup(params, name)?;
-            let data = param.data()?;
+            let data = lookup(params, name)?.data()?;
             let value = outputs.get(*index).ok_or_else(|| {
                 Error::invalid(
                     "CachedGraph::call",
                     format!("state update of {name:?}: no output {index}"),
                 )
             })?;
-            if value.ty() != data.ty() {
-                return Err(Error::invalid(
-                    "CachedGraph::call",
-                    format!(
-                        "state update of {name:?}: output {index} is {}, the parameter is {}",
-                        value.ty(),
-                        data.ty()
-                    ),
-                ));
-            }
             writes.push((data, value.clone()));
         }
         autograd::pause(|| {
@@ -285,29 +458,22 @@ impl CachedGraph {
         })
     }
 
-    /// The array bound to each binding of an executor, and the parameters among them (with
-    /// their binding positions), checking types.
+    /// The array bound to each binding of an executor, checking types.
     fn resolve<'a>(
         &self,
         bound: &[Bound],
         types: impl Iterator<Item = (&'a str, &'a TensorType)>,
         inputs: &[&NDArray],
         params: &ParameterDict,
-    ) -> Result<(Vec<NDArray>, Vec<(usize, Parameter)>)> {
+    ) -> Result<Vec<NDArray>> {
         let mut arrays = Vec::with_capacity(bound.len());
-        let mut used = Vec::new();
-        for (k, (b, (name, want))) in bound.iter().zip(types).enumerate() {
+        for (b, (name, want)) in bound.iter().zip(types) {
             let array = match b {
                 Bound::Input(i) => inputs
                     .get(*i)
                     .map(|a| (*a).clone())
                     .ok_or_else(|| Error::invalid("CachedGraph::call", "too few inputs"))?,
-                Bound::Param(p) => {
-                    let param = lookup(params, p)?;
-                    let data = param.data()?;
-                    used.push((k, param.clone()));
-                    data
-                }
+                Bound::Param(p) => lookup(params, p)?.data()?,
             };
             let got = array.ty();
             if got != *want {
@@ -325,7 +491,7 @@ impl CachedGraph {
             }
             arrays.push(array);
         }
-        Ok((arrays, used))
+        Ok(arrays)
     }
 }
 
@@ -408,8 +574,118 @@ impl<'a> Locked<'a> {
     }
 }
 
-/// Whether parameter gradients are wanted: grad_req not null and a float dtype.
-#[allow(dead_code)]
-fn wants_grad(p: &Parameter) -> bool {
-    p.grad_req() != GradReq::Null && p.dtype().is_float()
+/// The name of the tape node a call records.
+const TAPE_NAME: &str = "hybridized_graph";
+
+/// One seed per seed slot, from the global generator, in slot order (as eager mode draws one
+/// per random op, in forward order).
+fn draw_seeds(n: usize) -> Vec<u64> {
+    (0..n).map(|_| crate::random::next_seed()).collect()
+}
+
+impl GradPlan {
+    fn new(
+        d: &Differentiated,
+        input_names: &[String],
+        seed_slots: usize,
+        backend: BackendChoice,
+    ) -> Result<GradPlan> {
+        let forward = Executor::new(&d.forward, seed_slots, backend)?;
+        let forward_bound = bindings_of(&forward, input_names, &d.forward)?;
+        let backward = Executor::new(&d.backward, seed_slots, backend)?;
+        let backward_feed = backward
+            .bindings()
+            .map(|(name, _)| {
+                let parsed = if let Some(i) = name.strip_prefix("saved:") {
+                    i.parse().ok().map(Feed::Saved)
+                } else if let Some(j) = name.strip_prefix("head:") {
+                    j.parse().ok().map(Feed::Head)
+                } else {
+                    None
+                };
+                parsed.ok_or_else(|| {
+                    Error::Graph(format!(
+                        "CachedGraph: the backward graph has an unexpected input {name:?}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wrt_positions = d
+            .wrt
+            .iter()
+            .map(|w| {
+                forward.bindings().position(|(n, _)| n == w).ok_or_else(|| {
+                    Error::Graph(format!(
+                        "CachedGraph: {w:?} is differentiated but not bound by the forward graph"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GradPlan {
+            forward,
+            forward_bound,
+            num_outputs: d.num_outputs,
+            backward,
+            backward_feed,
+            wrt_positions,
+        })
+    }
+}
+
+/// What the tape node of one recorded call keeps for its backward.
+struct Backward {
+    plan: Arc<GradPlan>,
+    /// The forward's saved values.
+    saved: Vec<Tensor>,
+    /// Types of the graph outputs after the user outputs (state updates): their head
+    /// gradients are zeros.
+    extra_heads: Vec<TensorType>,
+    /// The seeds the forward used; random ops in the backward (dropout's mask) reuse them.
+    seeds: Vec<u64>,
+    ctx: Context,
+}
+
+impl Backward {
+    /// Runs the backward graph on the head gradients of the user outputs; returns one
+    /// gradient per differentiated binding.
+    fn run(&self, grads: &[NDArray]) -> Result<Vec<Option<NDArray>>> {
+        if autograd::is_recording() {
+            return Err(Error::Autograd(
+                "a hybridized graph's backward ran while recording: second-order gradients \
+                 (differentiating a gradient) are not supported through hybridized blocks; \
+                 call the block without hybridize() for that"
+                    .into(),
+            ));
+        }
+        let zeros: Vec<Tensor> = self
+            .extra_heads
+            .iter()
+            .map(|t| Tensor::zeros(t.shape.clone(), t.dtype))
+            .collect();
+        let locked = Locked::new(grads)?;
+        let heads = locked.views();
+        let feed = self
+            .plan
+            .backward_feed
+            .iter()
+            .map(|f| match *f {
+                Feed::Saved(i) => self.saved.get(i).map(Tensor::view),
+                Feed::Head(j) if j < heads.len() => heads.get(j).cloned(),
+                Feed::Head(j) => zeros.get(j - heads.len()).map(Tensor::view),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Error::Autograd(format!(
+                    "hybridized graph backward: {} head gradients and {} saved values do not \
+                     fit its backward graph",
+                    grads.len(),
+                    self.saved.len()
+                ))
+            })?;
+        let out = self.plan.backward.run(&feed, &self.seeds)?;
+        Ok(out
+            .into_iter()
+            .map(|t| Some(NDArray::from_tensor(t, self.ctx)))
+            .collect())
+    }
 }
