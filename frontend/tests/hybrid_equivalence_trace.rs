@@ -12,6 +12,13 @@ use kiln_ir::graph::NodeKind;
 use kiln_ir::{Tensor, TensorType};
 use std::sync::Arc;
 
+/// The tests of this file share the global random generator: they run one at a time so that
+/// seeding it makes their draws repeat.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn normal() -> Arc<dyn Initializer> {
     Arc::new(Normal::new(0.5))
 }
@@ -53,6 +60,7 @@ fn assert_close(got: &[f64], want: &[f64], rel: f64) {
 
 #[test]
 fn dense_parameters_become_named_param_nodes_not_constants() -> Result<()> {
+    let _serial = serial();
     let dense = Dense::new(3).in_units(4);
     dense.initialize(normal(), Context::cpu())?;
     let x = input(1, &[2, 4])?;
@@ -86,6 +94,7 @@ fn dense_parameters_become_named_param_nodes_not_constants() -> Result<()> {
 
 #[test]
 fn symbolic_arrays_know_shape_dtype_and_print_without_values() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([2, 3], DType::F32);
     let t = trace(&[ty], Context::cpu(), &ParameterDict::new(), |xs| {
         let x = &xs[0];
@@ -110,6 +119,7 @@ fn symbolic_arrays_know_shape_dtype_and_print_without_values() -> Result<()> {
 
 #[test]
 fn reading_values_while_tracing_is_a_clear_error() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
     let readers: Vec<(&str, Box<dyn Fn(&NDArray) -> Result<()>>)> = vec![
@@ -162,6 +172,7 @@ fn reading_values_while_tracing_is_a_clear_error() -> Result<()> {
 
 #[test]
 fn in_place_writes_other_than_parameter_updates_are_errors() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
     let buffer = nd::zeros([2])?;
@@ -198,6 +209,7 @@ fn in_place_writes_other_than_parameter_updates_are_errors() -> Result<()> {
 
 #[test]
 fn symbolic_values_do_not_outlive_their_trace() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let mut kept = None;
     trace(&[ty], Context::cpu(), &ParameterDict::new(), |xs| {
@@ -213,6 +225,7 @@ fn symbolic_values_do_not_outlive_their_trace() -> Result<()> {
 
 #[test]
 fn random_ops_get_seed_slots_and_tracing_draws_no_seed() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([4, 5], DType::F32);
     kiln_frontend::random::seed(9);
     let t = autograd::train_mode(|| {
@@ -256,6 +269,7 @@ fn random_ops_get_seed_slots_and_tracing_draws_no_seed() -> Result<()> {
 
 #[test]
 fn batchnorm_running_statistics_become_state_updates() -> Result<()> {
+    let _serial = serial();
     let bn = BatchNorm::new().in_channels(3);
     bn.initialize(Arc::new(Zero), Context::cpu())?;
     let x = input(3, &[4, 3, 2])?;
@@ -288,6 +302,7 @@ fn batchnorm_running_statistics_become_state_updates() -> Result<()> {
 
 #[test]
 fn concrete_arrays_met_while_tracing_become_constants_once() -> Result<()> {
+    let _serial = serial();
     let c = nd::array(&[1.0f32, 10.0])?;
     let ty = TensorType::new([2], DType::F32);
     let t = trace(&[ty], Context::cpu(), &ParameterDict::new(), |xs| {
@@ -308,6 +323,7 @@ fn concrete_arrays_met_while_tracing_become_constants_once() -> Result<()> {
 
 #[test]
 fn a_trace_cannot_start_inside_a_trace() -> Result<()> {
+    let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
     let err = trace(&[ty.clone()], Context::cpu(), &none, |xs| {

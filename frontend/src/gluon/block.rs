@@ -3,10 +3,11 @@
 use super::init::Initializer;
 use super::parameter::{Parameter, ParameterDict};
 use crate::context::Context;
-use crate::hybrid::hybridize::{CacheStats, HybridState};
+use crate::hybrid::hybridize::{self, CacheStats, HybridState};
 use crate::hybrid::HybridizeOptions;
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A piece of a model: a layer, a container of layers, or a whole network.
@@ -165,5 +166,13 @@ pub trait HybridBlock: Block {
     /// The hybridize cache's counters: compiled signatures, hits and traces.
     fn cache_stats(&self) -> CacheStats {
         self.hybrid_state().stats()
+    }
+
+    /// Writes the block's graph (`{prefix}-graph.json`) and parameters
+    /// (`{prefix}.safetensors`) for [`crate::hybrid::SymbolBlock::imports`]. The graph is the
+    /// predict-mode trace for the input types of the latest call: hybridize and call the
+    /// block first. Returns the two paths.
+    fn export(&self, prefix: &Path) -> Result<(PathBuf, PathBuf)> {
+        hybridize::export_block(self, prefix)
     }
 }

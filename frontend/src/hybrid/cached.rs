@@ -541,7 +541,8 @@ impl<'a> Locked<'a> {
         let mut locks: Vec<(&'a RwLock<Storage>, RwLockReadGuard<'a, Storage>)> = Vec::new();
         let mut slot = Vec::with_capacity(arrays.len());
         for a in arrays {
-            let s: &'a RwLock<Storage> = a.inner.data.storage("CachedGraph::call", &a.inner.shape)?;
+            let s: &'a RwLock<Storage> =
+                a.inner.data.storage("CachedGraph::call", &a.inner.shape)?;
             match locks.iter().position(|(l, _)| std::ptr::eq(*l, s)) {
                 Some(i) => slot.push(i),
                 None => {

@@ -26,6 +26,7 @@ use crate::ndarray::NDArray;
 use kiln_ir::{DType, Error, Graph, Result, Shape, TensorType};
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -285,4 +286,39 @@ fn in_block<B: HybridBlock + ?Sized>(block: &B, e: Error) -> Error {
         },
         other => other,
     }
+}
+/// Writes `{prefix}-graph.json` and `{prefix}.safetensors` for `block`: the predict-mode graph
+/// of the latest call's input types and the parameters it binds (see [`super::export`]).
+///
+/// Errors unless the block is hybridized and has been called (the input types come from the
+/// latest call), or when writing fails.
+pub fn export_block<B: HybridBlock + ?Sized>(
+    block: &B,
+    prefix: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let state = block.hybrid_state();
+    let last = state.lock().last.clone();
+    let (Some(sig), true) = (last, state.is_active()) else {
+        return Err(Error::invalid(
+            "export",
+            format!(
+                "{}: call hybridize() and then the block once before export(), so that the \
+                 input shapes are known",
+                block.prefix()
+            ),
+        ));
+    };
+    let sig = Signature {
+        training: false,
+        ..sig
+    };
+    let params = block.collect_params()?;
+    let traced = trace_block(block, &sig, &params)?;
+    let mut bound = ParameterDict::new();
+    for (name, _) in traced.graph.params() {
+        if let Some(p) = params.get(name) {
+            bound.insert(p.clone())?;
+        }
+    }
+    super::export(prefix, &traced.graph, &bound)
 }
