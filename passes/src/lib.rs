@@ -6,7 +6,7 @@
 
 pub mod autodiff;
 
-pub use autodiff::{differentiate, Differentiated};
+pub use autodiff::{differentiate, differentiate_outputs, Differentiated};
 
 use kiln_ir::{Graph, Result};
 
