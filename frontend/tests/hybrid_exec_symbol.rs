@@ -70,6 +70,13 @@ fn bits(a: &NDArray) -> Vec<u32> {
         .collect()
 }
 
+/// Tests that draw from the global random generator hold this, so that one test reseeding
+/// it does not change what another draws (tests run on parallel threads).
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
     r.expect_err("expected an error").to_string()
 }
@@ -267,6 +274,7 @@ fn normalization_statistics_import_without_gradients() -> Result<()> {
 
 #[test]
 fn imported_dropout_draws_fresh_seeds_like_eager() -> Result<()> {
+    let _rng = global_rng();
     let dir = tempfile::tempdir().unwrap();
     let mut g = Graph::new();
     let x = g.add_input("data", TensorType::new([64], DType::F32))?;
@@ -458,6 +466,7 @@ fn an_imported_block_inside_a_hybridized_model_joins_its_trace() -> Result<()> {
     use kiln_frontend::gluon::HybridBlock;
     use std::sync::Arc;
 
+    let _rng = global_rng();
     let dir = tempfile::tempdir().unwrap();
     let (gf, pf) = exported(dir.path());
     let net = HybridSequential::new();
