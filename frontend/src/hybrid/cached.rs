@@ -228,10 +228,20 @@ impl CachedGraph {
     }
 
     /// Runs the graph on `inputs` (in `input_names` order) with the parameters bound by name
-    /// from `params`; returns the user outputs, on the inputs' device.
+    /// from `params`; returns the user outputs, on the inputs' device. Draws one seed per
+    /// seed slot, then writes the state updates into their parameters.
+    ///
+    /// Under [`autograd::record`], when some float input requires a gradient (it has one
+    /// attached, or recorded history) or some float parameter's grad_req is not null, the call
+    /// is one node on the tape: the forward also keeps the values the backward graph needs,
+    /// and `backward()` runs that graph (built by `kiln_passes::autodiff` for this set of
+    /// bindings on first use, then cached; see [`CachedGraph::backward_plans`]) and delivers
+    /// the gradients by each array's grad_req, as imperative mode does. Gradients carry no
+    /// history: second-order gradients are not supported.
     ///
     /// Errors (changing nothing) when an input has the wrong shape or dtype, a parameter is
-    /// missing from `params`, not initialized or of the wrong type, or a kernel fails.
+    /// missing from `params`, not initialized or of the wrong type, a state update's parameter
+    /// does not fit its output, or a kernel fails.
     pub fn call(&self, inputs: &[&NDArray], params: &ParameterDict) -> Result<Vec<NDArray>> {
         if inputs.len() != self.input_names.len() {
             return Err(Error::invalid(
@@ -262,13 +272,7 @@ impl CachedGraph {
             Vec::new()
         };
         if wrt.is_empty() {
-            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
-            let seeds = draw_seeds(self.seed_slots);
-            let outputs = {
-                let locked = Locked::new(&arrays)?;
-                self.forward.run(&locked.views(), &seeds)?
-            };
-            let user = self.finish(outputs, params, ctx)?;
+            let user = self.call_plain(inputs, params, ctx)?;
             if recording {
                 // Nothing here wants a gradient: the outputs carry no history (the call marks
                 // them so that a backward through them explains why).
@@ -280,15 +284,25 @@ impl CachedGraph {
         let plan = self.grad_plan(&wrt)?;
         if !recording {
             // static_alloc: the plan is built; this call itself needs no gradients.
-            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
-            let seeds = draw_seeds(self.seed_slots);
-            let outputs = {
-                let locked = Locked::new(&arrays)?;
-                self.forward.run(&locked.views(), &seeds)?
-            };
-            return self.finish(outputs, params, ctx);
+            return self.call_plain(inputs, params, ctx);
         }
         self.call_recorded(&plan, inputs, params, ctx)
+    }
+
+    /// A call without gradients: the plain forward plan.
+    fn call_plain(
+        &self,
+        inputs: &[&NDArray],
+        params: &ParameterDict,
+        ctx: Context,
+    ) -> Result<Vec<NDArray>> {
+        let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
+        let seeds = draw_seeds(self.seed_slots);
+        let outputs = {
+            let locked = Locked::new(&arrays)?;
+            self.forward.run(&locked.views(), &seeds)?
+        };
+        self.finish(outputs, params, ctx)
     }
 
     /// A call under `autograd::record`: runs the forward that saves values for the backward
