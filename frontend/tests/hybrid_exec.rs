@@ -879,3 +879,38 @@ fn hybridized_graphs_nest_inside_an_imperative_model() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn saved_inputs_share_storage_with_the_callers_arrays_as_in_eager_mode() -> Result<()> {
+    // d(x * w)/dw = x is read from the caller's x at backward time, not from a copy: writing
+    // x in place between forward and backward changes the gradient exactly as it does for
+    // eager autograd (MXNet behaves the same).
+    let w = param("mul0_w", &[3], |i| i as f32 + 1.0);
+    let params = dict(&[&w]);
+    let mut g = Graph::new();
+    let xi = g.add_input("x", TensorType::new([3], DType::F32))?;
+    let wi = g.add_param("mul0_w", TensorType::new([3], DType::F32))?;
+    let y = g.add_op(Op::Binary { f: BinaryOp::Mul }, &[xi, wi])?;
+    g.set_outputs(vec![y])?;
+    let c = cached(g, vec!["x".into()], BackendChoice::Cpu);
+    let plan = c.differentiated(&["mul0_w"])?;
+    assert_eq!(plan.saved_count(), 1, "the backward reads x");
+
+    let mut results = Vec::new();
+    for hybrid in [false, true] {
+        let x = nd::array(&[1.0f32, 2.0, 3.0])?;
+        let y = autograd::record(|| -> Result<NDArray> {
+            if hybrid {
+                sum_all(&c.call(&[&x], &params)?[0])
+            } else {
+                sum_all(&(&x * &w.data()?)?)
+            }
+        })?;
+        x.assign(&nd::array(&[10.0f32, 20.0, 30.0])?)?;
+        y.backward()?;
+        results.push(w.grad()?.to_vec::<f32>()?);
+    }
+    assert_eq!(results[0], vec![10.0, 20.0, 30.0]);
+    assert_eq!(results[1], results[0]);
+    Ok(())
+}
