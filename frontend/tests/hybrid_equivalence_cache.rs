@@ -266,11 +266,7 @@ type Named = Vec<(String, Vec<f64>)>;
 
 /// One recorded forward of `model` with an imperative loss, and backward: the loss, and per
 /// parameter its gradient (its value for grad_req null: running statistics).
-fn loss_and_grads(
-    model: &Sequential,
-    x: &NDArray,
-    label: &NDArray,
-) -> Result<(Vec<f64>, Named)> {
+fn loss_and_grads(model: &Sequential, x: &NDArray, label: &NDArray) -> Result<(Vec<f64>, Named)> {
     let loss_fn = SoftmaxCrossEntropyLoss::new();
     kiln_frontend::random::seed(31);
     let loss = autograd::record(|| loss_fn.forward(&model.forward(x)?, label))?;
