@@ -7,17 +7,15 @@
 /// as a module, find it too).
 #[path = "common/mod.rs"]
 pub mod common;
-/// MNIST loading, scoring and progress lines shared by the classification examples.
+/// MNIST loading shared by the classification examples.
 #[path = "mnist_train/mod.rs"]
 pub mod mnist_train;
 
+use common::train::{evaluate_accuracy, fit_classifier, EpochStats, Fit};
 use common::{Fallible, Options};
-use kiln::gluon::data::{DataLoader, Dataset};
-use kiln::gluon::metric::{Accuracy, EvalMetric};
+use kiln::gluon::data::Dataset;
 use kiln::prelude::*;
-use mnist_train::EpochStats;
 use std::io::Write;
-use std::time::Instant;
 
 /// The book's epochs.
 pub const EPOCHS: usize = 5;
@@ -55,7 +53,7 @@ pub fn cross_entropy(yhat: &NDArray, y: &NDArray) -> Result<NDArray> {
 pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     kiln::random::seed(1);
     let (train, test) = mnist_train::load(opts, QUICK_TRAIN)?;
-    let epochs = if opts.quick { 1 } else { EPOCHS };
+    let epochs = opts.epochs_or(EPOCHS, 1);
     writeln!(
         out,
         "MNIST: {} training, {} test samples; batch {BATCH_SIZE}, lr {LEARNING_RATE}, {epochs} epoch(s)",
@@ -71,54 +69,32 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     }
     let net = |x: &NDArray| -> Result<NDArray> { softmax(&(&nd::dot(x, &w)? + &b)?) };
 
-    let initial_test_acc = mnist_train::evaluate_accuracy(&test, &net)?;
+    let initial_test_acc = evaluate_accuracy(&test, &net)?;
     writeln!(out, "Test accuracy before training: {initial_test_acc:.4}")?;
 
-    let loader = DataLoader::new(train.clone(), BATCH_SIZE).shuffle(true);
-    let mut history = Vec::new();
-    let mut batch_losses = Vec::new();
-    let start = Instant::now();
-    for epoch in 0..epochs {
-        let epoch_start = Instant::now();
-        let (mut loss_sum, mut seen) = (0.0, 0usize);
-        let mut train_acc = Accuracy::new();
-        for batch in loader.iter() {
-            let (x, y) = batch?;
-            let n = x.shape().dims()[0];
-            let label_one_hot = y.one_hot(10)?;
-            let (loss, output) = autograd::record(|| -> Result<(NDArray, NDArray)> {
-                let output = net(&x)?;
-                Ok((cross_entropy(&output, &label_one_hot)?, output))
-            })?;
-            loss.backward()?;
-            autograd::pause(|| -> Result<()> {
-                for p in params {
-                    p.assign(&(p - &(&p.grad()? * LEARNING_RATE)?)?)?;
-                }
-                Ok(())
-            })?;
-            let l = loss.as_scalar::<f32>()? as f64;
-            batch_losses.push(l / n as f64);
-            loss_sum += l;
-            seen += n;
-            train_acc.update(&[&y], &[&output])?;
-        }
-        let train_secs = epoch_start.elapsed().as_secs_f64();
-        let stats = EpochStats {
-            epoch,
-            loss: loss_sum / seen as f64,
-            train_acc: train_acc.get().1,
-            test_acc: mnist_train::evaluate_accuracy(&test, &net)?,
-            samples_per_sec: seen as f64 / train_secs,
-        };
-        mnist_train::print_epoch(out, &stats)?;
-        history.push(stats);
-    }
-    mnist_train::print_summary(out, &history, start.elapsed())?;
+    let loss = |output: &NDArray, label: &NDArray| cross_entropy(output, &label.one_hot(10)?);
+    let fit = Fit {
+        epochs,
+        batch_size: BATCH_SIZE,
+        forward: &net,
+        loss: &loss,
+        predict: &net,
+    };
+    let history = fit_classifier(out, &train, &test, &fit, &mut |_| {
+        autograd::pause(|| -> Result<()> {
+            for p in params {
+                p.assign(&(p - &(&p.grad()? * LEARNING_RATE)?)?)?;
+            }
+            Ok(())
+        })
+    })?;
+    let plot = opts.out_file("ch02_softmax_regression_scratch_loss.png")?;
+    history.plot_loss(&plot, "Softmax regression from scratch: training loss")?;
+    writeln!(out, "Loss curve written to {}", plot.display())?;
     Ok(Summary {
         initial_test_acc,
-        history,
-        first_last_loss: mnist_train::first_last_tenth(&batch_losses),
+        first_last_loss: history.first_last_tenth(),
+        history: history.epochs,
     })
 }
 

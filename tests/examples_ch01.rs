@@ -198,9 +198,24 @@ fn examples_reject_unknown_arguments() {
         parsed,
         Ok(Options {
             quick: true,
-            data: "/tmp/d".into()
+            data: "/tmp/d".into(),
+            ..Options::default()
         })
     );
+    let parsed =
+        Options::parse(["--epochs", "3", "--out=/tmp/o", "--data", "/d"].map(String::from))
+            .unwrap();
+    assert_eq!(parsed.epochs, Some(3));
+    assert_eq!(parsed.out, std::path::PathBuf::from("/tmp/o"));
+    assert_eq!(parsed.epochs_or(10, 1), 3);
+    assert_eq!(Options::default().epochs_or(10, 1), 10);
+    assert_eq!(Options::quick().epochs_or(10, 1), 1);
+    for bad in [["--epochs", "0"], ["--epochs", "x"]] {
+        assert!(Options::parse(bad.map(String::from))
+            .unwrap_err()
+            .contains("--epochs needs a positive whole number"));
+    }
+    assert!(Options::parse(["--out".to_string()]).is_err());
     assert_eq!(
         Options::parse(["--data=/x".to_string()]).map(|o| o.data),
         Ok("/x".into())
@@ -214,10 +229,12 @@ fn examples_reject_unknown_arguments() {
     let via_parent = Options {
         quick: true,
         data: data.clone(),
+        ..Options::default()
     };
     let direct = Options {
         quick: true,
         data: data.join("mnist"),
+        ..Options::default()
     };
     assert_eq!(via_parent.mnist_dir(), data.join("mnist"));
     assert_eq!(direct.mnist_dir(), data.join("mnist"));

@@ -122,8 +122,20 @@ fn mlp_scratch_learns_mnist() {
 fn mlp_gluon_learns_mnist() {
     use ch03_mlp_gluon as ex;
     let mut out = Vec::new();
-    let s = ex::run(&ex::common::Options::quick(), &mut out).unwrap();
+    let opts = ex::common::Options {
+        out: tempfile::tempdir().unwrap().keep(),
+        ..ex::common::Options::quick()
+    };
+    let s = ex::run(&opts, &mut out).unwrap();
     let (first, last) = s.first_last_loss;
     assert!(last < first / 2.0, "loss {first} -> {last}");
     assert!(s.history[0].test_acc > 0.75, "{:?}", s.history);
+    // The loss curve is a PNG file where the output says.
+    let plot = opts.out.join("ch03_mlp_gluon_loss.png");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(&plot.display().to_string()), "{text}");
+    let png = std::fs::read(&plot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 5_000, "{} bytes", png.len());
+    std::fs::remove_dir_all(&opts.out).unwrap();
 }

@@ -1,7 +1,12 @@
-//! Command-line options shared by the examples: `--quick` (smaller sample counts, for tests)
-//! and `--data DIR` (where data sets live; the shipped `data/` folder by default).
+//! What the examples share: command-line options (`--quick`, `--epochs N`, `--data DIR`,
+//! `--out DIR`), progress bars ([`progress`]), PNG plots ([`plot`]) and the classifier
+//! training loop ([`train`]).
 
-use std::path::PathBuf;
+pub mod plot;
+pub mod progress;
+pub mod train;
+
+use std::path::{Path, PathBuf};
 
 /// What every example accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,6 +15,11 @@ pub struct Options {
     pub quick: bool,
     /// The folder holding the data sets (`DIR/mnist/...`).
     pub data: PathBuf,
+    /// Epochs to train, overriding the example's own number (the book's, or one under
+    /// `--quick`).
+    pub epochs: Option<usize>,
+    /// Where plots and other output files go.
+    pub out: PathBuf,
 }
 
 impl Default for Options {
@@ -17,17 +27,58 @@ impl Default for Options {
         Options {
             quick: false,
             data: kiln::frontend::data::mnist::default_data_dir(),
+            epochs: None,
+            out: default_out_dir(),
         }
     }
 }
 
+/// `target/example-output` under the repository: out of the way of the sources, and cleaned
+/// with the build.
+pub fn default_out_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/example-output")
+}
+
 impl Options {
-    /// Options with `--quick` set and the shipped data folder.
+    /// Options with `--quick` set, the shipped data folder, and output in a temporary folder.
     #[allow(dead_code)] // used by the tests, not by every example binary
     pub fn quick() -> Self {
         Options {
             quick: true,
+            out: std::env::temp_dir().join("kiln-example-output"),
             ..Options::default()
+        }
+    }
+
+    /// The number of epochs to train: `--epochs` when given, else `quick` under `--quick`,
+    /// else `full`.
+    #[allow(dead_code)] // used by the training examples
+    pub fn epochs_or(&self, full: usize, quick: usize) -> usize {
+        self.epochs.unwrap_or(if self.quick { quick } else { full })
+    }
+
+    /// The path of output file `name` in the output folder, creating the folder.
+    #[allow(dead_code)] // used by the examples that plot
+    pub fn out_file(&self, name: &str) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.out)?;
+        Ok(self.out.join(name))
+    }
+
+    /// Where the Fashion-MNIST files are: `DATA/fashion-mnist` when it exists, else `DATA`.
+    #[allow(dead_code)] // used by the examples that read Fashion-MNIST
+    pub fn fashion_mnist_dir(&self) -> PathBuf {
+        self.data_subdir("fashion-mnist")
+    }
+
+    /// `DATA/name` when it is a folder, else `DATA` itself (so `--data` may name either the
+    /// data folder or the data set's own folder).
+    #[allow(dead_code)] // used by the examples that read data
+    pub fn data_subdir(&self, name: &str) -> PathBuf {
+        let nested = self.data.join(name);
+        if nested.is_dir() {
+            nested
+        } else {
+            self.data.clone()
         }
     }
 
@@ -35,12 +86,7 @@ impl Options {
     /// `--data` may name either the data folder or the MNIST folder).
     #[allow(dead_code)] // used by the examples that read MNIST
     pub fn mnist_dir(&self) -> PathBuf {
-        let nested = self.data.join("mnist");
-        if nested.is_dir() {
-            nested
-        } else {
-            self.data.clone()
-        }
+        self.data_subdir("mnist")
     }
 
     /// Parses `args` (without the program name). `--help` and unknown arguments give an
@@ -51,15 +97,32 @@ impl Options {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
-                "--data" => match args.next() {
-                    Some(dir) => opts.data = PathBuf::from(dir),
-                    None => return Err(format!("--data needs a folder\n\n{}", usage())),
-                },
                 "-h" | "--help" => return Err(usage()),
-                other => match other.strip_prefix("--data=") {
-                    Some(dir) => opts.data = PathBuf::from(dir),
-                    None => return Err(format!("unknown argument `{other}`\n\n{}", usage())),
-                },
+                other => {
+                    let (flag, inline) = match other.split_once('=') {
+                        Some((flag, value)) => (flag, Some(value.to_string())),
+                        None => (other, None),
+                    };
+                    if !matches!(flag, "--data" | "--out" | "--epochs") {
+                        return Err(format!("unknown argument `{other}`\n\n{}", usage()));
+                    }
+                    let Some(value) = inline.or_else(|| args.next()) else {
+                        return Err(format!("{flag} needs a value\n\n{}", usage()));
+                    };
+                    match flag {
+                        "--data" => opts.data = PathBuf::from(value),
+                        "--out" => opts.out = PathBuf::from(value),
+                        _ => match value.parse::<usize>() {
+                            Ok(n) if n > 0 => opts.epochs = Some(n),
+                            _ => {
+                                return Err(format!(
+                                    "--epochs needs a positive whole number, not `{value}`\n\n{}",
+                                    usage()
+                                ))
+                            }
+                        },
+                    }
+                }
             }
         }
         Ok(opts)
@@ -80,8 +143,9 @@ impl Options {
 
 fn usage() -> String {
     format!(
-        "options:\n  --quick       smaller sample counts (seconds, for tests)\n  --data DIR    the data folder holding mnist/, or the MNIST folder itself\n                (default {})\n  --help        this text",
-        Options::default().data.display()
+        "options:\n  --quick       smaller sample counts and fewer epochs (seconds, for tests)\n  --epochs N    train for N epochs\n  --data DIR    the data folder holding mnist/ etc., or a data set's own folder\n                (default {})\n  --out DIR     where plots go (default {})\n  --help        this text",
+        Options::default().data.display(),
+        default_out_dir().display()
     )
 }
 
