@@ -36,7 +36,10 @@ fn normal(shape: &[usize], seed: u64) -> Result<NDArray> {
     nd::random::normal(0.0, 1.0, shape.to_vec())
 }
 
-fn seq(children: Vec<Box<dyn FnOnce(&HybridSequential)>>) -> Box<dyn HybridBlock> {
+/// Adds one child to a container.
+type AddChild = Box<dyn FnOnce(&HybridSequential)>;
+
+fn seq(children: Vec<AddChild>) -> Box<dyn HybridBlock> {
     let net = HybridSequential::new();
     net.name_scope(|| {
         for add in children {

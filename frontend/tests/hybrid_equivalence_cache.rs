@@ -261,13 +261,12 @@ fn a_hybridized_parent_traces_hybridized_children_inline() -> Result<()> {
     Ok(())
 }
 
-/// A small model built twice with the same weights: `imperative` stays eager, in `hybrid`
-/// the parts are hybridized as `setup` says. Returns (loss, gradients by parameter) per model.
-fn loss_and_grads(
-    model: &Sequential,
-    x: &NDArray,
-    label: &NDArray,
-) -> Result<(Vec<f64>, Vec<(String, Vec<f64>)>)> {
+/// Values by parameter name.
+type Named = Vec<(String, Vec<f64>)>;
+
+/// One recorded forward of `model` with an imperative loss, and backward: the loss, and per
+/// parameter its gradient (its value for grad_req null: running statistics).
+fn loss_and_grads(model: &Sequential, x: &NDArray, label: &NDArray) -> Result<(Vec<f64>, Named)> {
     let loss_fn = SoftmaxCrossEntropyLoss::new();
     kiln_frontend::random::seed(31);
     let loss = autograd::record(|| loss_fn.forward(&model.forward(x)?, label))?;

@@ -117,12 +117,15 @@ fn symbolic_arrays_know_shape_dtype_and_print_without_values() -> Result<()> {
     Ok(())
 }
 
+/// A value reader run inside a trace.
+type Reader = Box<dyn Fn(&NDArray) -> Result<()>>;
+
 #[test]
 fn reading_values_while_tracing_is_a_clear_error() -> Result<()> {
     let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
-    let readers: Vec<(&str, Box<dyn Fn(&NDArray) -> Result<()>>)> = vec![
+    let readers: Vec<(&str, Reader)> = vec![
         ("to_vec", Box::new(|x| x.to_vec::<f32>().map(|_| ()))),
         (
             "as_scalar",
@@ -151,7 +154,7 @@ fn reading_values_while_tracing_is_a_clear_error() -> Result<()> {
         ),
     ];
     for (op, read) in readers {
-        let err = trace(&[ty.clone()], Context::cpu(), &none, |xs| {
+        let err = trace(std::slice::from_ref(&ty), Context::cpu(), &none, |xs| {
             read(&xs[0])?;
             Ok(vec![xs[0].clone()])
         })
@@ -176,7 +179,7 @@ fn in_place_writes_other_than_parameter_updates_are_errors() -> Result<()> {
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
     let buffer = nd::zeros([2])?;
-    let err = trace(&[ty.clone()], Context::cpu(), &none, |xs| {
+    let err = trace(std::slice::from_ref(&ty), Context::cpu(), &none, |xs| {
         buffer.assign(&xs[0])?;
         Ok(vec![xs[0].clone()])
     })
@@ -185,7 +188,7 @@ fn in_place_writes_other_than_parameter_updates_are_errors() -> Result<()> {
         err.to_string().contains("only a block's parameters"),
         "{err}"
     );
-    let err = trace(&[ty.clone()], Context::cpu(), &none, |xs| {
+    let err = trace(std::slice::from_ref(&ty), Context::cpu(), &none, |xs| {
         let y = xs[0].relu()?;
         y.add_scalar_assign_(1.0)?;
         Ok(vec![y])
@@ -326,8 +329,8 @@ fn a_trace_cannot_start_inside_a_trace() -> Result<()> {
     let _serial = serial();
     let ty = TensorType::new([2], DType::F32);
     let none = ParameterDict::new();
-    let err = trace(&[ty.clone()], Context::cpu(), &none, |xs| {
-        trace(&[ty.clone()], Context::cpu(), &none, |ys| {
+    let err = trace(std::slice::from_ref(&ty), Context::cpu(), &none, |xs| {
+        trace(std::slice::from_ref(&ty), Context::cpu(), &none, |ys| {
             Ok(vec![ys[0].clone()])
         })?;
         Ok(vec![xs[0].clone()])
