@@ -3,8 +3,10 @@
 //! training loop ([`train`]).
 
 pub mod cnn;
+pub mod csv;
 pub mod curves;
 pub mod libsvm;
+pub mod params;
 pub mod plot;
 pub mod progress;
 pub mod train;
