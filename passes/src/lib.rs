@@ -1,7 +1,12 @@
 //! kiln-passes: graph-to-graph transformations.
 //!
 //! The pass manager and the optimizations arrive with their own issue; this crate holds the
-//! [`Pass`] seam they plug into so the rest of kiln can already name it.
+//! [`Pass`] seam they plug into so the rest of kiln can already name it, and [`autodiff`],
+//! which turns a graph into a forward and a backward graph.
+
+pub mod autodiff;
+
+pub use autodiff::{differentiate, differentiate_outputs, Differentiated};
 
 use kiln_ir::{Graph, Result};
 
