@@ -233,7 +233,8 @@ fn bench(model: &str, opts: &Options) -> Result<String> {
         ("threads", json!(kiln::backends::cpu::threads())),
         ("data", json!(source)),
         ("final_loss", json!(last_loss)),
-    ]))}
+    ]))
+}
 
 /// A JSON object with its keys in the given order (serde_json's map would sort them).
 fn ordered_json(fields: &[(&str, serde_json::Value)]) -> String {

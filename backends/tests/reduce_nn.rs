@@ -259,7 +259,20 @@ fn reductions_over_other_axis_sets_are_bitwise_equal_to_the_interpreter() {
         }
     }
     let x = Tensor::from_vec(
-        vec![1.0f32, f32::NAN, 3.0, 0.0, -1.0, 2.0, 5.0, 4.0, f32::NAN, 7.0, 8.0, 9.0],
+        vec![
+            1.0f32,
+            f32::NAN,
+            3.0,
+            0.0,
+            -1.0,
+            2.0,
+            5.0,
+            4.0,
+            f32::NAN,
+            7.0,
+            8.0,
+            9.0,
+        ],
         [2, 3, 2],
     )
     .unwrap();

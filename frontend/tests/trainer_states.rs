@@ -34,7 +34,10 @@ fn batch(i: usize) -> Result<(NDArray, NDArray)> {
         .map(|k| (((k * 7 + i * 13) % 17) as f32 - 8.0) / 8.0)
         .collect();
     let y: Vec<f32> = (0..BATCH).map(|k| ((k + i) % 3) as f32).collect();
-    Ok((NDArray::from_vec(x, [BATCH, 6])?, NDArray::from_vec(y, [BATCH])?))
+    Ok((
+        NDArray::from_vec(x, [BATCH, 6])?,
+        NDArray::from_vec(y, [BATCH])?,
+    ))
 }
 
 /// Trains `net` on batches `steps`.
@@ -53,7 +56,13 @@ fn train(net: &Sequential, trainer: &mut Trainer, steps: std::ops::Range<usize>)
 fn bits(net: &Sequential) -> Result<Vec<Vec<u32>>> {
     net.collect_params()?
         .iter()
-        .map(|p| Ok(p.data()?.to_vec::<f32>()?.iter().map(|v| v.to_bits()).collect()))
+        .map(|p| {
+            Ok(p.data()?
+                .to_vec::<f32>()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect())
+        })
         .collect()
 }
 
@@ -141,7 +150,10 @@ fn a_changed_learning_rate_is_restored() -> Result<()> {
     fresh.load_states(&path)?;
     assert_eq!(fresh.learning_rate(), 0.025);
     // Plain SGD has no state arrays, but the parameters were updated: empty states.
-    assert!(fresh.states().iter().all(|s| s.as_ref().is_some_and(|s| s.is_empty())));
+    assert!(fresh
+        .states()
+        .iter()
+        .all(|s| s.as_ref().is_some_and(|s| s.is_empty())));
     Ok(())
 }
 

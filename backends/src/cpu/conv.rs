@@ -345,7 +345,14 @@ fn conv_block<T: Real>(
 
 /// Gathers images `n0 .. n0 + nb` of `src` (`[n, rows, ohw]`) side by side into
 /// `dst [rows, nb·ohw]`.
-fn gather_block<T: Real>(src: &[T], rows: usize, ohw: usize, n0: usize, nb: usize, dst: &mut Vec<T>) {
+fn gather_block<T: Real>(
+    src: &[T],
+    rows: usize,
+    ohw: usize,
+    n0: usize,
+    nb: usize,
+    dst: &mut Vec<T>,
+) {
     let ld = nb * ohw;
     dst.clear();
     dst.resize(rows * ld, T::zero());
@@ -677,10 +684,14 @@ fn deconv_typed<T: Real>(
         let wt = weight_t(0)?;
         let nb = g.images_per_block();
         if g.split_batch() && g.n.div_ceil(nb) >= threads() {
-            out.par_chunks_mut(nb * image_len).enumerate().for_each_init(
-                || (Vec::new(), Vec::new()),
-                |bufs, (bi, img_b)| deconv_block(&g, xd, wt, bi * nb, img_b, bufs, Parallelism::None),
-            );
+            out.par_chunks_mut(nb * image_len)
+                .enumerate()
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |bufs, (bi, img_b)| {
+                        deconv_block(&g, xd, wt, bi * nb, img_b, bufs, Parallelism::None)
+                    },
+                );
         } else {
             let par = parallelism(kdim, nb * ohw, og);
             let mut bufs = (Vec::new(), Vec::new());

@@ -212,8 +212,7 @@ pub fn reduce_axes<T: Real>(
     dims: &[usize],
     reduced: &[bool],
 ) -> Option<Vec<T>> {
-    if !matches!(f, ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max) || dims.len() != reduced.len()
-    {
+    if !matches!(f, ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max) || dims.len() != reduced.len() {
         return None;
     }
     if checked_numel(dims)? != s.len() {

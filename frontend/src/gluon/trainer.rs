@@ -291,9 +291,11 @@ impl Trainer {
         let fail = |msg: String| Error::invalid(op, format!("{}: {msg}", path.display()));
         let (arrays, metadata) = serialize::load_with_metadata(path)?;
         let text = metadata.get(STATES_KEY).ok_or_else(|| {
-            fail("not a trainer-state file (it has no trainer description; a parameter file \
+            fail(
+                "not a trainer-state file (it has no trainer description; a parameter file \
                   loads with load_parameters)"
-                .to_string())
+                    .to_string(),
+            )
         })?;
         let d: Value = serde_json::from_str(text)
             .map_err(|e| fail(format!("the trainer description is not valid JSON ({e})")))?;
@@ -332,7 +334,12 @@ impl Trainer {
         }
         let saved_names: Vec<String> = saved
             .iter()
-            .map(|p| p.get("name").and_then(Value::as_str).unwrap_or("").to_string())
+            .map(|p| {
+                p.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
         let names: Vec<String> = self.params.iter().map(|p| p.name()).collect();
         let (saved_cut, cut) = (shared_prefix(&saved_names), shared_prefix(&names));
@@ -353,7 +360,10 @@ impl Trainer {
                     .map(|d| d.as_u64().and_then(|u| usize::try_from(u).ok()))
                     .collect()
             });
-            let dtype = s.get("dtype").and_then(Value::as_str).and_then(DType::parse);
+            let dtype = s
+                .get("dtype")
+                .and_then(Value::as_str)
+                .and_then(DType::parse);
             let (Some(shape), Some(dtype)) = (shape, dtype) else {
                 problems.push(format!("parameter {i} ({name}): no valid shape and dtype"));
                 continue;
@@ -364,7 +374,11 @@ impl Trainer {
             } else {
                 // Deferred: only the dims already known must agree.
                 here.rank() == shape.len()
-                    && here.dims().iter().zip(&shape).all(|(&a, &b)| a == 0 || a == b)
+                    && here
+                        .dims()
+                        .iter()
+                        .zip(&shape)
+                        .all(|(&a, &b)| a == 0 || a == b)
             };
             if !fits {
                 problems.push(format!(
@@ -425,7 +439,9 @@ impl Trainer {
             .iter()
             .map(|pair| match pair.as_array().map(Vec::as_slice) {
                 Some([i, c]) => Ok((uint(i, "an update index")?, uint(c, "an update count")?)),
-                _ => Err(fail(format!("update_counts holds {pair}, not [index, count]"))),
+                _ => Err(fail(format!(
+                    "update_counts holds {pair}, not [index, count]"
+                ))),
             })
             .collect::<Result<Vec<_>>>()?;
         self.states = states;
