@@ -285,6 +285,9 @@ pub fn reduce_axes<T: Real>(
                     let mut a: [f64; SLOTS] = std::array::from_fn(|i| acc[base + j + i]);
                     let lanes: [&[T]; SLOTS] =
                         std::array::from_fn(|i| &block[(j + i) * l..(j + i + 1) * l]);
+                    // Position p of all SLOTS lanes, then p + 1: indexing keeps the lanes in
+                    // lockstep, which an iterator per lane would not.
+                    #[allow(clippy::needless_range_loop)]
                     for p in 0..l {
                         for i in 0..SLOTS {
                             a[i] = step(a[i], lanes[i][p].to_wide());
