@@ -8,6 +8,7 @@ pub mod autograd;
 pub mod context;
 pub mod data;
 pub mod gluon;
+pub mod hybrid;
 pub mod nd;
 pub mod ndarray;
 pub mod random;

@@ -27,7 +27,13 @@ pub fn seed(seed: u64) {
 }
 
 /// Draws the seed for the next random op.
+///
+/// While a hybridize trace runs on this thread it draws nothing and returns 0: the traced op
+/// gets a seed placeholder, and the compiled graph draws the real seed each time it runs.
 pub fn next_seed() -> u64 {
+    if crate::hybrid::trace::is_tracing() {
+        return 0;
+    }
     let mut g = global().lock().unwrap_or_else(|e| e.into_inner());
     g.next_u64()
 }

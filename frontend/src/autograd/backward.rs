@@ -99,6 +99,13 @@ pub fn backward(
     head_grads: Option<&[&NDArray]>,
     retain_graph: bool,
 ) -> Result<()> {
+    if crate::hybrid::trace::is_tracing() {
+        return Err(Error::Autograd(
+            "backward: cannot run inside a hybridize trace (the forward being traced has no \
+             values yet); call backward on the hybridized block's result after the call returns"
+                .into(),
+        ));
+    }
     paused(|| run(heads, head_grads, retain_graph))
 }
 
@@ -384,7 +391,7 @@ fn deliver(leaves: Vec<Leaf>) -> Result<()> {
             (GradReq::Add, None) | (GradReq::Null, _) => continue,
         };
         check_match("backward: gradient buffer", &leaf.buffer, &new)?;
-        let data = new.with_view(|v| v.data.to_storage());
+        let data = new.try_with_view("backward", |v| v.data.to_storage())?;
         writes.push((leaf.buffer, data));
     }
     for (buffer, data) in writes {
@@ -432,7 +439,7 @@ pub(crate) fn store(dst: &NDArray, data: &Storage) -> Result<()> {
     if data.len() != n {
         return Err(mismatch());
     }
-    let mut guard = write_storage(&dst.inner.storage);
+    let mut guard = write_storage(dst.inner.data.storage("backward", dst.shape())?);
     kiln_ir::with_data!(data.as_ref(), T, src => {
         let target = T::vec_mut(&mut guard)
             .and_then(|v| v.get_mut(offset..offset + n))

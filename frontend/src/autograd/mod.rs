@@ -241,3 +241,12 @@ impl NDArray {
 
 #[cfg(test)]
 mod tests;
+
+/// True when a gradient computed for `a` would be used: `a` has recorded history, or an
+/// attached gradient buffer whose grad_req is not [`GradReq::Null`]. Computations recorded
+/// with [`record_function`] (a hybridized block's graph) use it to differentiate only with
+/// respect to the inputs that need it.
+pub fn requires_grad(a: &NDArray) -> bool {
+    let m = meta(a);
+    m.entry.is_some() || m.grad.as_ref().is_some_and(|g| g.req != GradReq::Null)
+}

@@ -144,7 +144,7 @@ pub(crate) fn meta(a: &NDArray) -> MutexGuard<'_, AutogradMeta> {
 pub(crate) fn detached(a: &NDArray) -> NDArray {
     NDArray {
         inner: Arc::new(Inner {
-            storage: Arc::clone(&a.inner.storage),
+            data: a.inner.data.clone(),
             offset: a.inner.offset,
             shape: a.inner.shape.clone(),
             ctx: a.inner.ctx,

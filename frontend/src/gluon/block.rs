@@ -3,8 +3,11 @@
 use super::init::Initializer;
 use super::parameter::{Parameter, ParameterDict};
 use crate::context::Context;
+use crate::hybrid::hybridize::{self, CacheStats, HybridState};
+use crate::hybrid::HybridizeOptions;
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A piece of a model: a layer, a container of layers, or a whole network.
@@ -79,6 +82,97 @@ pub trait Block: Send + Sync {
 }
 
 /// A block whose forward uses only NDArray ops on its inputs and parameters — no reading of
-/// values, no data-dependent branching — so it can be traced into a graph. Every layer of
-/// [`crate::gluon`] whose MXNet counterpart is a `HybridBlock` implements it.
-pub trait HybridBlock: Block {}
+/// values, no data-dependent branching (branching on shapes and Rust-level options is fine) —
+/// so it can be traced into a graph. Every layer of [`crate::gluon::nn`] whose MXNet
+/// counterpart is a `HybridBlock` implements it.
+///
+/// The computation is written once, in [`HybridBlock::hybrid_forward`], against `NDArray`: it
+/// runs eagerly before [`HybridBlock::hybridize`] and on symbolic arrays when traced. The
+/// block's [`Block::forward`] routes the call: it is
+/// [`crate::hybrid::hybridize::call`]`(self, x)`.
+///
+/// ```
+/// use kiln_frontend::gluon::{init, Block, HybridBlock, Parameter};
+/// use kiln_frontend::hybrid::hybridize::{self, HybridState};
+/// use kiln_frontend::{nd, Context, NDArray, Result};
+/// use std::sync::Arc;
+///
+/// /// y = relu(x) * scale, with a learnt scale.
+/// struct ScaledRelu { scale: Parameter, hybrid: HybridState }
+///
+/// impl Block for ScaledRelu {
+///     fn prefix(&self) -> String { "scaledrelu0_".into() }
+///     fn params(&self) -> Vec<Parameter> { vec![self.scale.clone()] }
+///     fn forward(&self, x: &NDArray) -> Result<NDArray> { hybridize::call(self, x) }
+/// }
+///
+/// impl HybridBlock for ScaledRelu {
+///     fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+///         x.relu()? * &self.scale.data()?
+///     }
+///     fn hybrid_state(&self) -> &HybridState { &self.hybrid }
+/// }
+///
+/// let block = ScaledRelu {
+///     scale: Parameter::new("scaledrelu0_scale", [2]),
+///     hybrid: HybridState::default(),
+/// };
+/// block.initialize(Arc::new(init::One), Context::cpu())?;
+/// block.hybridize();
+/// let x = nd::array(&[-1.0f32, 3.0])?;
+/// assert_eq!(block.forward(&x)?.to_vec::<f32>()?, vec![0.0, 3.0]); // traces
+/// assert_eq!(block.forward(&x)?.to_vec::<f32>()?, vec![0.0, 3.0]); // cached
+/// assert_eq!((block.cache_stats().traces, block.cache_stats().hits), (1, 1));
+/// # Ok::<(), kiln_frontend::Error>(())
+/// ```
+pub trait HybridBlock: Block {
+    /// The computation (MXNet's `hybrid_forward`): NDArray ops on `x` and the parameters.
+    /// It must not read values; it runs eagerly and, once hybridized, on symbolic arrays.
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray>;
+
+    /// This block's hybridize switch and cache.
+    fn hybrid_state(&self) -> &HybridState;
+
+    /// Calls `f` on each child that is itself a `HybridBlock` (so `hybridize` reaches them).
+    fn visit_hybrid_children(&self, f: &mut dyn FnMut(&dyn HybridBlock)) {
+        let _ = f;
+    }
+
+    /// Hybridizes this block and its hybrid children with the default options: the next call
+    /// traces the forward into a graph, later calls with the same input shapes, dtypes, mode
+    /// and device run that graph without running the Rust forward.
+    fn hybridize(&self) {
+        self.hybridize_with(HybridizeOptions::default());
+    }
+
+    /// [`HybridBlock::hybridize`] with `options` (backend, static_alloc, static_shape).
+    fn hybridize_with(&self, options: HybridizeOptions) {
+        self.hybrid_state().activate(options);
+        self.visit_hybrid_children(&mut |c| c.hybridize_with(options));
+    }
+
+    /// Switches hybridization off for this block and its hybrid children (gluon's
+    /// `hybridize(False)`): calls run eagerly again and the cached graphs are dropped.
+    fn dehybridize(&self) {
+        self.hybrid_state().deactivate();
+        self.visit_hybrid_children(&mut |c| c.dehybridize());
+    }
+
+    /// True after `hybridize()` (until `dehybridize()`).
+    fn is_hybridized(&self) -> bool {
+        self.hybrid_state().is_active()
+    }
+
+    /// The hybridize cache's counters: compiled signatures, hits and traces.
+    fn cache_stats(&self) -> CacheStats {
+        self.hybrid_state().stats()
+    }
+
+    /// Writes the block's graph (`{prefix}-graph.json`) and parameters
+    /// (`{prefix}.safetensors`) for [`crate::hybrid::SymbolBlock::imports`]. The graph is the
+    /// predict-mode trace for the input types of the latest call: hybridize and call the
+    /// block first. Returns the two paths.
+    fn export(&self, prefix: &Path) -> Result<(PathBuf, PathBuf)> {
+        hybridize::export_block(self, prefix)
+    }
+}

@@ -418,7 +418,7 @@ fn tensor_from_view(v: &StView<'_>) -> std::result::Result<Tensor, String> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, flushed to disk
 /// and renamed over `path`: readers see the old file or the new one, never a partial write.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source,

@@ -157,28 +157,33 @@ impl NDArray {
         NDArray::from_vec(flat, shape)
     }
 
-    /// The elements in row-major order. Errors unless the array's dtype is `T`'s.
+    /// The elements in row-major order. Errors unless the array's dtype is `T`'s, and on a
+    /// symbolic array (inside a hybridize trace values cannot be read).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        self.with_view(|v| v.typed::<T>("to_vec").map(|s| s.to_vec()))
+        self.try_with_view("to_vec", |v| v.typed::<T>("to_vec").map(|s| s.to_vec()))?
     }
 
     /// The elements in row-major order, converted to f64 (bool as 0/1).
+    ///
+    /// On a symbolic array this abandons the hybridize trace with an error (see
+    /// [`NDArray::with_view`]); [`NDArray::to_vec`] returns that error instead.
     pub fn to_vec_f64(&self) -> Vec<f64> {
-        self.with_view(|v| v.data.to_f64_vec())
+        self.with_view_in("to_vec_f64", |v| v.data.to_f64_vec())
     }
 
     /// The one element of a single-element array (any shape with one element). Errors
-    /// when the array has more or fewer elements, or its dtype is not `T`'s.
+    /// when the array has more or fewer elements, its dtype is not `T`'s, or it is symbolic
+    /// (inside a hybridize trace).
     pub fn as_scalar<T: Element>(&self) -> Result<T> {
         self.check_single("as_scalar")?;
-        self.with_view(|v| v.typed::<T>("as_scalar").map(|s| s[0]))
+        self.try_with_view("as_scalar", |v| v.typed::<T>("as_scalar").map(|s| s[0]))?
     }
 
     /// The one element of a single-element array as f64 (MXNet's `asscalar()`), whatever
-    /// its dtype.
+    /// its dtype. Errors as [`NDArray::as_scalar`] does.
     pub fn as_scalar_f64(&self) -> Result<f64> {
         self.check_single("as_scalar_f64")?;
-        Ok(self.with_view(|v| v.data.get_f64(0)))
+        self.try_with_view("as_scalar_f64", |v| v.data.get_f64(0))
     }
 
     fn check_single(&self, op: &str) -> Result<()> {
@@ -195,9 +200,10 @@ impl NDArray {
         Ok(())
     }
 
-    /// A host copy of the elements (MXNet's `asnumpy()`).
+    /// A host copy of the elements (MXNet's `asnumpy()`). Abandons a hybridize trace on a
+    /// symbolic array, as [`NDArray::with_view`] does.
     pub fn to_tensor(&self) -> Tensor {
-        self.with_view(|v| v.to_tensor())
+        self.with_view_in("to_tensor", |v| v.to_tensor())
     }
 
     /// A deep copy with its own storage (recorded by autograd as an identity op).

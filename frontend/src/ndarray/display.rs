@@ -15,7 +15,23 @@ const EDGE_ITEMS: usize = 3;
 const PRECISION: usize = 8;
 
 impl fmt::Display for NDArray {
+    /// A symbolic array (inside a hybridize trace) has no values to print: it prints as
+    /// `<symbolic NDArray 2x3 f32 @cpu(0)>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_symbolic() {
+            let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
+            return write!(
+                f,
+                "<symbolic NDArray {} {} @{}>",
+                if dims.is_empty() {
+                    "scalar".to_string()
+                } else {
+                    dims.join("x")
+                },
+                self.dtype(),
+                self.context()
+            );
+        }
         let body = self.with_view(|v| format_values(&v));
         let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
         let shape = if dims.is_empty() {

@@ -4,9 +4,15 @@
 //! The new values are always computed first (through the ordinary op path) and the storage
 //! is write-locked only to copy them in: an operand may be the target itself or a view of it.
 
+//!
+//! While a hybridize trace runs, the only in-place write allowed is a whole-array write into a
+//! parameter (BatchNorm's running statistics): it becomes a state update of the traced graph
+//! (see [`crate::hybrid::trace`]). Other writes are errors that say what to do instead.
+
 use super::index::{SliceArg, SlicePlan};
-use super::{write_storage, NDArray};
-use kiln_ir::{Element, Error, Result, Storage};
+use super::{apply_on, write_storage, Data, NDArray};
+use crate::hybrid::trace;
+use kiln_ir::{Element, Error, Op, Result, Storage};
 use std::sync::Arc;
 
 /// Runs `$body` with `$d` and `$s` bound to the typed vectors of two storages of one dtype.
@@ -65,25 +71,37 @@ fn fill_typed<T: Element>(
 }
 
 /// The elements of a freshly computed array as owned storage, without copying when the
-/// array is the only handle on its storage.
-fn into_storage(a: NDArray) -> Storage {
-    let copy = |a: &NDArray| a.with_view(|v| v.data.to_storage());
+/// array is the only handle on its storage. Errors on a symbolic array (`op` names the write).
+fn into_storage(op: &str, a: NDArray) -> Result<Storage> {
+    let copy = |a: &NDArray| a.try_with_view(op, |v| v.data.to_storage());
     let inner = match Arc::try_unwrap(a.inner) {
         Ok(inner) => inner,
         Err(shared) => return copy(&NDArray { inner: shared }),
     };
     let (start, n) = (inner.offset, inner.shape.numel());
-    match Arc::try_unwrap(inner.storage) {
+    let storage = match inner.data {
+        Data::Concrete(s) => s,
+        Data::Symbolic(sym) => {
+            return Err(trace::value_read_error(op, &inner.shape, sym.dtype));
+        }
+    };
+    match Arc::try_unwrap(storage) {
         Ok(lock) => {
             let s = lock.into_inner().unwrap_or_else(|e| e.into_inner());
-            if start == 0 && s.len() == n {
+            Ok(if start == 0 && s.len() == n {
                 s
             } else {
                 s.slice(start..start + n).to_storage()
-            }
+            })
         }
         Err(storage) => copy(&NDArray::from_parts(storage, start, inner.shape, inner.ctx)),
     }
+}
+
+/// True when a write into `target` must go through the trace: a trace is running, or the
+/// target is symbolic (a value kept past its trace, which the trace code reports).
+fn traced_write(target: &NDArray) -> bool {
+    trace::is_tracing() || target.is_symbolic()
 }
 
 macro_rules! assign_ops {
@@ -124,6 +142,9 @@ impl NDArray {
     /// Writes `value` (an array computed from this one, of this shape and dtype) over this
     /// array's elements.
     fn overwrite_with(&self, op: &str, value: NDArray) -> Result<()> {
+        if traced_write(self) {
+            return trace::write_traced(op, self, &value);
+        }
         crate::autograd::check_inplace(op, self)?;
         if value.shape() != self.shape() {
             return Err(Error::shape(
@@ -135,8 +156,9 @@ impl NDArray {
                 ),
             ));
         }
-        let src = into_storage(value);
-        let mut guard = write_storage(&self.inner.storage);
+        let src = into_storage(op, value)?;
+        let storage = self.inner.data.storage(op, self.shape())?;
+        let mut guard = write_storage(storage);
         let off = self.inner.offset;
         let n = self.size();
         same_dtype!(&mut *guard, &src, op, d, s => {
@@ -171,9 +193,24 @@ impl NDArray {
     /// Sets the selected elements to `value` (numpy `x[1:3, ::2] = v`; see
     /// [`s!`](crate::s)). Errors as [`NDArray::index`] does.
     pub fn set(&self, args: &[SliceArg], value: f64) -> Result<()> {
+        if traced_write(self) {
+            if !args.is_empty() {
+                return Err(trace::indexed_write_error("set", self));
+            }
+            let full = apply_on(
+                Op::Full {
+                    shape: self.shape().clone(),
+                    dtype: self.dtype(),
+                    value,
+                },
+                &[],
+                self.context(),
+            )?;
+            return trace::write_traced("fill", self, &full);
+        }
         crate::autograd::check_inplace("set", self)?;
         let plan = SlicePlan::new("set", self.shape(), args)?;
-        let mut guard = write_storage(&self.inner.storage);
+        let mut guard = write_storage(self.inner.data.storage("set", self.shape())?);
         let base = self.inner.offset;
         let shape = self.shape();
         match &mut *guard {
@@ -190,7 +227,12 @@ impl NDArray {
     /// Sets the selected elements from `value`, broadcast to the selection's shape and
     /// converted to this array's dtype (numpy `x[0, 1:3] = y`).
     pub fn set_array(&self, args: &[SliceArg], value: &NDArray) -> Result<()> {
-        crate::autograd::check_inplace("set_array", self)?;
+        if traced_write(self) && !args.is_empty() {
+            return Err(trace::indexed_write_error("set_array", self));
+        }
+        if !traced_write(self) {
+            crate::autograd::check_inplace("set_array", self)?;
+        }
         let plan = SlicePlan::new("set_array", self.shape(), args)?;
         let target = plan.result_shape();
         let mut value = value.clone();
@@ -211,8 +253,11 @@ impl NDArray {
         if value.dtype() != dtype {
             value = value.cast(dtype)?;
         }
-        let src = into_storage(value);
-        let mut guard = write_storage(&self.inner.storage);
+        if traced_write(self) {
+            return trace::write_traced("assign", self, &value);
+        }
+        let src = into_storage("set_array", value)?;
+        let mut guard = write_storage(self.inner.data.storage("set_array", self.shape())?);
         let base = self.inner.offset;
         let shape = self.shape();
         same_dtype!(&mut *guard, &src, "set_array", d, s => scatter(d, base, &plan, shape, s));

@@ -52,8 +52,9 @@ pub struct NDArray {
 /// The state behind an array handle.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    /// Element storage, possibly shared with other views.
-    pub(crate) storage: Arc<RwLock<Storage>>,
+    /// The elements: storage possibly shared with other views, or a symbolic value of a
+    /// hybridize trace (which has none).
+    pub(crate) data: Data,
     /// First element of this view within `storage`.
     pub(crate) offset: usize,
     /// Shape of this view (contiguous, row-major from `offset`).
@@ -62,6 +63,40 @@ pub(crate) struct Inner {
     pub(crate) ctx: Context,
     /// Autograd state, owned by [`crate::autograd`].
     pub(crate) autograd: Mutex<AutogradMeta>,
+}
+
+/// Where an array's elements are.
+#[derive(Clone, Debug)]
+pub(crate) enum Data {
+    /// Elements in memory, possibly shared with other views.
+    Concrete(Arc<RwLock<Storage>>),
+    /// A node of the graph a hybridize trace is building: its type is known, its values exist
+    /// only when the compiled graph runs. Every path that reads or writes elements goes
+    /// through [`Data::storage`] (or [`NDArray::with_view`]) and fails on it.
+    Symbolic(Symbol),
+}
+
+/// The graph node a symbolic array stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Symbol {
+    /// The trace that made it (a value of another trace is an error).
+    pub(crate) trace: u64,
+    /// The node in that trace's graph.
+    pub(crate) node: kiln_ir::NodeId,
+    /// Its dtype (the shape is the array's).
+    pub(crate) dtype: DType,
+}
+
+impl Data {
+    /// The storage, or the error explaining that a symbolic value has none (`op` reads it).
+    pub(crate) fn storage(&self, op: &str, shape: &Shape) -> Result<&Arc<RwLock<Storage>>> {
+        match self {
+            Data::Concrete(s) => Ok(s),
+            Data::Symbolic(sym) => {
+                Err(crate::hybrid::trace::value_read_error(op, shape, sym.dtype))
+            }
+        }
+    }
 }
 
 impl NDArray {
@@ -81,7 +116,7 @@ impl NDArray {
     ) -> NDArray {
         NDArray {
             inner: Arc::new(Inner {
-                storage,
+                data: Data::Concrete(storage),
                 offset,
                 shape,
                 ctx,
@@ -110,9 +145,41 @@ impl NDArray {
         self.inner.ctx
     }
 
+    /// A symbolic array of type `ty` standing for `node` of trace `trace`.
+    pub(crate) fn symbolic(
+        trace: u64,
+        node: kiln_ir::NodeId,
+        ty: TensorType,
+        ctx: Context,
+    ) -> NDArray {
+        NDArray {
+            inner: Arc::new(Inner {
+                data: Data::Symbolic(Symbol {
+                    trace,
+                    node,
+                    dtype: ty.dtype,
+                }),
+                offset: 0,
+                shape: ty.shape,
+                ctx,
+                autograd: Mutex::new(AutogradMeta::default()),
+            }),
+        }
+    }
+
     /// The dtype.
     pub fn dtype(&self) -> DType {
-        read_storage(&self.inner.storage).dtype()
+        match &self.inner.data {
+            Data::Concrete(s) => read_storage(s).dtype(),
+            Data::Symbolic(sym) => sym.dtype,
+        }
+    }
+
+    /// True for a symbolic value of a hybridize trace: an array that has a shape and a dtype
+    /// but no elements yet (they exist when the compiled graph runs). A forward may branch on
+    /// shapes, never on values; see [`crate::hybrid`].
+    pub fn is_symbolic(&self) -> bool {
+        matches!(self.inner.data, Data::Symbolic(_))
     }
 
     /// Shape and dtype together.
@@ -123,16 +190,48 @@ impl NDArray {
     /// True when `self` and `other` are views of the same storage (one may be a reshape or
     /// slice of the other).
     pub fn shares_storage_with(&self, other: &NDArray) -> bool {
-        Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
+        match (&self.inner.data, &other.inner.data) {
+            (Data::Concrete(a), Data::Concrete(b)) => Arc::ptr_eq(a, b),
+            (Data::Symbolic(a), Data::Symbolic(b)) => a == b,
+            _ => false,
+        }
     }
 
     /// Runs `f` on a borrowed view of this array's elements.
     ///
     /// The storage is read-locked while `f` runs: writing to this array (or a view of it)
     /// from inside `f` would wait forever.
+    ///
+    /// A symbolic array (inside a hybridize trace) has no elements to view: while the trace
+    /// runs, this abandons the trace, which then returns an error saying why; on a symbolic
+    /// array kept past its trace it panics with that message. Readers that return a
+    /// `Result` ([`NDArray::to_vec`], [`NDArray::as_scalar`]) return the error instead.
     pub fn with_view<R>(&self, f: impl FnOnce(TensorView<'_>) -> R) -> R {
-        let guard = read_storage(&self.inner.storage);
-        f(self.view_in(&guard))
+        self.with_view_in("with_view", f)
+    }
+
+    /// [`NDArray::with_view`] for the reader `op` (named in the error on a symbolic array).
+    pub(crate) fn with_view_in<R>(&self, op: &str, f: impl FnOnce(TensorView<'_>) -> R) -> R {
+        match &self.inner.data {
+            Data::Concrete(s) => {
+                let guard = read_storage(s);
+                f(self.view_in(&guard))
+            }
+            Data::Symbolic(sym) => {
+                crate::hybrid::trace::abort_read(op, &self.inner.shape, sym.dtype)
+            }
+        }
+    }
+
+    /// [`NDArray::with_view`] that returns the value-read error for a symbolic array.
+    pub(crate) fn try_with_view<R>(
+        &self,
+        op: &str,
+        f: impl FnOnce(TensorView<'_>) -> R,
+    ) -> Result<R> {
+        let s = self.inner.data.storage(op, &self.inner.shape)?;
+        let guard = read_storage(s);
+        Ok(f(self.view_in(&guard)))
     }
 
     /// This array's elements within a locked storage.
@@ -170,6 +269,9 @@ pub fn apply(op: Op, inputs: &[&NDArray]) -> Result<NDArray> {
 /// Ops that only reinterpret contiguous data (reshape, flatten, expand_dims, squeeze, and
 /// slices that select a contiguous block, such as a range of the leading axis) return a view
 /// sharing the input's storage instead of running a kernel.
+///
+/// While a hybridize trace runs on this thread, the op is appended to the trace's graph instead
+/// and the result is a symbolic array (see [`crate::hybrid::trace`]).
 pub fn apply_on(op: Op, inputs: &[&NDArray], ctx: Context) -> Result<NDArray> {
     if let Some(other) = inputs.iter().find(|a| a.inner.ctx != ctx) {
         return Err(Error::invalid(
@@ -179,6 +281,9 @@ pub fn apply_on(op: Op, inputs: &[&NDArray], ctx: Context) -> Result<NDArray> {
                 other.context()
             ),
         ));
+    }
+    if crate::hybrid::trace::is_tracing() {
+        return crate::hybrid::trace::apply_traced(op, inputs, ctx);
     }
     let out = match view_of(&op, inputs)? {
         Some(view) => view,
@@ -197,7 +302,7 @@ fn execute(op: &Op, inputs: &[&NDArray], ctx: Context) -> Result<Tensor> {
         SmallVec::new();
     let mut slot: SmallVec<[usize; 4]> = SmallVec::new();
     for a in inputs {
-        let s: &RwLock<Storage> = &a.inner.storage;
+        let s: &RwLock<Storage> = a.inner.data.storage(op.name(), &a.inner.shape)?;
         match locks.iter().position(|(l, _)| std::ptr::eq(*l, s)) {
             Some(i) => slot.push(i),
             None => {
@@ -228,6 +333,7 @@ fn view_of(op: &Op, inputs: &[&NDArray]) -> Result<Option<NDArray>> {
         ) => *x,
         _ => return Ok(None),
     };
+    let storage = x.inner.data.storage(op.name(), x.shape())?;
     let shape = x.shape();
     let start = match op {
         Op::Slice { begin, end, step } => {
@@ -253,7 +359,7 @@ fn view_of(op: &Op, inputs: &[&NDArray]) -> Result<Option<NDArray>> {
     };
     let out = infer(op, &[x.ty()])?.shape;
     Ok(Some(NDArray::from_parts(
-        x.inner.storage.clone(),
+        storage.clone(),
         x.inner.offset + start,
         out,
         x.inner.ctx,

@@ -9,6 +9,7 @@ use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::init::{Explicit, Initializer};
 use crate::gluon::name::unique_prefix;
 use crate::gluon::parameter::Parameter;
+use crate::hybrid::hybridize::{self, HybridState};
 use crate::ndarray::NDArray;
 use kiln_ir::{DType, Error, Result};
 use std::fmt;
@@ -111,6 +112,7 @@ impl fmt::Display for ActivationKind {
 pub struct Activation {
     prefix: String,
     kind: ActivationKind,
+    hybrid: HybridState,
 }
 
 impl Activation {
@@ -125,6 +127,7 @@ impl Activation {
         Activation {
             prefix: unique_prefix(kind.name()),
             kind,
+            hybrid: HybridState::default(),
         }
     }
 
@@ -140,11 +143,19 @@ impl Block for Activation {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
-        self.kind.apply(x)
+        hybridize::call(self, x)
     }
 }
 
-impl HybridBlock for Activation {}
+impl HybridBlock for Activation {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+        self.kind.apply(x)
+    }
+
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,6 +199,7 @@ pub struct Dense {
     bias: Option<Parameter>,
     /// The parameters came from elsewhere (weight tying): builder calls no longer rebuild them.
     shared: bool,
+    hybrid: HybridState,
 }
 
 impl Dense {
@@ -207,6 +219,7 @@ impl Dense {
             weight: Parameter::new("", [units, 0]),
             bias: None,
             shared: false,
+            hybrid: HybridState::default(),
         };
         d.rebuild_params();
         d
@@ -253,6 +266,7 @@ impl Dense {
             weight,
             bias,
             shared: true,
+            hybrid: HybridState::default(),
         })
     }
 
@@ -368,6 +382,12 @@ impl Block for Dense {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for Dense {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         let layer = &self.prefix;
         if self.units == 0 {
             return Err(Error::invalid(
@@ -434,9 +454,11 @@ impl Block for Dense {
             None => Ok(y),
         }
     }
-}
 
-impl HybridBlock for Dense {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for Dense {
     /// As gluon prints it: `Dense(None -> 256, Activation(relu))`, `Dense(20 -> 10, linear)`.
@@ -465,6 +487,7 @@ impl fmt::Display for Dense {
 pub struct Dropout {
     prefix: String,
     rate: f64,
+    hybrid: HybridState,
 }
 
 impl Dropout {
@@ -479,6 +502,7 @@ impl Dropout {
         Ok(Dropout {
             prefix: unique_prefix("dropout"),
             rate,
+            hybrid: HybridState::default(),
         })
     }
 
@@ -494,11 +518,19 @@ impl Block for Dropout {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
-        x.dropout(self.rate)
+        hybridize::call(self, x)
     }
 }
 
-impl HybridBlock for Dropout {}
+impl HybridBlock for Dropout {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+        x.dropout(self.rate)
+    }
+
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for Dropout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -510,6 +542,7 @@ impl fmt::Display for Dropout {
 #[derive(Debug)]
 pub struct Flatten {
     prefix: String,
+    hybrid: HybridState,
 }
 
 impl Flatten {
@@ -517,6 +550,7 @@ impl Flatten {
     pub fn new() -> Self {
         Flatten {
             prefix: unique_prefix("flatten"),
+            hybrid: HybridState::default(),
         }
     }
 }
@@ -533,6 +567,12 @@ impl Block for Flatten {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for Flatten {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         if x.ndim() == 0 {
             return Err(Error::shape(
                 "Flatten",
@@ -544,9 +584,11 @@ impl Block for Flatten {
         }
         x.flatten()
     }
-}
 
-impl HybridBlock for Flatten {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for Flatten {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -559,6 +601,7 @@ impl fmt::Display for Flatten {
 pub struct LeakyReLU {
     prefix: String,
     alpha: f64,
+    hybrid: HybridState,
 }
 
 impl LeakyReLU {
@@ -567,6 +610,7 @@ impl LeakyReLU {
         LeakyReLU {
             prefix: unique_prefix("leakyrelu"),
             alpha,
+            hybrid: HybridState::default(),
         }
     }
 
@@ -582,13 +626,21 @@ impl Block for LeakyReLU {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for LeakyReLU {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         // max(x, 0) + alpha * min(x, 0): two ops with ordinary gradients.
         x.maximum_scalar(0.0)?
             .add(&x.minimum_scalar(0.0)?.mul_scalar(self.alpha)?)
     }
-}
 
-impl HybridBlock for LeakyReLU {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for LeakyReLU {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -609,6 +661,7 @@ pub struct Embedding {
     dtype: DType,
     init: Option<Arc<dyn Initializer>>,
     weight: Parameter,
+    hybrid: HybridState,
 }
 
 impl Embedding {
@@ -621,6 +674,7 @@ impl Embedding {
             dtype: DType::F32,
             init: None,
             weight: Parameter::new("", [input_dim, output_dim]),
+            hybrid: HybridState::default(),
         };
         e.weight = e.build_weight();
         e
@@ -668,6 +722,12 @@ impl Block for Embedding {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for Embedding {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         if self.input_dim == 0 || self.output_dim == 0 {
             return Err(Error::invalid(
                 "Embedding",
@@ -679,9 +739,11 @@ impl Block for Embedding {
         }
         self.weight.data()?.take_axis(x, 0)
     }
-}
 
-impl HybridBlock for Embedding {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for Embedding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

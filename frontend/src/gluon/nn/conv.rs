@@ -12,6 +12,7 @@ use crate::gluon::init::Initializer;
 use crate::gluon::name::unique_prefix;
 use crate::gluon::nn::basic::ActivationKind;
 use crate::gluon::parameter::Parameter;
+use crate::hybrid::hybridize::{self, HybridState};
 use crate::nd::{ConvOpts, Dims};
 use crate::ndarray::NDArray;
 use kiln_ir::{DType, Error, Result};
@@ -42,6 +43,7 @@ struct ConvCore {
     bias_init: Option<Arc<dyn Initializer>>,
     weight: Parameter,
     bias: Option<Parameter>,
+    hybrid: HybridState,
 }
 
 impl ConvCore {
@@ -72,6 +74,7 @@ impl ConvCore {
             bias_init: None,
             weight: Parameter::new("", [0]),
             bias: None,
+            hybrid: HybridState::default(),
         };
         c.rebuild_params();
         c
@@ -398,11 +401,19 @@ macro_rules! conv_layer {
             }
 
             fn forward(&self, x: &NDArray) -> Result<NDArray> {
-                self.core.forward(x)
+                hybridize::call(self, x)
             }
         }
 
-        impl HybridBlock for $name {}
+        impl HybridBlock for $name {
+            fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+                self.core.forward(x)
+            }
+
+            fn hybrid_state(&self) -> &HybridState {
+                &self.core.hybrid
+            }
+        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,6 +10,7 @@ use crate::autograd::{self, GradReq};
 use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::name::unique_prefix;
 use crate::gluon::parameter::Parameter;
+use crate::hybrid::hybridize::{self, HybridState};
 use crate::nd::BatchNormOpts;
 use crate::ndarray::NDArray;
 use kiln_ir::{DType, Error, Result};
@@ -138,6 +139,7 @@ pub struct BatchNorm {
     beta: Parameter,
     running_mean: Parameter,
     running_var: Parameter,
+    hybrid: HybridState,
 }
 
 impl BatchNorm {
@@ -159,6 +161,7 @@ impl BatchNorm {
             beta: beta.clone(),
             running_mean: gamma,
             running_var: beta,
+            hybrid: HybridState::default(),
         };
         b.rebuild_params();
         b
@@ -300,6 +303,12 @@ impl Block for BatchNorm {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for BatchNorm {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         if !(0.0..=1.0).contains(&self.momentum) {
             return Err(Error::invalid(
                 "BatchNorm",
@@ -352,9 +361,11 @@ impl Block for BatchNorm {
         }
         Ok(y)
     }
-}
 
-impl HybridBlock for BatchNorm {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for BatchNorm {
     /// As gluon prints it: `BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False,
@@ -408,6 +419,7 @@ pub struct LayerNorm {
     dtype: DType,
     gamma: Parameter,
     beta: Parameter,
+    hybrid: HybridState,
 }
 
 impl LayerNorm {
@@ -425,6 +437,7 @@ impl LayerNorm {
             dtype: DType::F32,
             gamma,
             beta,
+            hybrid: HybridState::default(),
         }
     }
 
@@ -507,6 +520,12 @@ impl Block for LayerNorm {
     }
 
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
+        hybridize::call(self, x)
+    }
+}
+
+impl HybridBlock for LayerNorm {
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
         if x.ndim() == 0 {
             return Err(Error::shape(
                 "LayerNorm",
@@ -532,9 +551,11 @@ impl Block for LayerNorm {
             self.epsilon,
         )
     }
-}
 
-impl HybridBlock for LayerNorm {}
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+}
 
 impl fmt::Display for LayerNorm {
     /// As gluon prints it: `LayerNorm(axis=-1, eps=1e-05, center=True, scale=True,

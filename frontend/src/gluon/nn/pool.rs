@@ -7,6 +7,7 @@
 
 use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::name::unique_prefix;
+use crate::hybrid::hybridize::{self, HybridState};
 use crate::nd::{Dims, PoolOpts};
 use crate::ndarray::NDArray;
 use kiln_ir::{Error, PoolKind, Result};
@@ -24,6 +25,7 @@ struct PoolCore {
     strides: Option<Dims>,
     padding: Dims,
     count_include_pad: bool,
+    hybrid: HybridState,
 }
 
 impl PoolCore {
@@ -38,6 +40,7 @@ impl PoolCore {
             strides: None,
             padding: Dims::default(),
             count_include_pad: true,
+            hybrid: HybridState::default(),
         }
     }
 
@@ -145,11 +148,19 @@ macro_rules! pool_block {
             }
 
             fn forward(&self, x: &NDArray) -> Result<NDArray> {
-                self.core.forward(x)
+                hybridize::call(self, x)
             }
         }
 
-        impl HybridBlock for $name {}
+        impl HybridBlock for $name {
+            fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+                self.core.forward(x)
+            }
+
+            fn hybrid_state(&self) -> &HybridState {
+                &self.core.hybrid
+            }
+        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,6 +3,7 @@
 use super::basic::{Activation, Dense, Dropout, Embedding, Flatten, LeakyReLU};
 use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::name::{name_scope, unique_prefix};
+use crate::hybrid::hybridize::{self, HybridState};
 use crate::ndarray::NDArray;
 use kiln_ir::Result;
 use std::any::Any;
@@ -192,6 +193,7 @@ impl fmt::Debug for Sequential {
 pub struct HybridSequential {
     prefix: String,
     children: Children,
+    hybrid: HybridState,
 }
 
 impl HybridSequential {
@@ -200,6 +202,7 @@ impl HybridSequential {
         HybridSequential {
             prefix: unique_prefix("hybridsequential"),
             children: Children::default(),
+            hybrid: HybridState::default(),
         }
     }
 
@@ -254,9 +257,10 @@ impl Block for HybridSequential {
         self.prefix.clone()
     }
 
-    /// The children in order; an empty container is the identity.
+    /// The children in order (one compiled graph once hybridized); an empty container is the
+    /// identity.
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
-        self.children.forward(x)
+        hybridize::call(self, x)
     }
 
     fn visit_children(&self, f: &mut dyn FnMut(&dyn Block)) {
@@ -264,7 +268,23 @@ impl Block for HybridSequential {
     }
 }
 
-impl HybridBlock for HybridSequential {}
+impl HybridBlock for HybridSequential {
+    /// Each child's forward in turn: while this container is traced, the children (hybridized
+    /// or not) are traced inline into its graph.
+    fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
+        self.children.forward(x)
+    }
+
+    fn hybrid_state(&self) -> &HybridState {
+        &self.hybrid
+    }
+
+    fn visit_hybrid_children(&self, f: &mut dyn FnMut(&dyn HybridBlock)) {
+        for c in self.children() {
+            f(c.as_ref());
+        }
+    }
+}
 
 impl fmt::Display for HybridSequential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,434 @@
+//! The graph executor: a graph compiled once into a flat plan, then run many times.
+//!
+//! [`Executor::new`] walks the graph once: it keeps only the nodes the outputs depend on, puts
+//! them in topological order, numbers their values densely, and works out after which step
+//! each value is used for the last time. [`Executor::run`] then only follows the plan: each
+//! op node runs through the chosen backend's [`Kernels`], and a value is dropped as soon as
+//! its last user has run, so a deep chain holds two values at a time, not all of them.
+//!
+//! Random ops are pure functions of their `seed` attribute. A traced graph gives each random
+//! op a placeholder seed equal to its *seed slot* (0, 1, 2, ... in trace order); the plan
+//! remembers which steps carry which slot, and every run receives the real seeds, one per
+//! slot, and substitutes them (see [`Executor::run`]).
+
+use kiln_backends::{CpuBackend, Interpreter, Kernels};
+use kiln_ir::graph::NodeKind;
+use kiln_ir::{Error, Graph, NodeId, Op, Result, Tensor, TensorType, TensorView};
+use std::collections::HashMap;
+
+/// Which engine runs compiled graphs.
+///
+/// Both run the same op semantics (the reference interpreter's); they differ in speed. Code
+/// outside this module never assumes a particular backend: a later JIT backend becomes one
+/// more variant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendChoice {
+    /// [`kiln_backends::CpuBackend`]: the tuned CPU kernels eager NDArray ops also use, so a
+    /// hybridized forward gives bitwise the imperative results.
+    #[default]
+    Cpu,
+    /// [`kiln_backends::Interpreter`]: the reference interpreter (slow, the semantics every
+    /// backend must match).
+    Interpreter,
+}
+
+static CPU: CpuBackend = CpuBackend;
+static INTERP: Interpreter = Interpreter;
+
+impl BackendChoice {
+    /// The kernels this choice runs ops on.
+    pub fn kernels(self) -> &'static dyn Kernels {
+        match self {
+            BackendChoice::Cpu => &CPU,
+            BackendChoice::Interpreter => &INTERP,
+        }
+    }
+
+    /// The backend's name (`cpu`, `interp`).
+    pub fn name(self) -> &'static str {
+        self.kernels().name()
+    }
+}
+
+/// Options of `hybridize_with` (MXNet's `hybridize(static_alloc=..., static_shape=...)`).
+///
+/// - `backend`: the engine that runs the compiled graphs.
+/// - `static_alloc`: plan everything up front. The compiled backward graph (for the
+///   parameters that take gradients) is built when the graph is compiled rather than on the
+///   first call under `autograd::record`, so training steps all cost the same.
+/// - `static_shape`: promise that input shapes do not change between calls. The hybridize
+///   cache uses it; a compiled graph is always typed for one set of input shapes, so a
+///   [`super::CachedGraph`] rejects other shapes either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HybridizeOptions {
+    /// The engine that runs compiled graphs.
+    pub backend: BackendChoice,
+    /// Build the backward graph when compiling instead of on first use.
+    pub static_alloc: bool,
+    /// Input shapes do not change between calls.
+    pub static_shape: bool,
+}
+
+/// Where a step's argument comes from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// Binding `i` (in [`Graph::bindings`] order).
+    Binding(usize),
+    /// Constant `i` of the plan.
+    Const(usize),
+    /// The value computed by step `i`.
+    Step(usize),
+}
+
+/// One op to run.
+#[derive(Clone, Debug)]
+struct Step {
+    op: Op,
+    /// The seed slot whose drawn seed replaces the op's placeholder seed.
+    seed_slot: Option<usize>,
+    args: Vec<Source>,
+    ty: TensorType,
+    /// Steps whose values are used for the last time by this step (freed right after it).
+    frees: Vec<usize>,
+    /// A readable label for errors (`%3 (relu)`).
+    label: String,
+}
+
+/// Statistics of one run (for tests and curious users).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Ops executed.
+    pub ops_run: usize,
+    /// The most computed values held at once (a step's output counts while its inputs are
+    /// still held).
+    pub peak_values: usize,
+}
+
+/// A graph compiled into a plan for one backend (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct Executor {
+    /// Names and types of the bindings, in [`Graph::bindings`] order.
+    bindings: Vec<(String, TensorType)>,
+    consts: Vec<Tensor>,
+    steps: Vec<Step>,
+    outputs: Vec<Source>,
+    seed_slots: usize,
+    backend: BackendChoice,
+}
+
+/// The seed attribute of a random op.
+pub fn op_seed(op: &Op) -> Option<u64> {
+    match op {
+        Op::Dropout { seed, .. }
+        | Op::RandomUniform { seed, .. }
+        | Op::RandomNormal { seed, .. }
+        | Op::RandomBernoulli { seed, .. }
+        | Op::RandomRandint { seed, .. }
+        | Op::Multinomial { seed, .. }
+        | Op::Shuffle { seed } => Some(*seed),
+        _ => None,
+    }
+}
+
+/// `op` with its seed attribute replaced (ops without one are returned unchanged).
+pub fn with_seed(op: &Op, new_seed: u64) -> Op {
+    let mut op = op.clone();
+    match &mut op {
+        Op::Dropout { seed, .. }
+        | Op::RandomUniform { seed, .. }
+        | Op::RandomNormal { seed, .. }
+        | Op::RandomBernoulli { seed, .. }
+        | Op::RandomRandint { seed, .. }
+        | Op::Multinomial { seed, .. }
+        | Op::Shuffle { seed } => *seed = new_seed,
+        _ => {}
+    }
+    op
+}
+
+/// The number of seed slots a graph's random ops use, when their seeds are exactly the
+/// placeholders `0, 1, ..., n-1` (each used at least once); otherwise 0, meaning the seeds
+/// are fixed values to keep (a graph written by hand, or one whose seeds were baked in).
+pub fn infer_seed_slots(graph: &Graph) -> usize {
+    let mut seeds: Vec<u64> = graph
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| graph.op(id).ok().flatten().and_then(op_seed))
+        .collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let placeholders = seeds.iter().enumerate().all(|(i, &s)| s == i as u64);
+    if placeholders {
+        seeds.len()
+    } else {
+        0
+    }
+}
+
+impl Executor {
+    /// Compiles `graph` for `backend`. Random ops whose seed is below `seed_slots` take the
+    /// seed drawn for that slot at each run; other seeds are kept as they are.
+    ///
+    /// Errors on a graph without outputs.
+    pub fn new(graph: &Graph, seed_slots: usize, backend: BackendChoice) -> Result<Executor> {
+        if graph.outputs().is_empty() {
+            return Err(Error::Graph(
+                "compile: the graph has no outputs (set them with Graph::set_outputs)".into(),
+            ));
+        }
+        let bindings: Vec<(String, TensorType)> = graph
+            .bindings()
+            .into_iter()
+            .map(|(name, id)| Ok((name.to_string(), graph.ty(id)?.clone())))
+            .collect::<Result<_>>()?;
+        let binding_index: HashMap<NodeId, usize> = graph
+            .bindings()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, id))| (id, i))
+            .collect();
+
+        // The nodes the outputs depend on.
+        let mut live = vec![
+            false;
+            graph
+                .node_ids()
+                .iter()
+                .map(|i| i.index() + 1)
+                .max()
+                .unwrap_or(0)
+        ];
+        let mut stack: Vec<NodeId> = graph.outputs().to_vec();
+        while let Some(id) = stack.pop() {
+            if !std::mem::replace(&mut live[id.index()], true) {
+                stack.extend(graph.inputs_of(id)?);
+            }
+        }
+
+        let order = graph.topo_order();
+        let mut source: HashMap<NodeId, Source> = HashMap::new();
+        let mut consts = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
+        for (k, &id) in order.iter().enumerate() {
+            if !live[id.index()] {
+                continue;
+            }
+            let node = graph.node(id)?;
+            let src = match &node.kind {
+                NodeKind::Input { .. } | NodeKind::Param { .. } => {
+                    let i = binding_index.get(&id).copied().ok_or_else(|| {
+                        Error::Graph(format!("compile: %{k} is bound but not a binding"))
+                    })?;
+                    Source::Binding(i)
+                }
+                NodeKind::Const(t) => {
+                    consts.push(t.clone());
+                    Source::Const(consts.len() - 1)
+                }
+                NodeKind::Op(op) => {
+                    let args = graph
+                        .inputs_of(id)?
+                        .iter()
+                        .map(|a| {
+                            source.get(a).copied().ok_or_else(|| {
+                                Error::Graph(format!(
+                                    "compile: %{k} ({}) uses a value not computed before it",
+                                    op.name()
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let seed_slot = op_seed(op)
+                        .filter(|&s| s < seed_slots as u64)
+                        .map(|s| s as usize);
+                    steps.push(Step {
+                        op: op.clone(),
+                        seed_slot,
+                        args,
+                        ty: node.ty.clone(),
+                        frees: Vec::new(),
+                        label: format!("%{k} ({})", op.name()),
+                    });
+                    Source::Step(steps.len() - 1)
+                }
+            };
+            source.insert(id, src);
+        }
+        let outputs: Vec<Source> = graph
+            .outputs()
+            .iter()
+            .map(|o| {
+                source
+                    .get(o)
+                    .copied()
+                    .ok_or_else(|| Error::Graph("compile: an output has no value".into()))
+            })
+            .collect::<Result<_>>()?;
+
+        // Free each step's value right after its last user, unless it is an output (kept
+        // to the end). Every live value that is not an output has a user.
+        let mut last_use: Vec<Option<usize>> = vec![None; steps.len()];
+        for (s, step) in steps.iter().enumerate() {
+            for a in &step.args {
+                if let Source::Step(p) = a {
+                    last_use[*p] = Some(s);
+                }
+            }
+        }
+        for o in &outputs {
+            if let Source::Step(p) = o {
+                last_use[*p] = None;
+            }
+        }
+        for (p, last) in last_use.iter().enumerate() {
+            if let Some(s) = last {
+                steps[*s].frees.push(p);
+            }
+        }
+        Ok(Executor {
+            bindings,
+            consts,
+            steps,
+            outputs,
+            seed_slots,
+            backend,
+        })
+    }
+
+    /// The bindings (inputs and parameters) in the order [`Executor::run`] takes them.
+    pub fn bindings(&self) -> impl Iterator<Item = (&str, &TensorType)> {
+        self.bindings.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Number of bindings.
+    pub fn num_bindings(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Number of ops a run executes (only those the outputs depend on).
+    pub fn num_ops(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Number of seed slots a run needs seeds for.
+    pub fn seed_slots(&self) -> usize {
+        self.seed_slots
+    }
+
+    /// The backend the plan runs on.
+    pub fn backend(&self) -> BackendChoice {
+        self.backend
+    }
+
+    /// Runs the plan: `bindings` gives one value per binding, in [`Executor::bindings`]
+    /// order, each of the binding's type; `seeds` one seed per seed slot. Returns the outputs
+    /// in order.
+    pub fn run(&self, bindings: &[TensorView<'_>], seeds: &[u64]) -> Result<Vec<Tensor>> {
+        self.run_with_stats(bindings, seeds).map(|(out, _)| out)
+    }
+
+    /// [`Executor::run`], also returning [`RunStats`].
+    pub fn run_with_stats(
+        &self,
+        bindings: &[TensorView<'_>],
+        seeds: &[u64],
+    ) -> Result<(Vec<Tensor>, RunStats)> {
+        if bindings.len() != self.bindings.len() {
+            let names: Vec<&str> = self.bindings.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::Graph(format!(
+                "run: {} values given for {} bindings ({})",
+                bindings.len(),
+                self.bindings.len(),
+                names.join(", ")
+            )));
+        }
+        for ((name, want), got) in self.bindings.iter().zip(bindings) {
+            let got = got.ty();
+            if *want != got {
+                return Err(Error::Graph(format!(
+                    "run: {name:?} expects {want}, got {got}"
+                )));
+            }
+        }
+        if seeds.len() != self.seed_slots {
+            return Err(Error::Graph(format!(
+                "run: {} seeds given for {} seed slots",
+                seeds.len(),
+                self.seed_slots
+            )));
+        }
+        let kernels = self.backend.kernels();
+        let mut values: Vec<Option<Tensor>> = (0..self.steps.len()).map(|_| None).collect();
+        let mut stats = RunStats::default();
+        let mut held = 0usize;
+        for (s, step) in self.steps.iter().enumerate() {
+            let out = {
+                let views = step
+                    .args
+                    .iter()
+                    .map(|a| self.view(*a, bindings, &values, step))
+                    .collect::<Result<Vec<_>>>()?;
+                match step.seed_slot {
+                    Some(slot) => kernels.execute(&with_seed(&step.op, seeds[slot]), &views),
+                    None => kernels.execute(&step.op, &views),
+                }
+                .map_err(|e| match e {
+                    Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
+                    other => other,
+                })?
+            };
+            if out.ty() != step.ty {
+                return Err(Error::Graph(format!(
+                    "run: {} should give {}, the {} backend returned {}",
+                    step.label,
+                    step.ty,
+                    kernels.name(),
+                    out.ty()
+                )));
+            }
+            stats.ops_run += 1;
+            stats.peak_values = stats.peak_values.max(held + 1);
+            for &p in &step.frees {
+                if values[p].take().is_some() {
+                    held -= 1;
+                }
+            }
+            values[s] = Some(out);
+            held += 1;
+        }
+        // Hand each output over; a value that is several outputs is copied for all but the last.
+        let mut results = Vec::with_capacity(self.outputs.len());
+        for (i, o) in self.outputs.iter().enumerate() {
+            let later = self.outputs[i + 1..]
+                .iter()
+                .any(|q| matches!((o, q), (Source::Step(a), Source::Step(b)) if a == b));
+            let t = match o {
+                Source::Step(p) if !later => values[*p].take(),
+                Source::Step(p) => values[*p].clone(),
+                Source::Binding(b) => Some(bindings[*b].to_tensor()),
+                Source::Const(c) => self.consts.get(*c).cloned(),
+            };
+            results.push(t.ok_or_else(|| Error::Graph(format!("run: output {i} has no value")))?);
+        }
+        Ok((results, stats))
+    }
+
+    fn view<'a>(
+        &'a self,
+        src: Source,
+        bindings: &'a [TensorView<'a>],
+        values: &'a [Option<Tensor>],
+        step: &Step,
+    ) -> Result<TensorView<'a>> {
+        let missing = || Error::Graph(format!("run: {} needs a value that is gone", step.label));
+        match src {
+            Source::Binding(b) => bindings.get(b).cloned().ok_or_else(missing),
+            Source::Const(c) => self.consts.get(c).map(Tensor::view).ok_or_else(missing),
+            Source::Step(p) => values
+                .get(p)
+                .and_then(Option::as_ref)
+                .map(Tensor::view)
+                .ok_or_else(missing),
+        }
+    }
+}

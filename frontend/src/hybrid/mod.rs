@@ -1,0 +1,26 @@
+//! hybridize: running traced graphs, their gradients, and exported models.
+//!
+//! - [`executor`]: [`BackendChoice`], [`HybridizeOptions`] and the [`Executor`] that runs a
+//!   graph through a backend's kernels, freeing values after their last use and substituting
+//!   seeds;
+//! - [`cached`]: [`CachedGraph`], one traced graph bound to parameters by name,
+//!   differentiable under `autograd::record` (one tape node per call);
+//! - [`symbol_block`]: [`SymbolBlock`], a block running a loaded graph;
+//! - [`export`](mod@export): writing a graph and its parameters ([`export()`]), the format
+//!   `SymbolBlock::imports` reads;
+//! - [`trace`]: running a forward on symbolic arrays to record its graph;
+//! - [`hybridize`]: the per-block, per-signature cache behind `HybridBlock::hybridize`.
+
+pub mod cached;
+pub mod executor;
+pub mod export;
+pub mod hybridize;
+pub mod symbol_block;
+pub mod trace;
+
+pub use cached::CachedGraph;
+pub use executor::{BackendChoice, Executor, HybridizeOptions, RunStats};
+pub use export::export;
+pub use hybridize::{CacheStats, HybridState, Signature};
+pub use symbol_block::SymbolBlock;
+pub use trace::is_tracing;
