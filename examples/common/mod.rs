@@ -2,6 +2,10 @@
 //! `--out DIR`), progress bars ([`progress`]), PNG plots ([`plot`]) and the classifier
 //! training loop ([`train`]).
 
+pub mod csv;
+pub mod curves;
+pub mod libsvm;
+pub mod params;
 pub mod plot;
 pub mod progress;
 pub mod train;

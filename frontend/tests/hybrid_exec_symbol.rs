@@ -70,6 +70,13 @@ fn bits(a: &NDArray) -> Vec<u32> {
         .collect()
 }
 
+/// Tests that draw from the global random generator hold this, so that one test reseeding
+/// it does not change what another draws (tests run on parallel threads).
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
     r.expect_err("expected an error").to_string()
 }
@@ -267,6 +274,7 @@ fn normalization_statistics_import_without_gradients() -> Result<()> {
 
 #[test]
 fn imported_dropout_draws_fresh_seeds_like_eager() -> Result<()> {
+    let _rng = global_rng();
     let dir = tempfile::tempdir().unwrap();
     let mut g = Graph::new();
     let x = g.add_input("data", TensorType::new([64], DType::F32))?;
@@ -448,5 +456,58 @@ fn export_and_symbol_block_check_their_parameters() -> Result<()> {
         "{e}"
     );
     assert_eq!(net.call(&[&inputs(2)])?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn an_imported_block_inside_a_hybridized_model_joins_its_trace() -> Result<()> {
+    use kiln_frontend::gluon::init::Xavier;
+    use kiln_frontend::gluon::nn::{Dense, HybridSequential};
+    use kiln_frontend::gluon::HybridBlock;
+    use std::sync::Arc;
+
+    let _rng = global_rng();
+    let dir = tempfile::tempdir().unwrap();
+    let (gf, pf) = exported(dir.path());
+    let net = HybridSequential::new();
+    net.add(imports(&gf, &pf)?);
+    net.add(Dense::new(2).in_units(4));
+    net.initialize(Arc::new(Xavier::default()), Context::cpu())?;
+    let x = inputs(2);
+    let labels = nd::array(&[0.0f32, 1.0])?;
+    let params = net.collect_params()?;
+    assert_eq!(params.len(), 6);
+
+    // Imperative: the SymbolBlock runs its compiled graph, one tape node.
+    let loss = autograd::record(|| mean_loss(&net.forward(&x)?, &labels))?;
+    loss.backward()?;
+    let want: Vec<NDArray> = params
+        .iter()
+        .map(|p| p.grad()?.copy())
+        .collect::<Result<_>>()?;
+
+    // Hybridized: the whole model is traced, the imported graph's ops inline.
+    net.hybridize();
+    let loss_h = autograd::record(|| mean_loss(&net.forward(&x)?, &labels))?;
+    loss_h.backward()?;
+    assert_eq!(net.cache_stats().traces, 1);
+    let traced = net.hybrid_state().last_graph().expect("a traced graph");
+    let fcs = traced
+        .node_ids()
+        .into_iter()
+        .filter(|&id| matches!(traced.op(id), Ok(Some(Op::FullyConnected { .. }))))
+        .count();
+    assert_eq!(
+        fcs, 3,
+        "two imported dense layers and the new one:\n{traced}"
+    );
+    let rel = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs().max(1e-3);
+    assert!(rel(loss_h.as_scalar_f64()?, loss.as_scalar_f64()?));
+    for (p, w) in params.iter().zip(&want) {
+        let g = p.grad()?.to_vec_f64();
+        for (a, b) in g.iter().zip(w.to_vec_f64()) {
+            assert!(rel(*a, b), "{}: {a} vs {b}", p.name());
+        }
+    }
     Ok(())
 }

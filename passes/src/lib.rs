@@ -1,12 +1,36 @@
 //! kiln-passes: graph-to-graph transformations.
 //!
-//! The pass manager and the optimizations arrive with their own issue; this crate holds the
-//! [`Pass`] seam they plug into so the rest of kiln can already name it, and [`autodiff`],
-//! which turns a graph into a forward and a backward graph.
+//! - [`Pass`]: a named, switchable transformation of a [`Graph`]; [`PassManager`] runs an
+//!   ordered list of them with statistics, a verifier between passes and dumps
+//!   (see [`manager`] and, for the environment variables, [`mod@env`]);
+//! - [`rewrite`]: a small declarative pattern language over the IR, one named rule a line;
+//! - the passes: [`simplify`] (algebraic rules), [`const_fold`], [`cse`], [`dce`], and the
+//!   inference rewrites [`inference`] (dropout removal, batch-norm folding);
+//! - [`mod@verify`]: graph invariants and shape/dtype re-inference;
+//! - [`autodiff`]: a graph into a forward and a backward graph.
 
 pub mod autodiff;
+pub mod const_fold;
+pub mod cse;
+pub mod dce;
+pub mod env;
+pub mod inference;
+pub mod manager;
+pub mod rewrite;
+pub mod simplify;
+pub mod stats;
+mod util;
+pub mod verify;
 
-pub use autodiff::{differentiate, Differentiated};
+pub use autodiff::{differentiate, differentiate_outputs, Differentiated};
+pub use const_fold::ConstFold;
+pub use cse::Cse;
+pub use dce::Dce;
+pub use inference::{FoldBatchNorm, RemoveDropout};
+pub use manager::{DumpOptions, PassManager, Pipeline};
+pub use simplify::Simplify;
+pub use stats::{PassStats, StatsTable};
+pub use verify::verify;
 
 use kiln_ir::{Graph, Result};
 
@@ -19,6 +43,28 @@ pub struct PassReport {
     pub nodes_after: usize,
     /// Whether the graph changed.
     pub changed: bool,
+    /// How often each rewrite fired, as `(rule or rewrite name, count)`, in first-firing
+    /// order (empty for passes without named rewrites).
+    pub firings: Vec<(String, usize)>,
+}
+
+impl PassReport {
+    /// A report for a pass that went from `before` to `after` nodes with `firings`; the graph
+    /// changed when any rewrite fired or the node count moved.
+    pub fn new(before: usize, after: usize, firings: Vec<(String, usize)>) -> Self {
+        let changed = before != after || firings.iter().any(|(_, n)| *n > 0);
+        PassReport {
+            nodes_before: before,
+            nodes_after: after,
+            changed,
+            firings,
+        }
+    }
+
+    /// Total rewrites fired.
+    pub fn total_firings(&self) -> usize {
+        self.firings.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// A named, switchable graph transformation.
@@ -29,4 +75,25 @@ pub trait Pass {
     fn description(&self) -> &'static str;
     /// Runs the pass on `graph`.
     fn run(&self, graph: &mut Graph) -> Result<PassReport>;
+    /// False for passes a pipeline needs for correct results (`KILN_PASSES=none` keeps them).
+    fn optional(&self) -> bool {
+        true
+    }
+}
+
+/// Counts firings by name, keeping first-firing order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Firings(Vec<(String, usize)>);
+
+impl Firings {
+    pub(crate) fn bump(&mut self, name: &str) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => self.0.push((name.to_string(), 1)),
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<(String, usize)> {
+        self.0
+    }
 }

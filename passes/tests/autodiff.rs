@@ -191,6 +191,7 @@ fn check(g: &Graph, wrt: &[&str], feed: &Feed, seed: u64) -> Checked {
     let n = g.outputs().len();
     assert_eq!(d.num_outputs, n);
     assert_eq!(d.wrt, wrt);
+    assert_eq!(d.heads, (0..n).collect::<Vec<_>>());
     assert_eq!(&d.forward.outputs()[..n], g.outputs());
 
     // Saved values: distinct, each one a `saved:i` input the backward uses.
@@ -241,19 +242,30 @@ fn check(g: &Graph, wrt: &[&str], feed: &Feed, seed: u64) -> Checked {
         ..d.clone()
     };
     let (outs2, grads2) = again.run(&views(feed), Some(&head_views)).unwrap();
-    assert_eq!((outs2, &grads2), (outs, &grads));
+    assert_eq!((&outs2, &grads2), (&outs, &grads));
 
-    let f64_graph = feed.iter().all(|(_, t)| t.dtype() != DType::F32);
-    let rtol = if f64_graph { 1e-12 } else { 1e-5 };
+    // The joint graph computes the same outputs and gradients in one run.
+    let joint = d.joint().unwrap();
+    let mut joint_feed = views(feed);
+    let head_names: Vec<String> = (0..n).map(|j| format!("head:{j}")).collect();
+    joint_feed.extend(
+        head_names
+            .iter()
+            .map(String::as_str)
+            .zip(head_views.clone()),
+    );
+    let joint_out = joint.run(&joint_feed).unwrap();
+    assert_eq!(joint_out[..n], outs[..]);
+    assert_eq!(joint_out[n..], grads[..]);
+    assert_eq!(
+        Graph::from_json(&joint.to_json()).unwrap().to_json(),
+        joint.to_json()
+    );
+
+    // The same VJPs on the same values, accumulated in the same order: bitwise equal.
     let eager = eager_grads(g, feed, &heads, wrt);
     for ((name, a), b) in wrt.iter().zip(&grads).zip(&eager) {
-        assert_eq!(a.ty(), b.ty(), "{name}");
-        assert_close(
-            &a.to_f64_vec(),
-            &b.to_f64_vec(),
-            rtol,
-            &format!("eager {name}"),
-        );
+        assert_eq!(a, b, "{name}: graph vs eager VJPs");
     }
 
     let (mut fd_compared, mut fd_skipped) = (0, 0);
@@ -396,9 +408,15 @@ fn dense_relu_softmax_cross_entropy() {
     assert!(c.fd_skipped <= 2);
     // Labels are integers: zeros, and no gradient op runs on them.
     assert_eq!(c.grads[5], Tensor::zeros([4], DType::I64));
-    // Saved: x, w2 and the hidden activations, logits (softmax's output is recomputed or
-    // saved), labels; never a binding twice.
-    assert!(c.d.saved_count() <= 8, "{}", c.d.backward);
+    // The cross-entropy's VJP needs softmax(logits): the forward computes it already, so the
+    // backward reads it (saved) instead of computing it again.
+    assert_eq!(
+        count_ops(&c.d.backward, |o| matches!(o, Op::Softmax { .. })),
+        0,
+        "{}",
+        c.d.backward
+    );
+    assert!(c.d.forward.outputs()[2..].contains(&probs));
 }
 
 /// Convolution, relu, max pooling, average pooling, flatten, a dense layer.
@@ -726,4 +744,264 @@ fn wrong_head_count_is_an_error() {
     let feed = random_feed(&g, 1);
     let e = d.run(&views(&feed), Some(&[])).unwrap_err().to_string();
     assert!(e.contains("0 head gradients given for 2 outputs"), "{e}");
+}
+
+/// Only the chosen outputs are differentiated: the others (here a running-mean update) get
+/// no head input, and the gradients equal a full differentiation with zero heads for them.
+#[test]
+fn only_chosen_outputs_are_differentiated() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[4, 3])).unwrap();
+    let w = g.add_param("w", f64_ty(&[3])).unwrap();
+    let rm = g.add_param("running_mean", f64_ty(&[3])).unwrap();
+    let y = op(&mut g, Op::Binary { f: BinaryOp::Mul }, &[x, w]);
+    let y = op(&mut g, Op::Unary { f: UnaryOp::Tanh }, &[y]);
+    let mean = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Mean,
+            axes: Some(vec![0]),
+            keepdims: false,
+        },
+        &[y],
+    );
+    let decayed = op(
+        &mut g,
+        Op::Scalar {
+            f: BinaryOp::Mul,
+            scalar: 0.9,
+            reverse: false,
+        },
+        &[rm],
+    );
+    let fresh = op(
+        &mut g,
+        Op::Scalar {
+            f: BinaryOp::Mul,
+            scalar: 0.1,
+            reverse: false,
+        },
+        &[mean],
+    );
+    let update = op(&mut g, Op::Binary { f: BinaryOp::Add }, &[decayed, fresh]);
+    let loss = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: None,
+            keepdims: false,
+        },
+        &[y],
+    );
+    g.set_outputs(vec![loss, update]).unwrap();
+    let feed = random_feed(&g, 21);
+
+    let d = kiln_passes::differentiate_outputs(&g, &["x", "w"], &[true, false]).unwrap();
+    assert_eq!(d.heads, vec![0]);
+    assert_eq!(d.num_outputs, 2);
+    assert!(d.backward.input_id("head:1").is_none());
+    let full = differentiate(&g, &["x", "w"]).unwrap();
+    assert_eq!(full.heads, vec![0, 1]);
+    assert!(d.backward.len() < full.backward.len());
+
+    let ones = Tensor::full([], DType::F64, 1.0);
+    let zeros = Tensor::zeros([3], DType::F64);
+    let heads = [ones.view(), zeros.view()];
+    let (outs, grads) = d.run(&views(&feed), Some(&heads)).unwrap();
+    let (outs_full, grads_full) = full.run(&views(&feed), Some(&heads)).unwrap();
+    assert_eq!(outs, outs_full);
+    assert_eq!(outs, g.run(&views(&feed)).unwrap());
+    for (a, b) in grads.iter().zip(&grads_full) {
+        assert_close(&a.to_f64_vec(), &b.to_f64_vec(), 1e-14, "grad");
+    }
+    // The loss's gradient w.r.t. w: sum over rows of x * (1 - tanh²(x w)).
+    let (xv, wv) = (feed[0].1.to_f64_vec(), feed[1].1.to_f64_vec());
+    let want: Vec<f64> = (0..3)
+        .map(|c| {
+            (0..4)
+                .map(|r| {
+                    let t = (xv[r * 3 + c] * wv[c]).tanh();
+                    xv[r * 3 + c] * (1.0 - t * t)
+                })
+                .sum()
+        })
+        .collect();
+    assert_close(&grads[1].to_f64_vec(), &want, 1e-12, "w");
+
+    let e = kiln_passes::differentiate_outputs(&g, &["x"], &[true])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1 head flags for 2 outputs"), "{e}");
+}
+
+#[test]
+fn joint_graph_rejects_a_forward_binding_named_like_a_head() {
+    let mut g = Graph::new();
+    let x = g.add_input("head:0", f64_ty(&[2])).unwrap();
+    let y = op(&mut g, Op::Unary { f: UnaryOp::Sin }, &[x]);
+    g.set_outputs(vec![y]).unwrap();
+    let d = differentiate(&g, &["head:0"]).unwrap();
+    // Split graphs are fine: the names live in different graphs.
+    let xv = Tensor::from_vec(vec![0.0f64, 1.0], [2]).unwrap();
+    let (_, grads) = d.run(&[("head:0", xv.view())], None).unwrap();
+    assert_close(&grads[0].to_f64_vec(), &[1.0, 1.0f64.cos()], 1e-15, "x");
+    let e = d.joint().unwrap_err().to_string();
+    assert!(e.contains("cannot join") && e.contains("head:0"), "{e}");
+}
+
+/// Embedding lookup, batched attention-like products, concatenation, slicing, reshapes, a
+/// `where`, and a log-softmax/pick loss with float labels (as the gluon loss computes it).
+#[test]
+fn embedding_attention_and_pick_loss() {
+    let mut g = Graph::new();
+    let tokens = g.add_input("tokens", f64_ty(&[2, 3])).unwrap();
+    let labels = g.add_input("labels", f64_ty(&[2])).unwrap();
+    let emb = g.add_param("emb", f64_ty(&[5, 4])).unwrap();
+    let wo = g.add_param("wo", f64_ty(&[3, 8])).unwrap();
+    let e = op(&mut g, Op::Take { axis: 0 }, &[emb, tokens]); // [2, 3, 4]
+    let et = op(
+        &mut g,
+        Op::Transpose {
+            axes: Some(vec![0, 2, 1]),
+        },
+        &[e],
+    ); // [2, 4, 3]
+    let scores = op(
+        &mut g,
+        Op::BatchDot {
+            transpose_a: false,
+            transpose_b: false,
+        },
+        &[e, et],
+    ); // [2, 3, 3]
+    let att = op(&mut g, Op::Softmax { axis: -1 }, &[scores]);
+    let ctx = op(
+        &mut g,
+        Op::BatchDot {
+            transpose_a: false,
+            transpose_b: false,
+        },
+        &[att, e],
+    ); // [2, 3, 4]
+    let both = op(&mut g, Op::Concat { axis: 2 }, &[ctx, e]); // [2, 3, 8]
+    let first = op(
+        &mut g,
+        Op::SliceAxis {
+            axis: 1,
+            begin: 0,
+            end: Some(1),
+        },
+        &[both],
+    ); // [2, 1, 8]
+    let flat = op(&mut g, Op::Reshape { shape: vec![0, -1] }, &[first]); // [2, 8]
+    let pos = op(
+        &mut g,
+        Op::Scalar {
+            f: BinaryOp::Gt,
+            scalar: 0.0,
+            reverse: false,
+        },
+        &[flat],
+    );
+    let sq = op(&mut g, Op::Unary { f: UnaryOp::Square }, &[flat]);
+    let mixed = op(&mut g, Op::Where, &[pos, flat, sq]);
+    let logits = op(
+        &mut g,
+        Op::Dot {
+            transpose_a: false,
+            transpose_b: true,
+        },
+        &[mixed, wo],
+    ); // [2, 3]
+    let logp = op(&mut g, Op::LogSoftmax { axis: -1 }, &[logits]);
+    let picked = op(
+        &mut g,
+        Op::Pick {
+            axis: -1,
+            keepdims: false,
+        },
+        &[logp, labels],
+    );
+    let nll = op(&mut g, Op::Unary { f: UnaryOp::Neg }, &[picked]);
+    g.set_outputs(vec![nll]).unwrap();
+    let feed = feed_with(
+        &g,
+        8,
+        vec![
+            (
+                "tokens",
+                Tensor::from_vec(vec![0.0f64, 4.0, 2.0, 1.0, 1.0, 3.0], [2, 3]).unwrap(),
+            ),
+            ("labels", Tensor::from_vec(vec![2.0f64, 0.0], [2]).unwrap()),
+        ],
+    );
+    let c = check(&g, &["emb", "wo", "tokens", "labels"], &feed, 18);
+    assert!(c.fd_compared >= 20 + 24 - 2, "{}", c.fd_compared);
+    // Indices and labels are not differentiable, though they are floats.
+    assert_eq!(c.grads[2].to_f64_vec(), vec![0.0; 6]);
+    assert_eq!(c.grads[3].to_f64_vec(), vec![0.0; 2]);
+    // The table's gradient arrives through take's scatter-add.
+    assert!(c.grads[0].to_f64_vec().iter().any(|&v| v != 0.0));
+}
+
+/// Differentiating the joint graph again gives Hessian-vector products.
+#[test]
+fn second_order_through_the_joint_graph() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[4])).unwrap();
+    let w = g.add_param("w", f64_ty(&[4])).unwrap();
+    let s = op(&mut g, Op::Unary { f: UnaryOp::Sin }, &[x]);
+    let sx = op(&mut g, Op::Binary { f: BinaryOp::Mul }, &[s, x]);
+    let y = op(&mut g, Op::Binary { f: BinaryOp::Mul }, &[sx, w]);
+    let l = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: None,
+            keepdims: false,
+        },
+        &[y],
+    );
+    g.set_outputs(vec![l]).unwrap();
+    let first = differentiate(&g, &["x"]).unwrap();
+    let joint = first.joint().unwrap(); // inputs x, w, head:0; outputs l, dl/dx
+    let second = kiln_passes::differentiate_outputs(&joint, &["x"], &[false, true]).unwrap();
+    let feed = random_feed(&g, 10);
+    let one = Tensor::full([], DType::F64, 1.0);
+    let v = Tensor::from_vec(vec![0.5f64, -1.0, 0.25, 2.0], [4]).unwrap();
+    let mut jfeed = views(&feed);
+    jfeed.push(("head:0", one.view()));
+    let (_, hv) = second.run(&jfeed, Some(&[one.view(), v.view()])).unwrap();
+    // d²/dx² (w x sin x) = w (2 cos x - x sin x), diagonal.
+    let (xv, wv) = (feed[0].1.to_f64_vec(), feed[1].1.to_f64_vec());
+    let want: Vec<f64> = (0..4)
+        .map(|i| wv[i] * (2.0 * xv[i].cos() - xv[i] * xv[i].sin()) * v.to_f64_vec()[i])
+        .collect();
+    assert_close(&hv[0].to_f64_vec(), &want, 1e-12, "hessian-vector product");
+}
+
+/// The second derivative of max pooling is not expressible in the op set: a clear error
+/// naming the op, not a panic.
+#[test]
+fn inexpressible_gradient_is_an_error_naming_the_op() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[1, 1, 4, 4])).unwrap();
+    let p = op(
+        &mut g,
+        Op::Pooling {
+            kind: PoolKind::Max,
+            kernel: vec![2, 2],
+            stride: vec![2, 2],
+            pad: vec![0, 0],
+            global: false,
+            count_include_pad: true,
+        },
+        &[x],
+    );
+    let s = op(&mut g, Op::Unary { f: UnaryOp::Square }, &[p]);
+    g.set_outputs(vec![s]).unwrap();
+    let joint = differentiate(&g, &["x"]).unwrap().joint().unwrap();
+    // d(dl/dx)/d(head) goes through max pooling's gradient w.r.t. its dy.
+    let e = differentiate(&joint, &["head:0"]).unwrap_err().to_string();
+    assert!(e.contains("pooling_grad"), "{e}");
 }

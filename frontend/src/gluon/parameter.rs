@@ -41,6 +41,11 @@ struct ParamState {
 }
 
 impl Parameter {
+    /// True when `self` and `other` are handles on one parameter (weight tying).
+    pub fn same_as(&self, other: &Parameter) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
     /// A parameter of `shape` (0 for dimensions learnt on the first forward), f32, grad_req write.
     pub fn new(name: impl Into<String>, shape: impl Into<Shape>) -> Self {
         Parameter {
@@ -324,9 +329,63 @@ fn check_init_shape(name: &str, shape: &Shape, dtype: DType, data: &NDArray) -> 
     Ok(())
 }
 
+/// numpy's name for a dtype (`float32`), as gluon prints it.
+fn numpy_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "float32",
+        DType::F64 => "float64",
+        DType::I32 => "int32",
+        DType::I64 => "int64",
+        DType::U8 => "uint8",
+        DType::Bool => "bool",
+    }
+}
+
+/// A shape as Python writes a tuple: `(128, 784)`, `(10,)`, `()`.
+fn python_tuple(shape: &Shape) -> String {
+    let dims: Vec<String> = shape.dims().iter().map(|d| d.to_string()).collect();
+    match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    }
+}
+
+/// Gluon's form: `Parameter dense0_weight (shape=(128, 0), dtype=float32)`, a dimension
+/// still unknown before the first forward pass showing as 0.
+impl std::fmt::Display for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Parameter {} (shape={}, dtype={})",
+            self.name(),
+            python_tuple(&self.shape()),
+            numpy_name(self.dtype())
+        )
+    }
+}
+
 /// An ordered collection of parameters by full name (what `collect_params()` returns).
+///
+/// A dict made with [`ParameterDict::with_prefix`] also creates parameters, as a gluon
+/// block's `self.params.get(name, shape=...)` does:
+///
+/// ```
+/// use kiln_frontend::gluon::ParameterDict;
+/// let mut params = ParameterDict::with_prefix("mydense0_");
+/// let w = params.get_or_create("weight", [10, 0])?;
+/// assert_eq!(w.name(), "mydense0_weight");
+/// // Asking again gives the same parameter.
+/// let again = params.get_or_create("weight", [10, 0])?;
+/// assert!(again.same_as(&w));
+/// assert_eq!(
+///     params.to_string(),
+///     "mydense0_ (\n  Parameter mydense0_weight (shape=(10, 0), dtype=float32)\n)"
+/// );
+/// # Ok::<(), kiln_frontend::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ParameterDict {
+    prefix: String,
     params: Vec<Parameter>,
 }
 
@@ -334,6 +393,47 @@ impl ParameterDict {
     /// An empty dict.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty dict whose [`get_or_create`](Self::get_or_create) names parameters
+    /// `{prefix}{name}` (gluon's `ParameterDict(prefix=...)`).
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        ParameterDict {
+            prefix: prefix.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// The prefix of the names this dict creates (empty for a collected dict).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The parameter `{prefix}{name}`, created with `shape` (0 for dimensions learnt on the
+    /// first forward pass) when absent. An existing parameter must have a compatible shape:
+    /// the same rank, and equal sizes wherever both are known.
+    pub fn get_or_create(&mut self, name: &str, shape: impl Into<Shape>) -> Result<Parameter> {
+        let full = format!("{}{name}", self.prefix);
+        let shape = shape.into();
+        if let Some(p) = self.get(&full) {
+            let have = p.shape();
+            let compatible = have.rank() == shape.rank()
+                && have
+                    .dims()
+                    .iter()
+                    .zip(shape.dims())
+                    .all(|(a, b)| *a == 0 || *b == 0 || a == b);
+            if !compatible {
+                return Err(Error::shape(
+                    "ParameterDict::get_or_create",
+                    format!("{full} has shape {have}, asked for {shape}"),
+                ));
+            }
+            return Ok(p.clone());
+        }
+        let p = Parameter::new(full, shape);
+        self.params.push(p.clone());
+        Ok(p)
     }
 
     /// Adds a parameter; a parameter already present (the same handle, as with weight tying)
@@ -416,10 +516,67 @@ impl ParameterDict {
     }
 }
 
+/// Gluon's form: the prefix, then one parameter a line in parentheses.
+impl std::fmt::Display for ParameterDict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} (", self.prefix)?;
+        for p in &self.params {
+            writeln!(f, "  {p}")?;
+        }
+        write!(f, ")")
+    }
+}
+
 impl<'a> IntoIterator for &'a ParameterDict {
     type Item = &'a Parameter;
     type IntoIter = std::slice::Iter<'a, Parameter>;
     fn into_iter(self) -> Self::IntoIter {
         self.params.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_print_as_gluon_does() {
+        let w = Parameter::new("dense0_weight", [128, 0]);
+        assert_eq!(
+            w.to_string(),
+            "Parameter dense0_weight (shape=(128, 0), dtype=float32)"
+        );
+        let b = Parameter::new("dense0_bias", [10]).with_dtype(DType::F64);
+        assert_eq!(
+            b.to_string(),
+            "Parameter dense0_bias (shape=(10,), dtype=float64)"
+        );
+        let mut dict = ParameterDict::new();
+        dict.insert(w).unwrap();
+        dict.insert(b).unwrap();
+        assert_eq!(
+            dict.to_string(),
+            " (\n  Parameter dense0_weight (shape=(128, 0), dtype=float32)\n  Parameter dense0_bias (shape=(10,), dtype=float64)\n)"
+        );
+    }
+
+    #[test]
+    fn get_or_create_makes_once_and_checks_shapes() {
+        let mut params = ParameterDict::with_prefix("block_");
+        assert_eq!(params.prefix(), "block_");
+        let w = params.get_or_create("weight", [3, 0]).unwrap();
+        assert_eq!(w.name(), "block_weight");
+        // A known size where the first call left 0 is compatible.
+        assert!(params.get_or_create("weight", [3, 5]).unwrap().same_as(&w));
+        assert_eq!(params.len(), 1);
+        let err = params
+            .get_or_create("weight", [4, 5])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block_weight has shape"), "{err}");
+        let err = params.get_or_create("weight", [3]).unwrap_err().to_string();
+        assert!(err.contains("asked for"), "{err}");
+        assert!(!params.get_or_create("bias", [3]).unwrap().same_as(&w));
+        assert_eq!(params.names(), ["block_weight", "block_bias"]);
     }
 }

@@ -81,10 +81,28 @@ enum Feed {
     Head(usize),
 }
 
+/// Where saved value `i` of the backward comes from.
+#[derive(Clone, Copy, Debug)]
+enum SavedFrom {
+    /// The forward executor's output `num_outputs + j` (a computed value).
+    Output(usize),
+    /// Binding `k` of the forward itself (an input or a weight): the backward reads the
+    /// caller's array, as eager autograd does, instead of a copy.
+    Binding(usize),
+}
+
+/// A saved value kept by a recorded call.
+enum SavedValue {
+    /// Computed by the forward.
+    Computed(Tensor),
+    /// A bound array (its index among the shared arrays).
+    Shared(usize),
+}
+
 /// The compiled forward/backward pair for one set of bindings to differentiate.
 #[derive(Debug)]
 struct GradPlan {
-    /// The forward that also returns the saved values.
+    /// The forward that also returns the saved values it computes.
     forward: Executor,
     forward_bound: Vec<Bound>,
     /// Number of graph outputs at the front of the forward's outputs.
@@ -92,6 +110,8 @@ struct GradPlan {
     backward: Executor,
     /// Per binding of `backward`, in its order.
     backward_feed: Vec<Feed>,
+    /// Per saved value: where it comes from.
+    saved_from: Vec<SavedFrom>,
     /// Per `wrt` entry (= per backward output): its binding position in `forward`.
     wrt_positions: Vec<usize>,
 }
@@ -228,10 +248,20 @@ impl CachedGraph {
     }
 
     /// Runs the graph on `inputs` (in `input_names` order) with the parameters bound by name
-    /// from `params`; returns the user outputs, on the inputs' device.
+    /// from `params`; returns the user outputs, on the inputs' device. Draws one seed per
+    /// seed slot, then writes the state updates into their parameters.
+    ///
+    /// Under [`autograd::record`], when some float input requires a gradient (it has one
+    /// attached, or recorded history) or some float parameter's grad_req is not null, the call
+    /// is one node on the tape: the forward also keeps the values the backward graph needs,
+    /// and `backward()` runs that graph (built by `kiln_passes::autodiff` for this set of
+    /// bindings on first use, then cached; see [`CachedGraph::backward_plans`]) and delivers
+    /// the gradients by each array's grad_req, as imperative mode does. Gradients carry no
+    /// history: second-order gradients are not supported.
     ///
     /// Errors (changing nothing) when an input has the wrong shape or dtype, a parameter is
-    /// missing from `params`, not initialized or of the wrong type, or a kernel fails.
+    /// missing from `params`, not initialized or of the wrong type, a state update's parameter
+    /// does not fit its output, or a kernel fails.
     pub fn call(&self, inputs: &[&NDArray], params: &ParameterDict) -> Result<Vec<NDArray>> {
         if inputs.len() != self.input_names.len() {
             return Err(Error::invalid(
@@ -262,13 +292,7 @@ impl CachedGraph {
             Vec::new()
         };
         if wrt.is_empty() {
-            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
-            let seeds = draw_seeds(self.seed_slots);
-            let outputs = {
-                let locked = Locked::new(&arrays)?;
-                self.forward.run(&locked.views(), &seeds)?
-            };
-            let user = self.finish(outputs, params, ctx)?;
+            let user = self.call_plain(inputs, params, ctx)?;
             if recording {
                 // Nothing here wants a gradient: the outputs carry no history (the call marks
                 // them so that a backward through them explains why).
@@ -280,15 +304,25 @@ impl CachedGraph {
         let plan = self.grad_plan(&wrt)?;
         if !recording {
             // static_alloc: the plan is built; this call itself needs no gradients.
-            let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
-            let seeds = draw_seeds(self.seed_slots);
-            let outputs = {
-                let locked = Locked::new(&arrays)?;
-                self.forward.run(&locked.views(), &seeds)?
-            };
-            return self.finish(outputs, params, ctx);
+            return self.call_plain(inputs, params, ctx);
         }
         self.call_recorded(&plan, inputs, params, ctx)
+    }
+
+    /// A call without gradients: the plain forward plan.
+    fn call_plain(
+        &self,
+        inputs: &[&NDArray],
+        params: &ParameterDict,
+        ctx: Context,
+    ) -> Result<Vec<NDArray>> {
+        let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
+        let seeds = draw_seeds(self.seed_slots);
+        let outputs = {
+            let locked = Locked::new(&arrays)?;
+            self.forward.run(&locked.views(), &seeds)?
+        };
+        self.finish(outputs, params, ctx)
     }
 
     /// A call under `autograd::record`: runs the forward that saves values for the backward
@@ -306,7 +340,27 @@ impl CachedGraph {
             let locked = Locked::new(&arrays)?;
             plan.forward.run(&locked.views(), &seeds)?
         };
-        let saved = outputs.split_off(plan.num_outputs.min(outputs.len()));
+        let mut computed: Vec<Option<Tensor>> = outputs
+            .split_off(plan.num_outputs.min(outputs.len()))
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut shared = Vec::new();
+        let saved = plan
+            .saved_from
+            .iter()
+            .map(|from| match *from {
+                SavedFrom::Output(j) => computed
+                    .get_mut(j)
+                    .and_then(Option::take)
+                    .map(SavedValue::Computed),
+                SavedFrom::Binding(k) => arrays.get(k).map(|a| {
+                    shared.push(a.detach());
+                    SavedValue::Shared(shared.len() - 1)
+                }),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Graph("CachedGraph: a saved value is missing".into()))?;
         let extra_heads: Vec<TensorType> = outputs
             .iter()
             .skip(self.num_user_outputs)
@@ -327,6 +381,7 @@ impl CachedGraph {
         let backward = Backward {
             plan: Arc::clone(plan),
             saved,
+            shared,
             extra_heads,
             seeds,
             ctx,
@@ -365,9 +420,11 @@ impl CachedGraph {
         }
         let names: Vec<&str> = wrt.iter().map(String::as_str).collect();
         let d = differentiate(&self.graph, &names)?;
+        let state_targets: Vec<&str> = self.state_updates.iter().map(|(n, _)| n.as_str()).collect();
         let plan = Arc::new(GradPlan::new(
             &d,
             &self.input_names,
+            &state_targets,
             self.seed_slots,
             self.options.backend,
         )?);
@@ -585,14 +642,63 @@ fn draw_seeds(n: usize) -> Vec<u64> {
 }
 
 impl GradPlan {
+    /// Compiles `d`. Saved values that are bindings are read from the caller's arrays at
+    /// backward time rather than copied by the forward, except parameters the call itself
+    /// overwrites (`state_targets`), which are copied.
     fn new(
         d: &Differentiated,
         input_names: &[String],
+        state_targets: &[&str],
         seed_slots: usize,
         backend: BackendChoice,
     ) -> Result<GradPlan> {
-        let forward = Executor::new(&d.forward, seed_slots, backend)?;
+        let all_outputs = d.forward.outputs();
+        let mut outputs = all_outputs[..d.num_outputs.min(all_outputs.len())].to_vec();
+        let mut saved_bindings = Vec::new();
+        let mut kinds = Vec::new();
+        for &id in all_outputs.iter().skip(d.num_outputs) {
+            let shareable = d
+                .forward
+                .node(id)?
+                .kind
+                .name()
+                .filter(|name| !state_targets.contains(name));
+            match shareable {
+                Some(name) => {
+                    saved_bindings.push(name.to_string());
+                    kinds.push(None);
+                }
+                None => {
+                    kinds.push(Some(outputs.len() - d.num_outputs));
+                    outputs.push(id);
+                }
+            }
+        }
+        let mut forward_graph = d.forward.clone();
+        forward_graph.set_outputs(outputs)?;
+        let forward = Executor::new(&forward_graph, seed_slots, backend)?;
         let forward_bound = bindings_of(&forward, input_names, &d.forward)?;
+        let mut names = saved_bindings.iter();
+        let saved_from = kinds
+            .into_iter()
+            .map(|kind| match kind {
+                Some(j) => Ok(SavedFrom::Output(j)),
+                None => {
+                    let name = names.next().ok_or_else(|| {
+                        Error::Graph("CachedGraph: saved bindings miscounted".into())
+                    })?;
+                    forward
+                        .bindings()
+                        .position(|(n, _)| n == name)
+                        .map(SavedFrom::Binding)
+                        .ok_or_else(|| {
+                            Error::Graph(format!(
+                                "CachedGraph: saved binding {name:?} is not bound by the forward"
+                            ))
+                        })
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let backward = Executor::new(&d.backward, seed_slots, backend)?;
         let backward_feed = backward
             .bindings()
@@ -628,6 +734,7 @@ impl GradPlan {
             num_outputs: d.num_outputs,
             backward,
             backward_feed,
+            saved_from,
             wrt_positions,
         })
     }
@@ -636,8 +743,10 @@ impl GradPlan {
 /// What the tape node of one recorded call keeps for its backward.
 struct Backward {
     plan: Arc<GradPlan>,
-    /// The forward's saved values.
-    saved: Vec<Tensor>,
+    /// The saved values.
+    saved: Vec<SavedValue>,
+    /// The bound arrays some saved values are (detached handles sharing their storage).
+    shared: Vec<NDArray>,
     /// Types of the graph outputs after the user outputs (state updates): their head
     /// gradients are zeros.
     extra_heads: Vec<TensorType>,
@@ -663,23 +772,28 @@ impl Backward {
             .iter()
             .map(|t| Tensor::zeros(t.shape.clone(), t.dtype))
             .collect();
-        let locked = Locked::new(grads)?;
-        let heads = locked.views();
+        let n_heads = grads.len();
+        let mut arrays: Vec<NDArray> = grads.to_vec();
+        arrays.extend(self.shared.iter().cloned());
+        let locked = Locked::new(&arrays)?;
+        let views = locked.views();
         let feed = self
             .plan
             .backward_feed
             .iter()
             .map(|f| match *f {
-                Feed::Saved(i) => self.saved.get(i).map(Tensor::view),
-                Feed::Head(j) if j < heads.len() => heads.get(j).cloned(),
-                Feed::Head(j) => zeros.get(j - heads.len()).map(Tensor::view),
+                Feed::Saved(i) => match self.saved.get(i)? {
+                    SavedValue::Computed(t) => Some(t.view()),
+                    SavedValue::Shared(k) => views.get(n_heads + k).cloned(),
+                },
+                Feed::Head(j) if j < n_heads => views.get(j).cloned(),
+                Feed::Head(j) => zeros.get(j - n_heads).map(Tensor::view),
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
                 Error::Autograd(format!(
-                    "hybridized graph backward: {} head gradients and {} saved values do not \
-                     fit its backward graph",
-                    grads.len(),
+                    "hybridized graph backward: {n_heads} head gradients and {} saved values do \
+                     not fit its backward graph",
                     self.saved.len()
                 ))
             })?;

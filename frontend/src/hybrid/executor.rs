@@ -265,7 +265,8 @@ impl Executor {
             })
             .collect::<Result<_>>()?;
 
-        // Last use of each step's value; outputs are kept to the end.
+        // Free each step's value right after its last user, unless it is an output (kept
+        // to the end). Every live value that is not an output has a user.
         let mut last_use: Vec<Option<usize>> = vec![None; steps.len()];
         for (s, step) in steps.iter().enumerate() {
             for a in &step.args {
@@ -279,19 +280,9 @@ impl Executor {
                 last_use[*p] = None;
             }
         }
-        let is_output: Vec<bool> = (0..steps.len())
-            .map(|p| {
-                outputs
-                    .iter()
-                    .any(|o| matches!(o, Source::Step(q) if *q == p))
-            })
-            .collect();
         for (p, last) in last_use.iter().enumerate() {
-            match last {
-                Some(s) if !is_output[p] => steps[*s].frees.push(p),
-                // A value nobody uses (possible only for outputs, which are kept) or one that
-                // is an output: freed when the results are handed out.
-                _ => {}
+            if let Some(s) = last {
+                steps[*s].frees.push(p);
             }
         }
         Ok(Executor {

@@ -68,7 +68,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 /// use kiln_frontend::hybrid::{export, SymbolBlock};
 /// use kiln_frontend::{nd, Context};
 /// use kiln_ir::{BinaryOp, DType, Graph, Op, TensorType};
-/// # fn main() -> kiln_frontend::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut g = Graph::new();
 /// let x = g.add_input("data", TensorType::new([2], DType::F32))?;
 /// let b = g.add_param("net0_bias", TensorType::new([2], DType::F32))?;
@@ -86,7 +86,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 /// let net = SymbolBlock::imports(&graph_file, &["data"], &params_file, Context::cpu())?;
 /// let out = net.call(&[&nd::array(&[1.0f32, 2.0])?])?;
 /// assert_eq!(out[0].to_vec::<f32>()?, vec![1.5, 1.5]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok(())
 /// # }
 /// ```
 pub fn export(prefix: &Path, graph: &Graph, params: &ParameterDict) -> Result<(PathBuf, PathBuf)> {

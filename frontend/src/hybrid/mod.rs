@@ -6,7 +6,7 @@
 //! - [`cached`]: [`CachedGraph`], one traced graph bound to parameters by name,
 //!   differentiable under `autograd::record` (one tape node per call);
 //! - [`symbol_block`]: [`SymbolBlock`], a block running a loaded graph;
-//! - [`export`]: writing a graph and its parameters ([`export()`]), the format
+//! - [`export`](mod@export): writing a graph and its parameters ([`export()`]), the format
 //!   `SymbolBlock::imports` reads;
 //! - [`trace`]: running a forward on symbolic arrays to record its graph;
 //! - [`hybridize`]: the per-block, per-signature cache behind `HybridBlock::hybridize`.

@@ -3,15 +3,19 @@
 
 use super::cached::CachedGraph;
 use super::executor::{infer_seed_slots, HybridizeOptions};
+use super::executor::{op_seed, with_seed};
 use super::export;
+use super::hybridize::HybridState;
+use super::trace;
 use crate::autograd::GradReq;
 use crate::context::Context;
 use crate::gluon::block::{Block, HybridBlock};
 use crate::gluon::parameter::{Parameter, ParameterDict};
 use crate::gluon::serialize;
-use crate::ndarray::NDArray;
-use kiln_ir::{Error, Graph, Result};
-use std::collections::BTreeMap;
+use crate::ndarray::{apply_on, NDArray};
+use kiln_ir::graph::NodeKind;
+use kiln_ir::{Error, Graph, NodeId, Result};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A block whose computation is a graph (typically one exported by a hybridized block and
@@ -25,6 +29,10 @@ use std::path::{Path, PathBuf};
 /// A graph has a fixed behaviour: a graph traced in predict mode (the one to export) never
 /// drops units, whatever the autograd mode at the call. Random ops whose seeds are the
 /// placeholders `0, 1, ...` (as traced graphs have) draw fresh seeds at every call.
+///
+/// Inside another block's hybridize trace (a `SymbolBlock` as a layer of a hybridized
+/// model), the graph's ops join the outer graph; [`HybridBlock::hybrid_forward`] runs them
+/// one by one as NDArray ops (the imperative form of the same computation).
 ///
 /// ```
 /// use kiln_frontend::gluon::{Block, Parameter, ParameterDict};
@@ -46,7 +54,9 @@ use std::path::{Path, PathBuf};
 pub struct SymbolBlock {
     cached: CachedGraph,
     params: ParameterDict,
-    hybrid: super::hybridize::HybridState,
+    /// Required by [`HybridBlock`]; a `SymbolBlock` is compiled from the start, so its calls
+    /// do not go through the hybridize cache.
+    hybrid: HybridState,
 }
 
 impl SymbolBlock {
@@ -99,7 +109,7 @@ impl SymbolBlock {
         Ok(SymbolBlock {
             cached,
             params: used,
-            hybrid: super::hybridize::HybridState::default(),
+            hybrid: HybridState::default(),
         })
     }
 
@@ -197,7 +207,113 @@ impl SymbolBlock {
     /// Runs the graph on `inputs` (in input-name order); returns every output of the graph.
     /// Under `autograd::record`, gradients reach the parameters and the inputs that want them.
     pub fn call(&self, inputs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        if trace::is_tracing() {
+            return self.replay(inputs);
+        }
         self.cached.call(inputs, &self.params)
+    }
+
+    /// Runs the graph op by op through NDArray ops: eagerly (taped under `autograd::record`)
+    /// or, inside a trace, appending the ops to the traced graph. Seed placeholders take
+    /// seeds drawn from the global generator, one per slot, as the compiled graph does.
+    fn replay(&self, inputs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        let graph = self.graph();
+        let names = self.input_names();
+        if inputs.len() != names.len() {
+            return Err(Error::invalid(
+                "SymbolBlock",
+                format!(
+                    "{} inputs given, the graph takes {} ({})",
+                    inputs.len(),
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let ctx = inputs.first().map_or_else(Context::cpu, |a| a.context());
+        // A trace assigns its own seed placeholders; eager replay draws real seeds.
+        let seeds: Vec<u64> = if trace::is_tracing() {
+            vec![0; self.cached.seed_slots()]
+        } else {
+            (0..self.cached.seed_slots())
+                .map(|_| crate::random::next_seed())
+                .collect()
+        };
+        let mut live = vec![
+            false;
+            graph
+                .node_ids()
+                .iter()
+                .map(|i| i.index() + 1)
+                .max()
+                .unwrap_or(0)
+        ];
+        let mut stack: Vec<NodeId> = graph.outputs().to_vec();
+        while let Some(id) = stack.pop() {
+            if !std::mem::replace(&mut live[id.index()], true) {
+                stack.extend(graph.inputs_of(id)?);
+            }
+        }
+        let mut values: HashMap<NodeId, NDArray> = HashMap::new();
+        for id in graph.topo_order() {
+            if !live[id.index()] {
+                continue;
+            }
+            let value = match &graph.node(id)?.kind {
+                NodeKind::Input { name } => {
+                    let i = names.iter().position(|n| n == name).ok_or_else(|| {
+                        Error::Graph(format!("SymbolBlock: input {name:?} is not bound"))
+                    })?;
+                    let x = inputs[i];
+                    let want = graph.ty(id)?;
+                    if x.ty() != *want {
+                        return Err(Error::shape(
+                            "SymbolBlock",
+                            format!("input {name:?} is {}, the graph takes {want}", x.ty()),
+                        ));
+                    }
+                    x.clone()
+                }
+                NodeKind::Param { name } => self
+                    .params
+                    .get(name)
+                    .ok_or_else(|| {
+                        Error::Graph(format!("SymbolBlock: parameter {name:?} is not bound"))
+                    })?
+                    .data()?,
+                NodeKind::Const(t) => NDArray::from_tensor(t.clone(), ctx),
+                NodeKind::Op(op) => {
+                    let args = graph
+                        .inputs_of(id)?
+                        .iter()
+                        .map(|a| {
+                            values.get(a).ok_or_else(|| {
+                                Error::Graph(format!(
+                                    "SymbolBlock: {} uses a value not computed before it",
+                                    op.name()
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<&NDArray>>>()?;
+                    let op = match op_seed(op) {
+                        Some(s) if (s as usize) < seeds.len() => with_seed(op, seeds[s as usize]),
+                        _ => op.clone(),
+                    };
+                    apply_on(op, &args, ctx)?
+                }
+            };
+            values.insert(id, value);
+        }
+        graph
+            .outputs()
+            .iter()
+            .map(|o| {
+                values
+                    .get(o)
+                    .cloned()
+                    .ok_or_else(|| Error::Graph("SymbolBlock: an output has no value".into()))
+            })
+            .collect()
     }
 
     /// The graph it runs.
@@ -213,6 +329,21 @@ impl SymbolBlock {
     /// The compiled graph (call counts, backward plans...).
     pub fn cached_graph(&self) -> &CachedGraph {
         &self.cached
+    }
+
+    /// `forward` and `hybrid_forward` take one input and return one output.
+    fn check_single(&self) -> Result<()> {
+        let (n_in, n_out) = (self.input_names().len(), self.cached.num_user_outputs());
+        if n_in != 1 || n_out != 1 {
+            return Err(Error::invalid(
+                "SymbolBlock::forward",
+                format!(
+                    "forward takes one input and returns one output; this graph takes {n_in} \
+                     input(s) and returns {n_out} output(s): use SymbolBlock::call"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Exports this block again (see [`export::export`]): `{prefix}-graph.json` and
@@ -266,7 +397,10 @@ impl Block for SymbolBlock {
     /// Runs a graph of one data input and one output (use [`SymbolBlock::call`] for
     /// others).
     fn forward(&self, x: &NDArray) -> Result<NDArray> {
-        self.hybrid_forward(x)
+        self.check_single()?;
+        let mut out = self.call(&[x])?;
+        out.pop()
+            .ok_or_else(|| Error::invalid("SymbolBlock::forward", "the graph returned no output"))
     }
 
     fn params(&self) -> Vec<Parameter> {
@@ -275,24 +409,20 @@ impl Block for SymbolBlock {
 }
 
 impl HybridBlock for SymbolBlock {
-    /// Runs the graph (already compiled: `hybridize` changes nothing for this block).
+    /// The graph run op by op as NDArray ops (one data input, one output): the imperative
+    /// form of [`SymbolBlock::call`], used when an enclosing block traces this one.
     fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray> {
-        let (n_in, n_out) = (self.input_names().len(), self.cached.num_user_outputs());
-        if n_in != 1 || n_out != 1 {
-            return Err(Error::invalid(
-                "SymbolBlock::forward",
-                format!(
-                    "forward takes one input and returns one output; this graph takes {n_in} \
-                     input(s) and returns {n_out} output(s): use SymbolBlock::call"
-                ),
-            ));
-        }
-        let mut out = self.call(&[x])?;
-        out.pop()
-            .ok_or_else(|| Error::invalid("SymbolBlock::forward", "the graph returned no output"))
+        self.check_single()?;
+        let mut out = self.replay(&[x])?;
+        out.pop().ok_or_else(|| {
+            Error::invalid(
+                "SymbolBlock::hybrid_forward",
+                "the graph returned no output",
+            )
+        })
     }
 
-    fn hybrid_state(&self) -> &super::hybridize::HybridState {
+    fn hybrid_state(&self) -> &HybridState {
         &self.hybrid
     }
 }

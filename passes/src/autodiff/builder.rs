@@ -24,8 +24,12 @@ pub(crate) struct BackwardBuilder<'a> {
     imported: HashMap<NodeId, NodeId>,
     /// Saved values in the order they were first read: (forward node, backward input).
     saved: Vec<(NodeId, NodeId)>,
-    /// Head-gradient inputs, by user output index.
-    heads: Vec<NodeId>,
+    /// Head-gradient inputs: (user output index, backward input), in output order.
+    heads: Vec<(usize, NodeId)>,
+    /// Backward node -> the forward value it imports.
+    exported: HashMap<NodeId, NodeId>,
+    /// The forward graph's ops with inputs, by (op and attributes, inputs); built on first use.
+    fwd_ops: Option<HashMap<(String, Vec<NodeId>), NodeId>>,
 }
 
 impl<'a> BackwardBuilder<'a> {
@@ -36,6 +40,8 @@ impl<'a> BackwardBuilder<'a> {
             imported: HashMap::new(),
             saved: Vec::new(),
             heads: Vec::new(),
+            exported: HashMap::new(),
+            fwd_ops: None,
         }
     }
 
@@ -47,10 +53,12 @@ impl<'a> BackwardBuilder<'a> {
         &mut self.bwd
     }
 
-    /// Adds the head-gradient input of user output `j` (called for j = 0, 1, ... in order).
+    /// Adds the head-gradient input of user output `j` (called in increasing `j`).
     pub(crate) fn head_input(&mut self, j: usize, ty: TensorType) -> Result<NodeId> {
-        let id = self.bwd.add_input(format!("head:{j}"), ty)?;
-        self.heads.push(id);
+        let id = self
+            .bwd
+            .add_input(super::Differentiated::head_name(j), ty)?;
+        self.heads.push((j, id));
         Ok(id)
     }
 
@@ -79,23 +87,51 @@ impl<'a> BackwardBuilder<'a> {
             }
         };
         self.imported.insert(id, b);
+        self.exported.insert(b, id);
         Ok(b)
+    }
+
+    /// The forward node computing `op` from `inputs` when there is one: a VJP that needs a
+    /// value the forward already computes (softmax cross-entropy's softmax, say) reads it
+    /// instead of computing it again.
+    fn forward_twin(&mut self, op: &Op, inputs: &[&Value]) -> Result<Option<NodeId>> {
+        if inputs.is_empty() {
+            return Ok(None);
+        }
+        let mut fwd_inputs = Vec::with_capacity(inputs.len());
+        for v in inputs {
+            let f = match **v {
+                Value::Fwd(id) => Some(id),
+                Value::Bwd(id) => self.exported.get(&id).copied(),
+            };
+            match f {
+                Some(f) => fwd_inputs.push(f),
+                None => return Ok(None),
+            }
+        }
+        if self.fwd_ops.is_none() {
+            let mut index = HashMap::new();
+            for id in self.fwd.node_ids() {
+                let Some(op) = self.fwd.op(id)? else {
+                    continue;
+                };
+                let inputs = self.fwd.inputs_of(id)?;
+                if !inputs.is_empty() {
+                    index.entry((op_key(op), inputs)).or_insert(id);
+                }
+            }
+            self.fwd_ops = Some(index);
+        }
+        Ok(self
+            .fwd_ops
+            .as_ref()
+            .and_then(|index| index.get(&(op_key(op), fwd_inputs)).copied()))
     }
 
     /// The finished backward graph with `outputs`, keeping only the nodes they depend on, and
     /// the forward nodes it saves (in the order of its `saved:{i}` inputs). The inputs come
-    /// first: the saved values, then the `num_heads` heads.
-    pub(crate) fn finish(
-        self,
-        outputs: Vec<NodeId>,
-        num_heads: usize,
-    ) -> Result<(Graph, Vec<NodeId>)> {
-        if self.heads.len() != num_heads {
-            return Err(Error::Graph(format!(
-                "autodiff: {} head inputs for {num_heads} outputs",
-                self.heads.len()
-            )));
-        }
+    /// first: the saved values, then every head (used or not).
+    pub(crate) fn finish(self, outputs: Vec<NodeId>) -> Result<(Graph, Vec<NodeId>)> {
         let src = self.bwd;
         let bound = src
             .node_ids()
@@ -117,13 +153,14 @@ impl<'a> BackwardBuilder<'a> {
         for &(fwd_id, b) in &self.saved {
             if live[b.index()] {
                 let ty = src.ty(b)?.clone();
-                map.insert(b, out.add_input(format!("saved:{}", saved.len()), ty)?);
+                let name = super::Differentiated::saved_name(saved.len());
+                map.insert(b, out.add_input(name, ty)?);
                 saved.push(fwd_id);
             }
         }
-        for (j, &h) in self.heads.iter().enumerate() {
+        for &(j, h) in &self.heads {
             let ty = src.ty(h)?.clone();
-            map.insert(h, out.add_input(format!("head:{j}"), ty)?);
+            map.insert(h, out.add_input(super::Differentiated::head_name(j), ty)?);
         }
         for id in src.topo_order() {
             if !live[id.index()] || map.contains_key(&id) {
@@ -156,6 +193,11 @@ impl<'a> BackwardBuilder<'a> {
     }
 }
 
+/// An op with its attributes, as a map key.
+fn op_key(op: &Op) -> String {
+    format!("{}{{{}}}", op.name(), op.attrs_text())
+}
+
 fn unmapped(id: NodeId) -> Error {
     Error::Graph(format!(
         "autodiff: backward node {} was not copied before its use",
@@ -169,6 +211,9 @@ impl VjpBuilder for BackwardBuilder<'_> {
     type Value = Value;
 
     fn apply(&mut self, op: Op, inputs: &[&Value]) -> Result<Value> {
+        if let Some(id) = self.forward_twin(&op, inputs)? {
+            return Ok(Value::Fwd(id));
+        }
         let ids = inputs
             .iter()
             .map(|v| self.materialize(v))

@@ -14,7 +14,10 @@
 //! a VJP reads becomes a `saved:{i}` input the first time it is read, and only if some node
 //! that reaches a gradient uses it: each saved value is saved once, and nothing that only
 //! shapes are read from is saved. Constants and non-random creation ops (`full`, `arange`)
-//! that a VJP reads are copied into the backward graph instead of being saved.
+//! that a VJP reads are copied into the backward graph instead of being saved. A VJP op on
+//! forward values that the forward graph already computes (the softmax inside softmax
+//! cross-entropy's VJP when the forward also returns that softmax) is not computed again: the
+//! forward's value is saved and read.
 //!
 //! Gradients reaching one value along several paths (a value used twice, an output listed
 //! twice) are summed. Gradients flow only through floating-point values: integer and bool
@@ -102,18 +105,24 @@ pub struct Differentiated {
     pub num_outputs: usize,
     /// The backward graph. Its inputs (`NodeKind::Input`) are `saved:{i}` for each saved
     /// value (forward output `num_outputs + i`), then `head:{j}` for the head gradient of user
-    /// output `j` (same type as that output; present for every output, used or not). Its
-    /// outputs are the gradients, one per entry of `wrt`, in that order (zeros of the
-    /// binding's type where no gradient reaches it).
+    /// output `j` (same type as that output) for each `j` in `heads`, used or not. Its outputs
+    /// are the gradients, one per entry of `wrt`, in that order (zeros of the binding's type
+    /// where no gradient reaches it).
     pub backward: Graph,
     /// The `wrt` binding names, in the order of the backward's outputs.
     pub wrt: Vec<String>,
+    /// The user outputs that are differentiated (each has a `head:{j}` input), in increasing
+    /// order: all of them for [`differentiate`], those chosen for [`differentiate_outputs`].
+    pub heads: Vec<usize>,
 }
 
 impl Differentiated {
     /// Number of saved values: the forward's outputs after the first `num_outputs`.
     pub fn saved_count(&self) -> usize {
-        self.forward.outputs().len() - self.num_outputs
+        self.forward
+            .outputs()
+            .len()
+            .saturating_sub(self.num_outputs)
     }
 
     /// The name of the backward input holding saved value `i`.
@@ -134,6 +143,26 @@ impl Differentiated {
 /// (an op whose gradient is not expressible, such as the second derivative of max pooling);
 /// the message names the op.
 pub fn differentiate(graph: &Graph, wrt: &[&str]) -> Result<Differentiated> {
+    differentiate_outputs(graph, wrt, &vec![true; graph.outputs().len()])
+}
+
+/// [`differentiate`] for the outputs `j` with `heads[j]` set only: the others (say, updated
+/// running statistics returned next to a loss) get no `head:{j}` input and no gradient flows
+/// from them. The forward graph still returns every output.
+///
+/// Errors as [`differentiate`], and when `heads` and the outputs differ in length.
+pub fn differentiate_outputs(
+    graph: &Graph,
+    wrt: &[&str],
+    heads: &[bool],
+) -> Result<Differentiated> {
+    if heads.len() != graph.outputs().len() {
+        return Err(Error::Graph(format!(
+            "autodiff: {} head flags for {} outputs",
+            heads.len(),
+            graph.outputs().len()
+        )));
+    }
     let mut wrt_ids = Vec::with_capacity(wrt.len());
     for name in wrt {
         let id = graph.input_id(name).ok_or_else(|| {
@@ -154,7 +183,12 @@ pub fn differentiate(graph: &Graph, wrt: &[&str]) -> Result<Differentiated> {
     let mut b = BackwardBuilder::new(graph);
     // The gradient of each forward value so far (a backward node), by forward node index.
     let mut grads: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut head_list = Vec::new();
     for (j, &out) in graph.outputs().iter().enumerate() {
+        if !heads[j] {
+            continue;
+        }
+        head_list.push(j);
         let head = b.head_input(j, graph.ty(out)?.clone())?;
         if needs[out.index()] {
             accumulate(&mut b, &mut grads, out, head)?;
@@ -229,7 +263,7 @@ pub fn differentiate(graph: &Graph, wrt: &[&str]) -> Result<Differentiated> {
         };
         outputs.push(out);
     }
-    let (backward, saved) = b.finish(outputs, num_outputs)?;
+    let (backward, saved) = b.finish(outputs)?;
 
     let mut forward = graph.clone();
     let mut fwd_outputs = graph.outputs().to_vec();
@@ -240,6 +274,7 @@ pub fn differentiate(graph: &Graph, wrt: &[&str]) -> Result<Differentiated> {
         num_outputs,
         backward,
         wrt: wrt.iter().map(|s| s.to_string()).collect(),
+        heads: head_list,
     })
 }
 

@@ -1,0 +1,122 @@
+//! Per-pass statistics, as a table value with a text rendering.
+
+use crate::util::bytes;
+use kiln_ir::graph::NodeKind;
+use kiln_ir::Graph;
+use std::fmt;
+use std::time::Duration;
+
+/// Cost measures of a graph that the statistics compare before and after each pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphCost {
+    /// Nodes (inputs, parameters and constants included).
+    pub nodes: usize,
+    /// Op nodes: kernels launched when each op is its own kernel (before fusion).
+    pub kernels: usize,
+    /// Estimated bytes moved by one run: every op node reads each of its inputs and writes
+    /// its output once.
+    pub bytes_moved: usize,
+}
+
+impl GraphCost {
+    /// Measures `g`.
+    pub fn of(g: &Graph) -> GraphCost {
+        let mut cost = GraphCost {
+            nodes: g.len(),
+            ..GraphCost::default()
+        };
+        for id in g.node_ids() {
+            let Ok(node) = g.node(id) else { continue };
+            if !matches!(node.kind, NodeKind::Op(_)) {
+                continue;
+            }
+            cost.kernels += 1;
+            let inputs: usize = g
+                .inputs_of(id)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&i| g.ty(i).ok())
+                .map(bytes)
+                .sum();
+            cost.bytes_moved = cost
+                .bytes_moved
+                .saturating_add(inputs)
+                .saturating_add(bytes(&node.ty));
+        }
+        cost
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassStats {
+    /// The pass's name.
+    pub pass: String,
+    /// The graph before the pass.
+    pub before: GraphCost,
+    /// The graph after the pass.
+    pub after: GraphCost,
+    /// Rewrites fired, by name.
+    pub firings: Vec<(String, usize)>,
+    /// Wall time of the pass (verification and dumps not included).
+    pub time: Duration,
+}
+
+impl PassStats {
+    /// Total rewrites fired.
+    pub fn total_firings(&self) -> usize {
+        self.firings.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The statistics of one pipeline run: one row per pass that ran, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsTable {
+    /// The rows.
+    pub rows: Vec<PassStats>,
+}
+
+impl StatsTable {
+    /// The row of pass `name`, if it ran.
+    pub fn get(&self, name: &str) -> Option<&PassStats> {
+        self.rows.iter().find(|r| r.pass == name)
+    }
+
+    /// Total time over all passes.
+    pub fn total_time(&self) -> Duration {
+        self.rows.iter().map(|r| r.time).sum()
+    }
+}
+
+impl fmt::Display for StatsTable {
+    /// A fixed-width table, then one line per pass listing its rule firings:
+    ///
+    /// ```text
+    /// pass        nodes        kernels      bytes moved          fired  time
+    /// simplify    9 -> 5       6 -> 2       144 -> 48            4      0.021 ms
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<10}  {:<11}  {:<11}  {:<19}  {:>5}  time",
+            "pass", "nodes", "kernels", "bytes moved", "fired"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<10}  {:<11}  {:<11}  {:<19}  {:>5}  {:.3} ms",
+                r.pass,
+                format!("{} -> {}", r.before.nodes, r.after.nodes),
+                format!("{} -> {}", r.before.kernels, r.after.kernels),
+                format!("{} -> {}", r.before.bytes_moved, r.after.bytes_moved),
+                r.total_firings(),
+                r.time.as_secs_f64() * 1e3
+            )?;
+        }
+        for r in self.rows.iter().filter(|r| !r.firings.is_empty()) {
+            let parts: Vec<String> = r.firings.iter().map(|(n, c)| format!("{n} x{c}")).collect();
+            writeln!(f, "  {}: {}", r.pass, parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
