@@ -212,6 +212,13 @@ fn deferred_initialization_runs_the_first_call_eagerly_then_caches() -> Result<(
     );
     let s = net.cache_stats();
     assert_eq!((s.entries, s.traces, s.hits), (1, 1, 0));
+    let child = &net.children()[0];
+    assert!(child.is_hybridized());
+    assert_eq!(
+        child.cache_stats().traces,
+        0,
+        "the eager first call ran the child eagerly"
+    );
     assert_close(&net.forward(&x)?.to_vec_f64(), &eager);
     assert_eq!(net.cache_stats().hits, 1);
     Ok(())

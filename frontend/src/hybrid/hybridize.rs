@@ -24,6 +24,7 @@ use crate::gluon::block::HybridBlock;
 use crate::gluon::ParameterDict;
 use crate::ndarray::NDArray;
 use kiln_ir::{DType, Error, Graph, Result, Shape, TensorType};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -185,10 +186,29 @@ impl HybridState {
 /// being traced, eagerly when not hybridized, else through the cache. Every hybridizable
 /// layer's `Block::forward` is this call.
 pub fn call<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArray> {
-    if trace::is_tracing() || !block.hybrid_state().is_active() {
+    if trace::is_tracing() || !block.hybrid_state().is_active() || EAGER.with(Cell::get) {
         return block.hybrid_forward(x);
     }
     call_cached(block, x)
+}
+
+thread_local! {
+    /// Set while a hybridized block runs its forward eagerly (a first call finishing deferred
+    /// initialization): its hybridized children then run eagerly too instead of compiling
+    /// graphs of their own.
+    static EAGER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with [`EAGER`] set, restoring it afterwards (also on unwinding).
+fn eagerly<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            EAGER.with(|e| e.set(self.0));
+        }
+    }
+    let _restore = Restore(EAGER.with(|e| e.replace(true)));
+    f()
 }
 
 fn call_cached<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArray> {
@@ -210,7 +230,7 @@ fn call_cached<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArra
             if params.iter().any(|p| !p.is_initialized()) {
                 // Deferred initialization: this call runs eagerly (initializing the
                 // parameters as imperative mode would); the graph is traced for later calls.
-                let y = block.hybrid_forward(x)?;
+                let y = eagerly(|| block.hybrid_forward(x))?;
                 compile(block, &sig, params)?;
                 return Ok(y);
             }
