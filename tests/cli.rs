@@ -366,3 +366,63 @@ fn npy_files_round_trip_on_disk() {
         .to_string();
     assert!(e.contains("missing.npy"), "{e}");
 }
+
+#[test]
+fn run_on_a_hybrid_export_matches_symbol_block() {
+    use kiln::frontend::gluon::{Parameter, ParameterDict};
+    use kiln::frontend::hybrid::{export, SymbolBlock};
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new();
+    let x = g
+        .add_input("data", TensorType::new([3, 5], DType::F32))
+        .unwrap();
+    let mut d = ParameterDict::new();
+    let mut ids = Vec::new();
+    for (i, (name, shape)) in [("d0_weight", vec![2, 5]), ("d0_bias", vec![2])]
+        .into_iter()
+        .enumerate()
+    {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|k| ((k * 3 + i) % 7) as f32 * 0.2 - 0.5)
+            .collect();
+        let p = Parameter::new(name, shape.clone());
+        p.set_data(&NDArray::from_vec(v, shape.clone()).unwrap())
+            .unwrap();
+        ids.push(
+            g.add_param(name, TensorType::new(shape, DType::F32))
+                .unwrap(),
+        );
+        d.insert(p).unwrap();
+    }
+    let fc = Op::FullyConnected {
+        flatten: true,
+        no_bias: false,
+    };
+    let h = g.add_op(fc, &[x, ids[0], ids[1]]).unwrap();
+    let y = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[h]).unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    let (gf, pf) = export(&dir.path().join("net"), &g, &d).unwrap();
+
+    let xv: Vec<f32> = (0..15).map(|i| (i as f32 - 7.0) / 5.0).collect();
+    let xt = Tensor::from_vec(xv.clone(), [3, 5]).unwrap();
+    let xin = dir.path().join("data.npy");
+    npy::write(&xin, &xt).unwrap();
+    let yout = dir.path().join("y.npy");
+    let out = kiln(&[
+        "run",
+        gf.to_str().unwrap(),
+        "--input",
+        &format!("data={}", xin.display()),
+        "-o",
+        yout.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = npy::read(&yout).unwrap();
+
+    let net = SymbolBlock::imports(&gf, &["data"], &pf, Context::cpu()).unwrap();
+    let want = net
+        .call(&[&NDArray::from_vec(xv, [3, 5]).unwrap()])
+        .unwrap();
+    assert_close(&got, &want[0].to_tensor(), 1e-5);
+}
