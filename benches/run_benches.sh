@@ -4,7 +4,9 @@
 # puts its python first on PATH. Runs twice: with all cores, then with RAYON_NUM_THREADS=1
 # (numpy then gets OPENBLAS_NUM_THREADS=1 too), because on a shared machine a busy core can
 # make multithreaded figures, OpenBLAS's especially, meaningless. Extra arguments go to the
-# benchmark (names to select: gemm, conv, elementwise, dispatch).
+# benchmark (names to select: gemm, conv, elementwise, dispatch). Without arguments it then runs
+# the eager training benchmark (train_throughput) too; benches/mxnet_compare.sh runs that one
+# next to MXNet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/bench-venv
@@ -17,3 +19,6 @@ fi
 export PATH="$PWD/$venv/bin:$PATH"
 cargo bench --bench cpu_kernels -- "$@"
 RAYON_NUM_THREADS=1 cargo bench --bench cpu_kernels -- "$@"
+if [ $# -eq 0 ]; then
+    cargo bench --bench train_throughput
+fi

@@ -57,6 +57,12 @@ fn cases() -> Vec<Case> {
         c2(1, 4, [4, 4], 4, [4, 4], [1, 1], [3, 3], [1, 1], 4),
         // LeNet's second layer at a small batch: the batch is split across threads.
         c2(3, 20, [12, 12], 50, [5, 5], [1, 1], [0, 0], [1, 1], 1),
+        // Batches whose images are processed in blocks (column matrices side by side), with
+        // a last, partial block (11 images of LeNet's second layer, 19 of its first), and a
+        // padded, strided, dilated case.
+        c2(11, 20, [12, 12], 50, [5, 5], [1, 1], [0, 0], [1, 1], 1),
+        c2(19, 1, [28, 28], 20, [5, 5], [1, 1], [0, 0], [1, 1], 1),
+        c2(9, 3, [10, 9], 4, [3, 3], [2, 1], [1, 2], [2, 1], 1),
         c1(2, 3, 11, 4, 3, 1, 1, 1, 1),
         c1(3, 4, 13, 2, 2, 3, 2, 2, 2),
         c1(1, 2, 5, 3, 1, 1, 0, 1, 1),

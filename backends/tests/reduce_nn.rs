@@ -227,3 +227,127 @@ fn fallback_ops_equal_the_interpreter_exactly() {
     check_same_as_interp(&Op::Dropout { p: 0.3, seed: 7 }, &[&x]);
     check_same_as_interp(&Op::Cast { dtype: DType::F64 }, &[&x]);
 }
+
+#[test]
+fn reductions_over_other_axis_sets_are_bitwise_equal_to_the_interpreter() {
+    // Bias gradients (every axis but the channels), leading axes, middle axes, length-1
+    // axes among the reduced and kept ones, and NaNs for max.
+    let cases: [(&[usize], &[isize]); 9] = [
+        (&[64, 20, 24, 24], &[0, 2, 3]),
+        (&[5, 13, 7], &[0, 2]),
+        (&[64, 512], &[0]),
+        (&[3, 4, 5], &[1]),
+        (&[2, 3, 4, 5], &[0, 1]),
+        (&[2, 3, 4, 5], &[1, 3]),
+        (&[1, 6, 1, 9], &[0, 3]),
+        (&[4, 1, 3], &[0, 2]),
+        (&[6, 19, 1], &[0, 2]),
+    ];
+    for dt in FLOATS {
+        for (i, (shape, axes)) in cases.iter().enumerate() {
+            let x = random(shape, dt, 10 + i as u64);
+            for f in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+                for keepdims in [false, true] {
+                    let op = Op::Reduce {
+                        f,
+                        axes: Some(axes.to_vec()),
+                        keepdims,
+                    };
+                    check_exact(&op, &[&x]);
+                }
+            }
+        }
+    }
+    let x = Tensor::from_vec(
+        vec![
+            1.0f32,
+            f32::NAN,
+            3.0,
+            0.0,
+            -1.0,
+            2.0,
+            5.0,
+            4.0,
+            f32::NAN,
+            7.0,
+            8.0,
+            9.0,
+        ],
+        [2, 3, 2],
+    )
+    .unwrap();
+    for f in [ReduceOp::Max, ReduceOp::Sum] {
+        let op = Op::Reduce {
+            f,
+            axes: Some(vec![0, 2]),
+            keepdims: false,
+        };
+        check_exact(&op, &[&x]);
+    }
+}
+
+#[test]
+fn max_pooling_over_tiles_and_its_gradient_are_bitwise_equal_to_the_interpreter() {
+    let grad_of = |op: &Op| match op.clone() {
+        Op::Pooling {
+            kind,
+            kernel,
+            stride,
+            pad,
+            global,
+            count_include_pad,
+        } => Op::PoolingGrad {
+            kind,
+            kernel,
+            stride,
+            pad,
+            global,
+            count_include_pad,
+        },
+        _ => unreachable!(),
+    };
+    for dt in FLOATS {
+        // Odd sizes leave a last row/column in no window; 3×3 and 2×3 tiles take the
+        // general tiled path of the gradient.
+        for (shape, k) in [
+            (&[2, 3, 9, 8][..], &[2, 2][..]),
+            (&[64, 20, 24, 24], &[2, 2]),
+            (&[2, 2, 9, 9], &[3, 3]),
+            (&[1, 2, 7, 9], &[2, 3]),
+        ] {
+            let x = random(shape, dt, 21);
+            let fwd = pool(PoolKind::Max, k, k, &[0, 0], false, true);
+            check_exact(&fwd, &[&x]);
+            let y = kiln_ir::interp::eval(&fwd, &[x.view()]).unwrap();
+            let dy = random(y.shape().dims(), dt, 22);
+            check_exact(&grad_of(&fwd), &[&x, &dy]);
+        }
+    }
+    // Ties (the first maximum wins), NaN first and NaN later in a window, and a -0 gradient.
+    let x = Tensor::from_vec(
+        vec![
+            1.0f32,
+            1.0,
+            f32::NAN,
+            0.0,
+            1.0,
+            0.5,
+            9.0,
+            f32::NAN,
+            -2.0,
+            -2.0,
+            -1.0,
+            -3.0,
+            -2.0,
+            -2.0,
+            -3.0,
+            -1.0,
+        ],
+        [1, 1, 4, 4],
+    )
+    .unwrap();
+    let dy = Tensor::from_vec(vec![-0.0f32, 2.0, 3.0, -4.0], [1, 1, 2, 2]).unwrap();
+    let fwd = pool(PoolKind::Max, &[2, 2], &[2, 2], &[0, 0], false, true);
+    check_exact(&fwd, &[&x]);
+    check_exact(&grad_of(&fwd), &[&x, &dy]);
+}

@@ -2,6 +2,7 @@
 //! `--out DIR`), progress bars ([`progress`]), PNG plots ([`plot`]) and the classifier
 //! training loop ([`train`]).
 
+pub mod cnn;
 pub mod csv;
 pub mod curves;
 pub mod libsvm;

@@ -160,6 +160,28 @@ impl Geom {
             .iter()
             .fold(1usize, |a, &b| a.saturating_mul(b))
     }
+    /// True when several images' column matrices are put side by side so that one GEMM
+    /// covers a block of images ([`Geom::images_per_block`]): one group, a real column
+    /// matrix (not a 1×1 stride-1 kernel, whose columns are the image itself) and more than
+    /// one image. LeNet's second layer per image is a `[50, 500] · [500, 64]` product, too
+    /// narrow for the GEMM kernels to run at speed; eight images side by side make it
+    /// `[50, 500] · [500, 512]`.
+    fn batches_columns(&self) -> bool {
+        self.groups == 1 && !self.col_is_image() && self.n > 1
+    }
+
+    /// Images per block: as many as keep the block's column matrix within
+    /// [`COL_BLOCK_ELEMS`] (at least one), and few enough that every thread gets a block
+    /// when the batch is split across threads.
+    fn images_per_block(&self) -> usize {
+        let per_image = (self.kdim() * self.ohw()).max(1);
+        let mut nb = (COL_BLOCK_ELEMS / per_image).clamp(1, self.n.max(1));
+        if self.split_batch() {
+            nb = nb.min(self.n.div_ceil(threads())).max(1);
+        }
+        nb
+    }
+
     /// True when batches should be split across threads.
     fn split_batch(&self) -> bool {
         threads() > 1 && self.n > 1 && self.work() >= BATCH_PARALLEL_MIN_WORK
@@ -181,14 +203,23 @@ impl Geom {
 
     /// Fills `col [c·kh·kw, oh·ow]` from one image `[c, h, w]`.
     fn im2col<T: Real>(&self, image: &[T], col: &mut [T]) {
+        self.im2col_strided(image, col, self.ohw());
+    }
+
+    /// [`Geom::im2col`] into the columns of a wider matrix: row `r` of this image's column
+    /// matrix goes to `col[r·ld .. r·ld + oh·ow]` (`ld >= oh·ow`), so that several images'
+    /// column matrices sit side by side in one `[c·kh·kw, ld]` matrix.
+    fn im2col_strided<T: Real>(&self, image: &[T], col: &mut [T], ld: usize) {
         let ohw = self.ohw();
-        let mut rows = col.chunks_exact_mut(ohw.max(1));
         for ch in 0..self.c {
             let plane = &image[ch * self.h * self.w..(ch + 1) * self.h * self.w];
             for ky in 0..self.kh {
                 let (y0, y1) = Self::valid_range(self.oh, self.sh, ky * self.dh, self.ph, self.h);
                 for kx in 0..self.kw {
-                    let Some(row) = rows.next() else { return };
+                    let r = (ch * self.kh + ky) * self.kw + kx;
+                    let Some(row) = col.get_mut(r * ld..r * ld + ohw) else {
+                        return;
+                    };
                     let (x0, x1) =
                         Self::valid_range(self.ow, self.sw, kx * self.dw, self.pw, self.w);
                     for oy in 0..self.oh {
@@ -222,8 +253,19 @@ impl Geom {
 
     /// Adds `col [c·kh·kw, oh·ow]` back into one image `[c, h, w]` (the adjoint of im2col).
     fn col2im<T: Real>(&self, col: &[T], image: &mut [T]) {
+        self.col2im_strided(col, self.ohw(), image);
+    }
+
+    /// [`Geom::col2im`] from the columns of a wider matrix (row `r` at `col[r·ld..]`), the
+    /// adjoint of [`Geom::im2col_strided`].
+    fn col2im_strided<T: Real>(&self, col: &[T], ld: usize, image: &mut [T]) {
         let ohw = self.ohw();
-        let mut rows = col.chunks_exact(ohw.max(1));
+        let mut next_row = 0usize;
+        let mut rows = std::iter::from_fn(|| {
+            let r = next_row;
+            next_row += 1;
+            col.get(r * ld..r * ld + ohw)
+        });
         for ch in 0..self.c {
             let plane = &mut image[ch * self.h * self.w..(ch + 1) * self.h * self.w];
             for ky in 0..self.kh {
@@ -253,6 +295,129 @@ impl Geom {
                 }
             }
         }
+    }
+}
+
+/// Elements of a block's column matrix (1 MiB of f32): large enough for wide GEMMs, small
+/// enough to stay in a core's L2 cache next to the GEMM's packed operands.
+const COL_BLOCK_ELEMS: usize = 1 << 18;
+
+/// `out_b` (images `n0..` of the output, as many as it holds) for a one-group convolution:
+/// the block's column matrices side by side, `[kdim, nb·ohw]`, one GEMM with the weight
+/// `[o, kdim]` into `tmp [o, nb·ohw]` (rows pre-filled with the bias, as the per-image path
+/// does), then each image's `[o, ohw]` copied out.
+#[allow(clippy::too_many_arguments)]
+fn conv_block<T: Real>(
+    g: &Geom,
+    xd: &[T],
+    wm: MatRef<'_, T>,
+    bias: Option<&[T]>,
+    n0: usize,
+    out_b: &mut [T],
+    (col, tmp): &mut (Vec<T>, Vec<T>),
+    par: Parallelism,
+) {
+    let (kdim, ohw, out_len, image_len) = (g.kdim(), g.ohw(), g.out_len(), g.image_len());
+    let nb = out_b.len() / out_len;
+    let ld = nb * ohw;
+    col.resize(kdim * ld, T::zero());
+    for j in 0..nb {
+        let image = &xd[(n0 + j) * image_len..(n0 + j + 1) * image_len];
+        g.im2col_strided(image, &mut col[j * ohw..], ld);
+    }
+    tmp.clear();
+    tmp.resize(g.o * ld, T::zero());
+    if let Some(b) = bias {
+        for (row, &v) in tmp.chunks_mut(ld).zip(b) {
+            row.fill(v);
+        }
+    }
+    let Some(cm) = MatRef::row_major(col, kdim, ld) else {
+        return;
+    };
+    matmul(tmp, wm, cm, bias.is_some(), par);
+    for (j, out_n) in out_b.chunks_mut(out_len).enumerate() {
+        for (oc, dst) in out_n.chunks_mut(ohw).enumerate() {
+            dst.copy_from_slice(&tmp[oc * ld + j * ohw..oc * ld + (j + 1) * ohw]);
+        }
+    }
+}
+
+/// Gathers images `n0 .. n0 + nb` of `src` (`[n, rows, ohw]`) side by side into
+/// `dst [rows, nb·ohw]`.
+fn gather_block<T: Real>(
+    src: &[T],
+    rows: usize,
+    ohw: usize,
+    n0: usize,
+    nb: usize,
+    dst: &mut Vec<T>,
+) {
+    let ld = nb * ohw;
+    dst.clear();
+    dst.resize(rows * ld, T::zero());
+    for j in 0..nb {
+        let image = &src[(n0 + j) * rows * ohw..(n0 + j + 1) * rows * ohw];
+        for (r, s) in image.chunks_exact(ohw.max(1)).enumerate() {
+            dst[r * ld + j * ohw..r * ld + (j + 1) * ohw].copy_from_slice(s);
+        }
+    }
+}
+
+/// Adds images `n0 .. n0 + nb`'s contribution to a one-group convolution's weight gradient
+/// `dw [o, kdim]`: `dy` gathered to `[o, nb·ohw]` times the block's columns transposed.
+#[allow(clippy::too_many_arguments)]
+fn grad_weight_block<T: Real>(
+    g: &Geom,
+    xd: &[T],
+    dyd: &[T],
+    n0: usize,
+    nb: usize,
+    dw: &mut [T],
+    (col, dyt): &mut (Vec<T>, Vec<T>),
+    par: Parallelism,
+) {
+    let (kdim, ohw, image_len) = (g.kdim(), g.ohw(), g.image_len());
+    let ld = nb * ohw;
+    col.resize(kdim * ld, T::zero());
+    for j in 0..nb {
+        let image = &xd[(n0 + j) * image_len..(n0 + j + 1) * image_len];
+        g.im2col_strided(image, &mut col[j * ohw..], ld);
+    }
+    gather_block(dyd, g.o, ohw, n0, nb, dyt);
+    let (Some(dym), Some(cm)) = (
+        MatRef::row_major(dyt, g.o, ld),
+        MatRef::row_major(col, kdim, ld),
+    ) else {
+        return;
+    };
+    matmul(dw, dym, cm.t(), true, par);
+}
+
+/// Images `n0..` of a one-group deconvolution's output (`img_b`, as many as it holds; already
+/// holding the bias): `x` gathered to `[c, nb·ohw]`, one GEMM with the transposed weight
+/// `[kdim, c]` into the block's columns, then col2im per image.
+fn deconv_block<T: Real>(
+    g: &Geom,
+    xd: &[T],
+    wt: MatRef<'_, T>,
+    n0: usize,
+    img_b: &mut [T],
+    (col, xt): &mut (Vec<T>, Vec<T>),
+    par: Parallelism,
+) {
+    let (kdim, ohw, image_len) = (g.kdim(), g.ohw(), g.image_len());
+    let nb = img_b.len() / image_len;
+    let ld = nb * ohw;
+    gather_block(xd, g.o, ohw, n0, nb, xt);
+    col.clear();
+    col.resize(kdim * ld, T::zero());
+    let Some(xm) = MatRef::row_major(xt, g.o, ld) else {
+        return;
+    };
+    matmul(col, wt, xm, false, par);
+    for (j, img) in img_b.chunks_mut(image_len).enumerate() {
+        g.col2im_strided(&col[j * ohw..], ld, img);
     }
 }
 
@@ -357,7 +522,24 @@ fn conv_typed<T: Real>(
         }
     };
     let out_len = g.out_len();
-    if out_len > 0 {
+    if out_len > 0 && g.batches_columns() {
+        let wm = weight(0)?;
+        let nb = g.images_per_block();
+        if g.split_batch() && g.n.div_ceil(nb) >= threads() {
+            out.par_chunks_mut(nb * out_len).enumerate().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |bufs, (bi, out_b)| {
+                    conv_block(&g, xd, wm, bias, bi * nb, out_b, bufs, Parallelism::None)
+                },
+            );
+        } else {
+            let par = parallelism(g.o, nb * ohw, kdim);
+            let mut bufs = (Vec::new(), Vec::new());
+            for (bi, out_b) in out.chunks_mut(nb * out_len).enumerate() {
+                conv_block(&g, xd, wm, bias, bi * nb, out_b, &mut bufs, par);
+            }
+        }
+    } else if out_len > 0 {
         if g.split_batch() {
             out.par_chunks_mut(out_len)
                 .enumerate()
@@ -498,7 +680,26 @@ fn deconv_typed<T: Real>(
         }
         g.col2im(col, img);
     };
-    if image_len > 0 {
+    if image_len > 0 && g.batches_columns() {
+        let wt = weight_t(0)?;
+        let nb = g.images_per_block();
+        if g.split_batch() && g.n.div_ceil(nb) >= threads() {
+            out.par_chunks_mut(nb * image_len)
+                .enumerate()
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |bufs, (bi, img_b)| {
+                        deconv_block(&g, xd, wt, bi * nb, img_b, bufs, Parallelism::None)
+                    },
+                );
+        } else {
+            let par = parallelism(kdim, nb * ohw, og);
+            let mut bufs = (Vec::new(), Vec::new());
+            for (bi, img_b) in out.chunks_mut(nb * image_len).enumerate() {
+                deconv_block(&g, xd, wt, bi * nb, img_b, &mut bufs, par);
+            }
+        }
+    } else if image_len > 0 {
         if g.split_batch() {
             out.par_chunks_mut(image_len)
                 .enumerate()
@@ -588,7 +789,42 @@ fn grad_weight_typed<T: Real>(
             );
         }
     };
-    let dw = if g.split_batch() {
+    let dw = if g.batches_columns() && g.n > 0 {
+        let nb = g.images_per_block();
+        let starts: Vec<usize> = (0..g.n).step_by(nb).collect();
+        let block = |dw: &mut [T], bufs: &mut (Vec<T>, Vec<T>), n0: usize, par| {
+            grad_weight_block(&g, xd, dyd, n0, nb.min(g.n - n0), dw, bufs, par)
+        };
+        if g.split_batch() && starts.len() >= threads() {
+            starts
+                .into_par_iter()
+                .fold(
+                    || (zeros::<T>(dw_len), (Vec::new(), Vec::new())),
+                    |(mut dw, mut bufs), n0| {
+                        block(&mut dw, &mut bufs, n0, Parallelism::None);
+                        (dw, bufs)
+                    },
+                )
+                .map(|(dw, _)| dw)
+                .reduce(
+                    || zeros::<T>(dw_len),
+                    |mut a, b| {
+                        for (x, y) in a.iter_mut().zip(&b) {
+                            *x += *y;
+                        }
+                        a
+                    },
+                )
+        } else {
+            let mut dw = zeros::<T>(dw_len);
+            let mut bufs = (Vec::new(), Vec::new());
+            let par = parallelism(g.o, kdim, nb * ohw);
+            for n0 in starts {
+                block(&mut dw, &mut bufs, n0, par);
+            }
+            dw
+        }
+    } else if g.split_batch() {
         (0..g.n)
             .into_par_iter()
             .fold(

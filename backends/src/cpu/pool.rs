@@ -44,8 +44,67 @@ impl Geom {
         Some(len.checked_add(p.checked_mul(2)?)?.checked_sub(k)? / s + 1)
     }
 
+    /// True when the windows tile the input without overlap or padding (the usual
+    /// `MaxPool2D(k, k)`): each input element belongs to at most one window.
+    fn tiles(&self) -> bool {
+        self.kh == self.sh && self.kw == self.sw && self.ph == 0 && self.pw == 0
+    }
+
+    /// [`Geom::plane`] for max pooling over 2×2 tiles: the same comparisons in the same
+    /// order (the window's first element, then strictly greater ones in row-major order),
+    /// without the general loop's bookkeeping.
+    fn plane_max_2x2<T: Real>(&self, x: &[T], y: &mut [T]) {
+        let w = self.w;
+        for (oy, out_row) in y.chunks_exact_mut(self.ow).enumerate() {
+            let r0 = &x[2 * oy * w..2 * oy * w + w];
+            let r1 = &x[(2 * oy + 1) * w..(2 * oy + 1) * w + w];
+            for ((out, a), b) in out_row
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                let mut best = a[0];
+                for v in [a[1], b[0], b[1]] {
+                    if v > best {
+                        best = v;
+                    }
+                }
+                *out = best;
+            }
+        }
+    }
+
+    /// [`Geom::plane_grad`] for max pooling over tiles ([`Geom::tiles`]): every input
+    /// element receives at most one window's gradient, so the interpreter's f64 sum
+    /// `0 + g`, rounded, is `0 + g` in the element type (both exact; `-0` becomes `+0` in
+    /// both), and `dx` (zero-filled) needs no accumulator.
+    fn plane_grad_max_tiles<T: Real>(&self, x: &[T], dy: &[T], dx: &mut [T]) {
+        let w = self.w;
+        for oy in 0..self.oh {
+            let y0 = oy * self.kh;
+            for ox in 0..self.ow {
+                let x0 = ox * self.kw;
+                let mut best_at = y0 * w + x0;
+                let mut best = x[best_at];
+                for iy in y0..y0 + self.kh {
+                    let row = iy * w;
+                    for (i, &v) in x[row + x0..row + x0 + self.kw].iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            best_at = row + x0 + i;
+                        }
+                    }
+                }
+                dx[best_at] = T::zero() + dy[oy * self.ow + ox];
+            }
+        }
+    }
+
     /// One plane's output `(oy, ox)` from an input plane.
     fn plane<T: Real>(&self, kind: PoolKind, include_pad: bool, x: &[T], y: &mut [T]) {
+        if kind == PoolKind::Max && self.tiles() && self.kh == 2 && self.kw == 2 {
+            return self.plane_max_2x2(x, y);
+        }
         for oy in 0..self.oh {
             let y0 = (oy * self.sh).saturating_sub(self.ph);
             let y1 = (oy * self.sh + self.kh).saturating_sub(self.ph).min(self.h);
@@ -195,6 +254,9 @@ impl Geom {
         dx: &mut [T],
         acc: &mut Vec<f64>,
     ) {
+        if kind == PoolKind::Max && self.tiles() {
+            return self.plane_grad_max_tiles(x, dy, dx);
+        }
         acc.clear();
         acc.resize(self.h * self.w, 0.0);
         for oy in 0..self.oh {

@@ -1,9 +1,12 @@
-//! Reduction fast paths: `sum`, `mean` and `max` of f32/f64 over the last axis or over all
-//! axes.
+//! Reduction fast paths: `sum`, `mean` and `max` of f32/f64 over any set of axes.
 //!
-//! As in the interpreter, sums accumulate in f64 whatever the element type and round once;
-//! here they use eight independent accumulators (so the loop vectorizes), a different
-//! summation order than the interpreter's sequential one. `max` propagates NaN (numpy).
+//! As in the interpreter, sums accumulate in f64 whatever the element type and round once.
+//! Over the last axis alone or over all axes they use eight independent accumulators (so the
+//! loop vectorizes), a different summation order than the interpreter's sequential one.
+//! Over any other set of axes (a bias gradient: every axis but the channels) they are
+//! bitwise equal to the interpreter: each output slot folds its elements in row-major order,
+//! as the interpreter does, and the speed comes from running many slots' folds side by side
+//! ([`reduce_axes`]). `max` propagates NaN (numpy).
 
 use super::{checked_numel, data_of, tensor_of, threads, with_real, Real};
 use kiln_ir::shape::normalize_axis;
@@ -108,7 +111,7 @@ pub fn reduce(
     let [x] = inputs else { return None };
     let dims = x.shape.dims();
     let rank = dims.len();
-    // Which axes: all, or only the last. Anything else goes to the interpreter.
+    // Which axes: all, only the last, or another set (the general path).
     let all = match axes {
         None => true,
         Some(list) => {
@@ -127,7 +130,20 @@ pub fn reduce(
             } else if count == 1 && seen[rank - 1] {
                 false
             } else {
-                return None;
+                return with_real!(x.data, T => {
+                    let s = data_of::<T>(x)?;
+                    let out = reduce_axes(f, s, dims, &seen)?;
+                    let out_dims: Vec<usize> = dims
+                        .iter()
+                        .zip(&seen)
+                        .filter_map(|(&d, &r)| match (r, keepdims) {
+                            (false, _) => Some(d),
+                            (true, true) => Some(1),
+                            (true, false) => None,
+                        })
+                        .collect();
+                    tensor_of(out, &out_dims)
+                });
             }
         }
     };
@@ -160,4 +176,188 @@ pub fn reduce(
             tensor_of(out, &out_dims)
         }
     })
+}
+
+/// Output slots folded side by side in [`reduce_axes`] when the reduced axes are innermost.
+const SLOTS: usize = 8;
+
+/// A reduction's layout with adjacent axes of the same kind merged and length-1 axes
+/// dropped: `(length, reduced)` runs, outermost first, alternating kinds.
+fn runs(dims: &[usize], reduced: &[bool]) -> Vec<(usize, bool)> {
+    let mut out: Vec<(usize, bool)> = Vec::new();
+    for (&d, &r) in dims.iter().zip(reduced) {
+        if d == 1 {
+            continue;
+        }
+        match out.last_mut() {
+            Some((len, kind)) if *kind == r => *len *= d,
+            _ => out.push((d, r)),
+        }
+    }
+    out
+}
+
+/// Sum, mean or max of `s` (shape `dims`) over the axes flagged in `reduced` (some but not
+/// all of them, or `None` is returned), bitwise equal to the interpreter: every output slot
+/// starts from 0 (sum) or -inf (max) in f64 and folds its elements in row-major order.
+///
+/// The merged layout ends either in a kept run — then consecutive elements go to consecutive
+/// slots, and a lane is added slot-wise (independent slots: the loop vectorizes) — or in a
+/// reduced run of length `l` after a kept run — then [`SLOTS`] neighbouring slots each fold
+/// their own `l` contiguous elements, in lockstep, so the additions of different slots
+/// overlap instead of each waiting for the previous one.
+pub fn reduce_axes<T: Real>(
+    f: ReduceOp,
+    s: &[T],
+    dims: &[usize],
+    reduced: &[bool],
+) -> Option<Vec<T>> {
+    if !matches!(f, ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max) || dims.len() != reduced.len() {
+        return None;
+    }
+    if checked_numel(dims)? != s.len() {
+        return None;
+    }
+    let out_len: usize = dims
+        .iter()
+        .zip(reduced)
+        .filter(|(_, &r)| !r)
+        .map(|(&d, _)| d)
+        .product();
+    let count: usize = dims
+        .iter()
+        .zip(reduced)
+        .filter(|(_, &r)| r)
+        .map(|(&d, _)| d)
+        .product();
+    if out_len == 0 || s.is_empty() {
+        // Nothing to fold: the interpreter defines (or rejects) these.
+        return None;
+    }
+    let is_max = f == ReduceOp::Max;
+    let init = if is_max { f64::NEG_INFINITY } else { 0.0 };
+    let mut acc = vec![init; out_len];
+    let step = |a: f64, v: f64| -> f64 {
+        if is_max {
+            if a.is_nan() || a >= v {
+                a
+            } else {
+                v
+            }
+        } else {
+            a + v
+        }
+    };
+    let layout = runs(dims, reduced);
+    match layout.last() {
+        // Every non-trivial axis kept (the reduced ones have length 1): a copy.
+        None => acc[0] = step(init, s[0].to_wide()),
+        Some(&(_, false)) if layout.len() == 1 => {
+            for (a, &v) in acc.iter_mut().zip(s) {
+                *a = step(*a, v.to_wide());
+            }
+        }
+        Some(&(l, false)) => {
+            // Lanes of `l` consecutive slots; the outer runs pick the lane's first slot.
+            let outer = &layout[..layout.len() - 1];
+            let mut slot = OuterSlots::new(outer, l);
+            for lane in s.chunks_exact(l) {
+                let o = slot.next_base();
+                for (a, &v) in acc[o..o + l].iter_mut().zip(lane) {
+                    *a = step(*a, v.to_wide());
+                }
+            }
+        }
+        Some(&(_, true)) if layout.len() == 1 => {
+            // The kept axes all have length 1: one slot.
+            acc[0] = s.iter().fold(init, |a, &v| step(a, v.to_wide()));
+        }
+        Some(&(l, true)) => {
+            // [.., kept k, reduced l]: a block of k lanes of l elements, lane j -> slot base + j.
+            let (k, kept) = layout[layout.len() - 2];
+            debug_assert!(!kept);
+            let outer = &layout[..layout.len() - 2];
+            let mut slot = OuterSlots::new(outer, k);
+            for block in s.chunks_exact(k * l) {
+                let base = slot.next_base();
+                let mut j = 0;
+                while j + SLOTS <= k {
+                    let mut a: [f64; SLOTS] = std::array::from_fn(|i| acc[base + j + i]);
+                    let lanes: [&[T]; SLOTS] =
+                        std::array::from_fn(|i| &block[(j + i) * l..(j + i + 1) * l]);
+                    // Position p of all SLOTS lanes, then p + 1: indexing keeps the lanes in
+                    // lockstep, which an iterator per lane would not.
+                    #[allow(clippy::needless_range_loop)]
+                    for p in 0..l {
+                        for i in 0..SLOTS {
+                            a[i] = step(a[i], lanes[i][p].to_wide());
+                        }
+                    }
+                    acc[base + j..base + j + SLOTS].copy_from_slice(&a);
+                    j += SLOTS;
+                }
+                for jj in j..k {
+                    let mut a = acc[base + jj];
+                    for &v in &block[jj * l..(jj + 1) * l] {
+                        a = step(a, v.to_wide());
+                    }
+                    acc[base + jj] = a;
+                }
+            }
+        }
+    }
+    let n = count as f64;
+    Some(
+        acc.into_iter()
+            .map(|a| T::from_wide(if f == ReduceOp::Mean { a / n } else { a }))
+            .collect(),
+    )
+}
+
+/// Walks the outer runs of a reduction layout in row-major order, giving the output slot at
+/// which each visit's block of `inner` slots starts (reduced runs contribute stride 0).
+struct OuterSlots {
+    lens: Vec<usize>,
+    strides: Vec<usize>,
+    index: Vec<usize>,
+    offset: usize,
+    started: bool,
+}
+
+impl OuterSlots {
+    fn new(outer: &[(usize, bool)], inner: usize) -> Self {
+        let mut strides = vec![0; outer.len()];
+        let mut stride = inner;
+        for (i, &(len, reduced)) in outer.iter().enumerate().rev() {
+            if !reduced {
+                strides[i] = stride;
+                stride *= len;
+            }
+        }
+        OuterSlots {
+            lens: outer.iter().map(|&(l, _)| l).collect(),
+            strides,
+            index: vec![0; outer.len()],
+            offset: 0,
+            started: false,
+        }
+    }
+
+    /// The next visit's first slot (0 on the first call).
+    fn next_base(&mut self) -> usize {
+        if !self.started {
+            self.started = true;
+            return 0;
+        }
+        for d in (0..self.lens.len()).rev() {
+            self.index[d] += 1;
+            self.offset += self.strides[d];
+            if self.index[d] < self.lens[d] {
+                return self.offset;
+            }
+            self.offset -= self.strides[d] * self.lens[d];
+            self.index[d] = 0;
+        }
+        self.offset
+    }
 }

@@ -48,7 +48,16 @@ pub fn save(path: impl AsRef<Path>, arrays: &[NDArray]) -> Result<()> {
 
 /// Saves named arrays to `path` (MXNet's `nd.save` of a dict). Names must be unique.
 pub fn save_map<S: AsRef<str>>(path: impl AsRef<Path>, arrays: &[(S, NDArray)]) -> Result<()> {
-    let path = path.as_ref();
+    save_map_with_metadata(path.as_ref(), arrays, HashMap::new())
+}
+
+/// [`save_map`] with extra `__metadata__` entries (for files that carry more than arrays,
+/// such as a trainer's state).
+pub(crate) fn save_map_with_metadata<S: AsRef<str>>(
+    path: &Path,
+    arrays: &[(S, NDArray)],
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut tensors = Vec::with_capacity(arrays.len());
     let mut seen = std::collections::HashSet::new();
     for (name, array) in arrays {
@@ -64,7 +73,7 @@ pub fn save_map<S: AsRef<str>>(path: impl AsRef<Path>, arrays: &[(S, NDArray)]) 
     let order: Vec<&str> = arrays.iter().map(|(n, _)| n.as_ref()).collect();
     let order = serde_json::to_string(&order)
         .map_err(|e| Error::Format(format!("save: {}: {e}", path.display())))?;
-    let metadata = HashMap::from([(ORDER_KEY.to_string(), order)]);
+    metadata.insert(ORDER_KEY.to_string(), order);
     let bytes = safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| Error::Format(format!("save: {}: {e}", path.display())))?;
     write_atomically(path, &bytes)
@@ -77,7 +86,14 @@ pub fn save_map<S: AsRef<str>>(path: impl AsRef<Path>, arrays: &[(S, NDArray)]) 
 /// Errors (never panics) on a missing, truncated or corrupt file and on dtypes kiln does not
 /// have (f16, bf16, i8, ...).
 pub fn load(path: impl AsRef<Path>) -> Result<Vec<(String, NDArray)>> {
-    let path = path.as_ref();
+    load_with_metadata(path.as_ref()).map(|(arrays, _)| arrays)
+}
+
+/// [`load`], also returning the file's `__metadata__` entries.
+#[allow(clippy::type_complexity)]
+pub(crate) fn load_with_metadata(
+    path: &Path,
+) -> Result<(Vec<(String, NDArray)>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -117,7 +133,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Vec<(String, NDArray)>> {
         }
         _ => out.sort_by(|a, b| natural_cmp(&a.0, &b.0)),
     }
-    Ok(out)
+    Ok((out, metadata.metadata().clone().unwrap_or_default()))
 }
 
 /// Saves every parameter of `block` (and its children) to `path`.

@@ -2,9 +2,19 @@
 
 use super::optimizer::{create, Hyper, Optimizer, OptimizerSpec, State};
 use super::parameter::Parameter;
+use super::serialize;
 use crate::autograd::{self, GradReq};
-use kiln_ir::{Error, Result};
+use crate::ndarray::NDArray;
+use kiln_ir::{DType, Error, Result};
+use serde_json::{json, Value};
 use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The `__metadata__` entry of a trainer-state file that holds its JSON description.
+const STATES_KEY: &str = "kiln.trainer_states";
+/// The version of that description.
+const STATES_FORMAT: u64 = 1;
 
 /// Updates parameters from their gradients with an optimizer (gluon `Trainer`).
 ///
@@ -200,4 +210,271 @@ impl Trainer {
         self.states = states;
         Ok(())
     }
+
+    /// Saves the optimizer's state to `path` (gluon's `save_states`), so that training can
+    /// resume from a checkpoint (this file plus the parameters, saved with
+    /// [`save_parameters`](super::serialize::save_parameters)) exactly as if it had not
+    /// stopped.
+    ///
+    /// The file is safetensors, written atomically (a crash mid-save leaves the old file):
+    /// each parameter's state arrays (momentum; Adam's `m` and `v`; ...) are tensors named
+    /// `"{index}/{k}"`, and a JSON description in the header's metadata records the
+    /// optimizer's name, its learning rate (and the schedule's base rate), the update
+    /// counters (Adam's step counts, the schedule's position) and each parameter's name,
+    /// shape and dtype, which [`Trainer::load_states`] checks.
+    ///
+    /// ```
+    /// use kiln_frontend::gluon::{Parameter, trainer::Trainer};
+    /// use kiln_frontend::{autograd, nd};
+    /// # fn main() -> kiln_frontend::Result<()> {
+    /// let w = Parameter::new("w", [2]);
+    /// w.set_data(&nd::array(&[1.0f32, 2.0])?)?;
+    /// let mut trainer = Trainer::new([&w], "sgd", [("learning_rate", 0.5), ("momentum", 0.9)])?;
+    /// autograd::record(|| w.data()?.square()?.sum())?.backward()?;
+    /// trainer.step(1)?;
+    /// let dir = tempfile::tempdir().map_err(|e| kiln_frontend::Error::invalid("doc", e.to_string()))?;
+    /// let path = dir.path().join("trainer.states");
+    /// trainer.save_states(&path)?;
+    ///
+    /// let mut resumed = Trainer::new([&w], "sgd", [("learning_rate", 0.5), ("momentum", 0.9)])?;
+    /// resumed.load_states(&path)?;
+    /// let mom = resumed.states()[0].as_ref().map(|s| s.arrays()[0].to_vec::<f32>());
+    /// assert_eq!(mom.transpose()?, Some(vec![-1.0, -2.0])); // −lr·grad
+    /// assert_eq!(resumed.optimizer().core().update_count(0), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn save_states(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let core = self.optimizer.core();
+        let mut arrays: Vec<(String, NDArray)> = Vec::new();
+        let mut params = Vec::with_capacity(self.params.len());
+        for (i, (p, state)) in self.params.iter().zip(&self.states).enumerate() {
+            if let Some(st) = state {
+                for (k, a) in st.arrays().iter().enumerate() {
+                    arrays.push((format!("{i}/{k}"), a.clone()));
+                }
+            }
+            params.push(json!({
+                "name": p.name(),
+                "shape": p.shape().dims(),
+                "dtype": p.dtype().name(),
+                "state_arrays": state.as_ref().map(|s| s.arrays().len()),
+            }));
+        }
+        let description = json!({
+            "format": STATES_FORMAT,
+            "optimizer": self.optimizer.name(),
+            "learning_rate": core.learning_rate,
+            "scheduler_base_lr": core.lr_scheduler.as_ref().map(|s| s.base_lr()),
+            "begin_num_update": core.begin_num_update,
+            "num_update": core.raw_num_update(),
+            "update_counts": core.update_counts(),
+            "params": params,
+        });
+        let metadata = HashMap::from([(STATES_KEY.to_string(), description.to_string())]);
+        serialize::save_map_with_metadata(path, &arrays, metadata)
+    }
+
+    /// Loads optimizer state saved by [`Trainer::save_states`] (gluon's `load_states`):
+    /// the state arrays, the learning rate (and schedule base rate) and the update counters.
+    ///
+    /// The file must describe the same optimizer and the same parameters: as many, in the
+    /// same order, with the same shapes and dtypes, and the same names up to the prefix they
+    /// all share (so a file saved from `sequential0_…` loads into a fresh `sequential1_…`
+    /// instance of the model). Otherwise — or when the file is not a trainer-state file, or
+    /// is truncated or corrupt — this errors, listing every mismatch, and leaves the trainer
+    /// unchanged.
+    pub fn load_states(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let op = "Trainer::load_states";
+        let fail = |msg: String| Error::invalid(op, format!("{}: {msg}", path.display()));
+        let (arrays, metadata) = serialize::load_with_metadata(path)?;
+        let text = metadata.get(STATES_KEY).ok_or_else(|| {
+            fail(
+                "not a trainer-state file (it has no trainer description; a parameter file \
+                  loads with load_parameters)"
+                    .to_string(),
+            )
+        })?;
+        let d: Value = serde_json::from_str(text)
+            .map_err(|e| fail(format!("the trainer description is not valid JSON ({e})")))?;
+        let field = |name: &str| {
+            d.get(name)
+                .ok_or_else(|| fail(format!("the trainer description has no {name:?}")))
+        };
+        let uint = |v: &Value, what: &str| {
+            v.as_u64()
+                .and_then(|u| usize::try_from(u).ok())
+                .ok_or_else(|| fail(format!("{what} is not a whole number: {v}")))
+        };
+        let format = uint(field("format")?, "format")?;
+        if format as u64 != STATES_FORMAT {
+            return Err(fail(format!(
+                "format version {format}; this kiln reads version {STATES_FORMAT}"
+            )));
+        }
+        let saved_opt = field("optimizer")?.as_str().unwrap_or("?");
+        if saved_opt != self.optimizer.name() {
+            return Err(fail(format!(
+                "the states are for optimizer {saved_opt:?}, this trainer uses {:?}",
+                self.optimizer.name()
+            )));
+        }
+        let saved = field("params")?
+            .as_array()
+            .ok_or_else(|| fail("\"params\" is not a list".to_string()))?;
+        let mut problems = Vec::new();
+        if saved.len() != self.params.len() {
+            problems.push(format!(
+                "the file has states for {} parameters, this trainer has {}",
+                saved.len(),
+                self.params.len()
+            ));
+        }
+        let saved_names: Vec<String> = saved
+            .iter()
+            .map(|p| {
+                p.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        let names: Vec<String> = self.params.iter().map(|p| p.name()).collect();
+        let (saved_cut, cut) = (shared_prefix(&saved_names), shared_prefix(&names));
+        let by_name: HashMap<&str, &NDArray> =
+            arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        let mut states: Vec<Option<State>> = Vec::with_capacity(self.params.len());
+        for (i, (p, s)) in self.params.iter().zip(saved).enumerate() {
+            let name = &names[i];
+            if saved_names[i].get(saved_cut..) != name.get(cut..) {
+                problems.push(format!(
+                    "parameter {i} is {name} here but {} in the file",
+                    saved_names[i]
+                ));
+            }
+            let shape: Option<Vec<usize>> = s.get("shape").and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .map(|d| d.as_u64().and_then(|u| usize::try_from(u).ok()))
+                    .collect()
+            });
+            let dtype = s
+                .get("dtype")
+                .and_then(Value::as_str)
+                .and_then(DType::parse);
+            let (Some(shape), Some(dtype)) = (shape, dtype) else {
+                problems.push(format!("parameter {i} ({name}): no valid shape and dtype"));
+                continue;
+            };
+            let here = p.shape();
+            let fits = if p.is_initialized() {
+                here.dims() == shape.as_slice()
+            } else {
+                // Deferred: only the dims already known must agree.
+                here.rank() == shape.len()
+                    && here
+                        .dims()
+                        .iter()
+                        .zip(&shape)
+                        .all(|(&a, &b)| a == 0 || a == b)
+            };
+            if !fits {
+                problems.push(format!(
+                    "parameter {i} ({name}) has shape {here} but the states are for {shape:?}"
+                ));
+            }
+            if p.dtype() != dtype {
+                problems.push(format!(
+                    "parameter {i} ({name}) is {} but the states are for {dtype}",
+                    p.dtype()
+                ));
+            }
+            let count = match s.get("state_arrays") {
+                None | Some(Value::Null) => {
+                    states.push(None);
+                    continue;
+                }
+                Some(v) => match uint(v, "state_arrays") {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(e.to_string());
+                        continue;
+                    }
+                },
+            };
+            let mut list = Vec::with_capacity(count);
+            for k in 0..count {
+                match by_name.get(format!("{i}/{k}").as_str()) {
+                    Some(a) if a.shape().dims() == shape.as_slice() && a.dtype() == dtype => {
+                        list.push((*a).clone())
+                    }
+                    Some(a) => problems.push(format!(
+                        "state array {i}/{k} ({name}) is {} {}, expected {dtype} {shape:?}",
+                        a.dtype(),
+                        a.shape()
+                    )),
+                    None => problems.push(format!("state array {i}/{k} ({name}) is missing")),
+                }
+            }
+            states.push(Some(State::new(list)));
+        }
+        if !problems.is_empty() {
+            return Err(fail(format!(
+                "these states do not fit this trainer: {}",
+                problems.join("; ")
+            )));
+        }
+        let lr = field("learning_rate")?
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| fail("learning_rate is not a finite number".to_string()))?;
+        let base_lr = d.get("scheduler_base_lr").and_then(Value::as_f64);
+        let begin = uint(field("begin_num_update")?, "begin_num_update")?;
+        let num_update = uint(field("num_update")?, "num_update")?;
+        let counts = field("update_counts")?
+            .as_array()
+            .ok_or_else(|| fail("update_counts is not a list".to_string()))?
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([i, c]) => Ok((uint(i, "an update index")?, uint(c, "an update count")?)),
+                _ => Err(fail(format!(
+                    "update_counts holds {pair}, not [index, count]"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.states = states;
+        let core = self.optimizer.core_mut();
+        core.learning_rate = lr;
+        if let (Some(s), Some(b)) = (core.lr_scheduler.as_mut(), base_lr) {
+            s.set_base_lr(b);
+        }
+        core.begin_num_update = begin;
+        core.restore_update_counts(num_update, counts);
+        Ok(())
+    }
+}
+
+/// The length of the prefix that all `names` share, cut back to just after its last `_`
+/// (`sequential0_dense0_weight`, `sequential0_dense1_bias` -> `sequential0_`); for one name,
+/// everything up to its last `_`.
+fn shared_prefix(names: &[String]) -> usize {
+    let Some(first) = names.first() else {
+        return 0;
+    };
+    let mut len = first.len();
+    for n in &names[1..] {
+        len = first
+            .bytes()
+            .zip(n.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    // `_` is ASCII, so the cut lands on a character boundary of every name.
+    first.as_bytes()[..len]
+        .iter()
+        .rposition(|&b| b == b'_')
+        .map_or(0, |i| i + 1)
 }

@@ -142,6 +142,35 @@ impl OptimizerCore {
             .unwrap_or(self.begin_num_update)
     }
 
+    /// Every parameter's update count so far, by index (ascending): what a checkpoint must
+    /// keep so that resumed training counts (and schedules) as uninterrupted training would.
+    pub fn update_counts(&self) -> Vec<(usize, usize)> {
+        let mut counts: Vec<(usize, usize)> = self
+            .index_update_count
+            .iter()
+            .map(|(&i, &c)| (i, c))
+            .collect();
+        counts.sort_unstable();
+        counts
+    }
+
+    /// Restores the counters saved from [`OptimizerCore::num_update`] (its raw value, see
+    /// [`OptimizerCore::raw_num_update`]) and [`OptimizerCore::update_counts`], replacing the
+    /// current ones.
+    pub fn restore_update_counts(
+        &mut self,
+        num_update: usize,
+        counts: impl IntoIterator<Item = (usize, usize)>,
+    ) {
+        self.index_update_count = counts.into_iter().collect();
+        self.num_update = num_update;
+    }
+
+    /// The largest update count reached so far, without `begin_num_update` folded in.
+    pub fn raw_num_update(&self) -> usize {
+        self.num_update
+    }
+
     /// Counts one more update of parameter `index` and returns its new count `t` (1 on the
     /// first update; MXNet `_update_count`).
     pub fn count_update(&mut self, index: usize) -> usize {
