@@ -16,6 +16,8 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+pub mod cli;
+
 pub use kiln_backends as backends;
 pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
