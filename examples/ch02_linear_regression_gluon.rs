@@ -8,6 +8,8 @@
 #[path = "common/mod.rs"]
 pub mod common;
 
+use common::plot::plot_batch_losses;
+use common::progress::Progress;
 use common::{Fallible, Options};
 use kiln::gluon::data::{ArrayDataset, DataLoader};
 use kiln::gluon::init::Normal;
@@ -63,11 +65,12 @@ pub fn synthetic_data(n: usize, noise: f64) -> Result<(NDArray, NDArray)> {
 /// Trains the model as the notebook does and prints its progress.
 pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     kiln::random::seed(1);
-    let (n, epochs, lr) = if opts.quick {
-        (QUICK_SAMPLES, 1, QUICK_LEARNING_RATE)
+    let (n, lr) = if opts.quick {
+        (QUICK_SAMPLES, QUICK_LEARNING_RATE)
     } else {
-        (SAMPLES, EPOCHS, LEARNING_RATE)
+        (SAMPLES, LEARNING_RATE)
     };
+    let epochs = opts.epochs_or(EPOCHS, 1);
     let (x, y) = synthetic_data(n, 0.01)?;
     let loader = DataLoader::new(ArrayDataset::new(x, y)?, BATCH_SIZE).shuffle(true);
     writeln!(
@@ -89,9 +92,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     let mut epoch_losses = Vec::new();
     let mut first_batches = Vec::new();
+    let mut batch_losses = Vec::new();
     let start = Instant::now();
     for epoch in 0..epochs {
         let (mut cumulative_loss, mut seen, mut batches) = (0.0, 0usize, 0usize);
+        let mut bar = Progress::new(loader.len(), format!("epoch {}/{epochs}", epoch + 1));
         for batch in loader.iter() {
             let (data, label) = batch?;
             let m = data.shape().dims()[0];
@@ -102,15 +107,26 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
             cumulative_loss += l;
             seen += m;
             batches += 1;
+            batch_losses.push(l / m as f64);
+            bar.step(l, m);
             if epoch == 0 && batches <= loader.len().div_ceil(10) {
                 first_batches.push(l / m as f64);
             }
         }
+        bar.finish();
         let mean_loss = cumulative_loss / seen as f64;
         writeln!(out, "Epoch {epoch}, loss: {mean_loss:.6}")?;
         epoch_losses.push(mean_loss);
     }
     let secs = start.elapsed().as_secs_f64();
+    let plot = opts.out_file("ch02_linear_regression_gluon_loss.png")?;
+    plot_batch_losses(
+        &plot,
+        "Linear regression with gluon: training loss",
+        &batch_losses,
+        loader.len(),
+    )?;
+    writeln!(out, "Loss curve written to {}", plot.display())?;
     let after = net.weight().shape().dims().to_vec();
     let w_learned = net.weight().data()?.to_vec::<f32>()?;
     let b_learned = match net.bias() {

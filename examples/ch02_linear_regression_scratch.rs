@@ -8,6 +8,8 @@
 #[path = "common/mod.rs"]
 pub mod common;
 
+use common::plot::plot_batch_losses;
+use common::progress::Progress;
 use common::{Fallible, Options};
 use kiln::gluon::data::{ArrayDataset, DataLoader};
 use kiln::prelude::*;
@@ -63,11 +65,12 @@ pub fn square_loss(yhat: &NDArray, y: &NDArray) -> Result<NDArray> {
 /// Trains the model as the notebook does and prints its progress.
 pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     kiln::random::seed(1);
-    let (n, epochs, lr) = if opts.quick {
-        (QUICK_SAMPLES, 1, QUICK_LEARNING_RATE)
+    let (n, lr) = if opts.quick {
+        (QUICK_SAMPLES, QUICK_LEARNING_RATE)
     } else {
-        (SAMPLES, EPOCHS, LEARNING_RATE)
+        (SAMPLES, LEARNING_RATE)
     };
+    let epochs = opts.epochs_or(EPOCHS, 1);
     let (x, y) = synthetic_data(n, 0.1)?;
     let loader = DataLoader::new(ArrayDataset::new(x, y)?, BATCH_SIZE).shuffle(true);
     writeln!(
@@ -86,10 +89,12 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
 
     let mut epoch_losses = Vec::new();
     let mut first_batches = Vec::new();
+    let mut batch_losses = Vec::new();
     let start = Instant::now();
     for epoch in 0..epochs {
         let mut cumulative_loss = 0.0;
         let mut batches = 0usize;
+        let mut bar = Progress::new(loader.len(), format!("epoch {}/{epochs}", epoch + 1));
         for batch in loader.iter() {
             let (data, label) = batch?;
             let label = label.reshape(&[-1, 1])?;
@@ -104,10 +109,14 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
             let l = loss.as_scalar::<f32>()? as f64;
             cumulative_loss += l;
             batches += 1;
+            batch_losses.push(l);
+            let m = data.shape().dims()[0];
+            bar.step(l * m as f64, m);
             if epoch == 0 && batches <= loader.len().div_ceil(10) {
                 first_batches.push(l);
             }
         }
+        bar.finish();
         let mean_loss = cumulative_loss / batches as f64;
         writeln!(
             out,
@@ -117,6 +126,14 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         epoch_losses.push(mean_loss);
     }
     let secs = start.elapsed().as_secs_f64();
+    let plot = opts.out_file("ch02_linear_regression_scratch_loss.png")?;
+    plot_batch_losses(
+        &plot,
+        "Linear regression from scratch: training loss",
+        &batch_losses,
+        loader.len(),
+    )?;
+    writeln!(out, "Loss curve written to {}", plot.display())?;
     let w_learned = w.to_vec::<f32>()?;
     let b_learned = b.to_vec::<f32>()?[0];
     writeln!(

@@ -151,6 +151,39 @@ pub fn line_plot(path: &Path, layout: &LinePlot<'_>, series: &[Series<'_>]) -> P
     Ok(())
 }
 
+/// Plots per-batch `losses` (averaged over windows of 1/100 of the run, so the curve stays
+/// readable) against epochs, on a log scale, into a PNG at `path`.
+pub fn plot_batch_losses(
+    path: &Path,
+    title: &str,
+    losses: &[f64],
+    batches_per_epoch: usize,
+) -> PlotResult<()> {
+    let window = (losses.len() / 100).max(1);
+    let per_epoch = batches_per_epoch.max(1) as f64;
+    let points: Vec<(f64, f64)> = losses
+        .chunks(window)
+        .enumerate()
+        .map(|(i, c)| {
+            let x = (i * window + c.len()) as f64 / per_epoch;
+            (x, c.iter().sum::<f64>() / c.len() as f64)
+        })
+        .collect();
+    line_plot(
+        path,
+        &LinePlot {
+            title,
+            x_label: "epoch",
+            y_label: "training loss",
+            log_y: true,
+        },
+        &[Series {
+            name: "training loss",
+            points: &points,
+        }],
+    )
+}
+
 /// Draws the points of `groups` as coloured dots (a scatter plot, one colour per group) into a
 /// PNG at `path`, with optional `lines` (such as a decision boundary) on top.
 pub fn scatter_plot(
