@@ -23,7 +23,7 @@ pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 
-pub use kiln_frontend::{autograd, gluon, nd, random, s};
+pub use kiln_frontend::{autograd, gluon, hybrid, nd, random, s};
 pub use kiln_frontend::{Context, NDArray, SliceArg};
 pub use kiln_ir::{DType, Error, Result, Shape};
 
