@@ -4,7 +4,7 @@
 //! progress bar, the book's per-epoch line, and a loss-curve plot.
 #![allow(dead_code)] // each example binary uses a different part of the shared module
 
-use super::plot::{line_plot, LinePlot, Series};
+use super::plot::plot_batch_losses;
 use super::progress::Progress;
 use super::Fallible;
 use kiln::gluon::data::{ArrayDataset, DataLoader, Dataset};
@@ -52,36 +52,13 @@ impl History {
         self.epochs.last().map_or(f64::NAN, |s| s.test_acc)
     }
 
-    /// Plots the batch losses (smoothed over `1 / 50` of the run) against epochs into a PNG.
+    /// Plots the batch losses (smoothed, see [`plot_batch_losses`]) against epochs into a PNG.
     pub fn plot_loss(&self, path: &Path, title: &str) -> Fallible<()> {
-        let n = self.batch_losses.len();
-        if n == 0 {
+        if self.batch_losses.is_empty() {
             return Ok(());
         }
-        let per_epoch = n as f64 / self.epochs.len().max(1) as f64;
-        let window = (n / 50).max(1);
-        let points: Vec<(f64, f64)> = self
-            .batch_losses
-            .chunks(window)
-            .enumerate()
-            .map(|(i, c)| {
-                let x = (i * window) as f64 / per_epoch;
-                (x, c.iter().sum::<f64>() / c.len() as f64)
-            })
-            .collect();
-        line_plot(
-            path,
-            &LinePlot {
-                title,
-                x_label: "epoch",
-                y_label: "training loss per sample",
-                log_y: true,
-            },
-            &[Series {
-                name: "training loss",
-                points: &points,
-            }],
-        )
+        let per_epoch = self.batch_losses.len().div_ceil(self.epochs.len().max(1));
+        plot_batch_losses(path, title, &self.batch_losses, per_epoch)
     }
 }
 
