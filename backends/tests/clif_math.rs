@@ -131,7 +131,7 @@ fn sweep(
 ) -> (f64, f32) {
     let mut worst = (0.0, f32::NAN);
     let mut chunk = Vec::with_capacity(1 << 20);
-    let mut flush = |chunk: &mut Vec<f32>, worst: &mut (f64, f32)| {
+    let flush = |chunk: &mut Vec<f32>, worst: &mut (f64, f32)| {
         let w = check_values(k, r, chunk);
         if w.0 > worst.0 {
             *worst = w;
@@ -221,7 +221,7 @@ fn edge_extra(f: MathFn) -> Vec<f32> {
             0.414_213_56,
             -0.292_893_2,
             0.707_106_77,
-            1.414_213_6,
+            std::f32::consts::SQRT_2,
             1e30,
             1e-8,
             3.0,
@@ -512,7 +512,8 @@ fn cheap_ops_match_the_interpreter() {
         7.0,
         -7.0,
     ]);
-    let cases: &[(UnaryOp, fn(f64) -> f64)] = &[
+    type Case = (UnaryOp, fn(f64) -> f64);
+    let cases: &[Case] = &[
         (UnaryOp::Neg, |x| -x),
         (UnaryOp::Abs, f64::abs),
         (UnaryOp::Sqrt, f64::sqrt),

@@ -23,10 +23,10 @@ const EXP_P: [f64; 6] = [
     5.000_000_120_1e-1,
 ];
 /// fdlibm `logf` coefficients for log(1+f) = f - f^2/2 + s(f^2/2 + R(s^2)), s = f/(2+f).
-const LG1: f64 = 0.666_666_626_930_236_816_41; // 0xaaaaaa.0p-24
-const LG2: f64 = 0.400_009_721_517_562_866_21; // 0xccce13.0p-25
-const LG3: f64 = 0.284_987_866_878_509_521_48; // 0x91e9ee.0p-25
-const LG4: f64 = 0.242_790_788_412_094_116_21; // 0xf89e26.0p-26
+const LG1: f64 = 0.6666666269302368; // 0xaaaaaa.0p-24
+const LG2: f64 = 0.40000972151756287; // 0xccce13.0p-25
+const LG3: f64 = 0.2849878668785095; // 0x91e9ee.0p-25
+const LG4: f64 = 0.24279078841209412; // 0xf89e26.0p-26
 /// ln 2 split for log: `k * LOG_LN2_HI` is exact for the k of any f32.
 const LOG_LN2_HI: f64 = 6.931_381_225_6e-01; // 0x3f317180
 const LOG_LN2_LO: f64 = 9.058_000_614_5e-06; // 0x3717f7d1
