@@ -611,3 +611,40 @@ fn mismatched_lengths_are_errors() {
     assert_eq!(o[0], 1.0);
     assert!((o[1] - std::f32::consts::E).abs() <= f32::EPSILON * 3.0);
 }
+
+/// The kernels are straight-line vector code: no calls (per element or otherwise), and on x64
+/// the clamps became single `minps`/`maxps` instructions instead of IEEE min/max sequences.
+#[test]
+fn kernels_make_no_calls_and_clamp_with_minps() {
+    let mut fns: Vec<MathFn> = [
+        UnaryOp::Exp,
+        UnaryOp::Expm1,
+        UnaryOp::Log,
+        UnaryOp::Log1p,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Softrelu,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+    ]
+    .into_iter()
+    .map(MathFn::Unary)
+    .collect();
+    fns.push(MathFn::Erf);
+    for f in fns {
+        let k = compile_math_kernel(f, MathOptions::host()).unwrap();
+        assert!(!k.clif().is_empty());
+        let asm = k.disasm();
+        assert!(!asm.is_empty(), "{}: no disassembly", f.name());
+        if MathOptions::host().fma {
+            let calls = asm.lines().any(|l| l.trim_start().starts_with("call"));
+            assert!(!calls, "{}: the kernel calls out:\n{asm}", f.name());
+        }
+        if cfg!(target_arch = "x86_64") && f == MathFn::Unary(UnaryOp::Exp) {
+            assert!(
+                asm.contains("minps") && asm.contains("maxps"),
+                "exp:\n{asm}"
+            );
+        }
+    }
+}
