@@ -5,6 +5,7 @@
 //! multithreaded elementwise loops) and falls back to the reference interpreter for the rest.
 
 pub mod cpu;
+pub mod jit;
 
 use kiln_ir::{Op, Result, Tensor, TensorView};
 
