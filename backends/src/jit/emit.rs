@@ -173,14 +173,12 @@ pub(crate) fn unary(b: &mut FunctionBuilder<'_>, f: UnaryOp, x: Value) -> Option
 
 /// The transcendental functions, inline polynomials from [`crate::clif_math`].
 fn transcendental(b: &mut FunctionBuilder<'_>, f: UnaryOp, x: Value) -> Option<Value> {
-    let _ = (b, f, x);
-    None
+    crate::clif_math::emit_unary(b, f, x)
 }
 
-/// `pow(x, y)` for a general exponent, from [`crate::clif_math`] where available.
+/// `pow(x, y)` for a general exponent, from [`crate::clif_math`] (C99/numpy special cases).
 fn pow_general(b: &mut FunctionBuilder<'_>, x: Value, y: Value) -> Option<Value> {
-    let _ = (b, x, y);
-    None
+    Some(crate::clif_math::emit_pow(b, x, y))
 }
 
 /// A binary op on two values of one type, or `None` without a lowering.
