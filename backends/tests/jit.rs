@@ -343,6 +343,30 @@ fn softmax_and_log_softmax_rows() {
 }
 
 #[test]
+fn softmax_cross_entropy_with_scaled_logits_and_odd_labels() {
+    let jit = exact();
+    for c in [1usize, 4, 10, 37] {
+        let n = 9;
+        let k = kernel(
+            &[&[n, c], &[c], &[n]],
+            vec![
+                (Op::Scalar { f: BinaryOp::Mul, scalar: 2.0, reverse: false }, vec![I(0)]),
+                (Op::Binary { f: BinaryOp::Add }, vec![V(0), I(1)]),
+                (Op::SoftmaxCrossEntropy, vec![V(1), I(2)]),
+                (Op::Scalar { f: BinaryOp::Mul, scalar: 0.5, reverse: false }, vec![V(2)]),
+            ],
+        );
+        // Labels in range, fractional, negative, too large and NaN.
+        let labels: Vec<f32> = [0.0, 1.0, 2.7, -3.0, 99.0, f32::NAN, 3.0, 5.0, 9.5]
+            .iter()
+            .map(|&v| if v.is_nan() { v } else { v.min((c - 1) as f32 + 50.0) })
+            .collect();
+        let lab = Tensor::from_vec(labels, [n]).unwrap();
+        check(&jit, &k, &[&data(&[n, c], 40, false), &data(&[c], 41, false), &lab], RED, true);
+    }
+}
+
+#[test]
 fn epilogue_kernels_run_gemm_then_one_compiled_pass() {
     let jit = JitBackend::with_options(JitOptions::default());
     let k = kernel(

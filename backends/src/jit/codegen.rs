@@ -40,6 +40,10 @@ pub(crate) enum Body {
     Reduce(ReduceOp, Program),
     /// `out[i] = softmax(program(inputs))[i]` (log-softmax when `log`) along the row.
     Softmax { log: bool, prog: Program },
+    /// `out[row] = -log_softmax(program(inputs))[row, label]`, with the label read from input
+    /// `label` (one value per row: [`Mode::Splat`]) truncated toward zero and clipped to
+    /// `[0, inner - 1]` (NaN reads as 0).
+    SoftmaxXent { label: usize, prog: Program },
 }
 
 /// The machine-level signature shared by every kernel.
@@ -179,9 +183,18 @@ pub(crate) fn build(
     let (rows, inner, ins, strides, out, out_row) =
         (params[0], params[1], params[2], params[3], params[4], params[5]);
     let prog = match body {
-        Body::Map(p) | Body::Reduce(_, p) | Body::Softmax { prog: p, .. } => p,
+        Body::Map(p)
+        | Body::Reduce(_, p)
+        | Body::Softmax { prog: p, .. }
+        | Body::SoftmaxXent { prog: p, .. } => p,
     };
-    let used = prog.inputs();
+    let mut used = prog.inputs();
+    if let Body::SoftmaxXent { label, .. } = body {
+        if used.contains(label) || modes.get(*label) != Some(&Mode::Splat) {
+            return None;
+        }
+        used.push(*label);
+    }
     let mut ptrs: Vec<Option<Variable>> = vec![None; n_inputs];
     let mut row_strides: Vec<(Variable, Value)> = Vec::new();
     for &i in &used {
@@ -259,6 +272,33 @@ pub(crate) fn build(
             };
             let o = b.use_var(out_var);
             b.ins().store(mf(), s, o, 0);
+        }
+        Body::SoftmaxXent { label, .. } => {
+            let m = ctx.fold(b, f32::NEG_INFINITY, ReduceOp::Norm, |b, ty, off| {
+                em.eval(b, ty, off)
+            })?;
+            let mv = b.ins().splat(VEC, m);
+            let sum = ctx.fold(b, 0.0, ReduceOp::Sum, |b, ty, off| {
+                let x = em.eval(b, ty, off)?;
+                let mm = if ty.is_vector() { mv } else { m };
+                let d = b.ins().fsub(x, mm);
+                emit::unary(b, UnaryOp::Exp, d)
+            })?;
+            let ls = emit::unary(b, UnaryOp::Log, sum)?;
+            let (lab, _) = (*em.splats.get(*label)?)?;
+            // The label's index: truncated (NaN -> 0 by the saturating conversion), clipped.
+            let li = b.ins().fcvt_to_sint_sat(ptr, lab);
+            let zero = b.ins().iconst(ptr, 0);
+            let li = b.ins().smax(li, zero);
+            let last = b.ins().iadd_imm_s(inner, -1);
+            let li = b.ins().smin(li, last);
+            let off = b.ins().ishl_imm_u(li, 2);
+            let xl = em.eval(b, types::F32, off)?;
+            let d = b.ins().fsub(xl, m);
+            let d = b.ins().fsub(d, ls);
+            let r = b.ins().fneg(d);
+            let o = b.use_var(out_var);
+            b.ins().store(mf(), r, o, 0);
         }
         Body::Softmax { log, .. } => {
             // Pass 1: the row maximum (NaN-ignoring like f64::max; a NaN reaches the sum).

@@ -653,6 +653,8 @@ impl JitBackend {
             Op::LogSoftmax { axis } if last(*axis) => {
                 ("softmax", Box::new(|prog| Body::Softmax { log: true, prog }))
             }
+            // The body is filled in below, once the labels' input is known.
+            Op::SoftmaxCrossEntropy => ("xent", Box::new(Body::Map)),
             _ => return None,
         };
         let prog = match *arg {
@@ -660,7 +662,23 @@ impl JitBackend {
             // The reduction reads an input directly: a program of one load.
             FusedArg::Input(i) => Program::input_only(i),
         };
-        let layout = Layout::new(x_dims, &used_shapes(&prog, shapes), true)?;
+        let mut used = used_shapes(&prog, shapes);
+        // Cross-entropy labels: one f32 per row, seen as `[N, 1]` (splatted along the row).
+        let label_shape = [x_dims[0], 1];
+        let (variant, body_of) = match (variant, inst.args.get(1)) {
+            ("xent", Some(&FusedArg::Input(l))) => {
+                if rank != 2 || kernel.inputs.get(l)?.dtype != DType::F32 || used.get(l)?.is_some() {
+                    return None;
+                }
+                used[l] = Some(&label_shape[..]);
+                let b: Box<dyn Fn(Program) -> Body> =
+                    Box::new(move |prog| Body::SoftmaxXent { label: l, prog });
+                ("xent", b)
+            }
+            ("xent", _) => return None,
+            _ => (variant, body_of),
+        };
+        let layout = Layout::new(x_dims, &used, true)?;
         let body = body_of(prog);
         let key = format!("{variant}|{}|{body:?}", modes_key(&layout.modes));
         let f = self.function(key, variant, &body, &layout.modes)?;
