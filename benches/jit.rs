@@ -60,10 +60,20 @@ fn chain_kernel(n: usize) -> (FusedKernel, Vec<Op>) {
     use FusedArg::{Input as I, Value as V};
     let s = &[n];
     let ops = vec![
-        Op::Scalar { f: BinaryOp::Mul, scalar: 2.0, reverse: false },
-        Op::Scalar { f: BinaryOp::Add, scalar: 1.0, reverse: false },
+        Op::Scalar {
+            f: BinaryOp::Mul,
+            scalar: 2.0,
+            reverse: false,
+        },
+        Op::Scalar {
+            f: BinaryOp::Add,
+            scalar: 1.0,
+            reverse: false,
+        },
         Op::Unary { f: UnaryOp::Tanh },
-        Op::Unary { f: UnaryOp::Sigmoid },
+        Op::Unary {
+            f: UnaryOp::Sigmoid,
+        },
         Op::Binary { f: BinaryOp::Mul },
     ];
     let body = vec![
@@ -79,7 +89,9 @@ fn chain_kernel(n: usize) -> (FusedKernel, Vec<Op>) {
 
 fn bench_chain(jit: &JitBackend, n: usize, rounds: usize) {
     let x = Tensor::from_vec(
-        (0..n).map(|i| ((i % 1000) as f32) * 0.004 - 2.0).collect::<Vec<f32>>(),
+        (0..n)
+            .map(|i| ((i % 1000) as f32) * 0.004 - 2.0)
+            .collect::<Vec<f32>>(),
         [n],
     )
     .expect("tensor");
@@ -95,10 +107,16 @@ fn bench_chain(jit: &JitBackend, n: usize, rounds: usize) {
         let b = CpuBackend.execute(&ops[1], &[a.view()]).expect("add");
         let c = CpuBackend.execute(&ops[2], &[b.view()]).expect("tanh");
         let d = CpuBackend.execute(&ops[3], &[x.view()]).expect("sigmoid");
-        std::hint::black_box(CpuBackend.execute(&ops[4], &[c.view(), d.view()]).expect("mul"));
+        std::hint::black_box(
+            CpuBackend
+                .execute(&ops[4], &[c.view(), d.view()])
+                .expect("mul"),
+        );
     });
     let native = jit.compiles(&k, &[x.view()]);
-    let fused = Op::Fused { kernel: Box::new(k) };
+    let fused = Op::Fused {
+        kernel: Box::new(k),
+    };
     let jitted = time(rounds, || {
         std::hint::black_box(jit.execute(&fused, &[x.view()]).expect("jit"));
     });
@@ -113,7 +131,9 @@ fn bench_chain(jit: &JitBackend, n: usize, rounds: usize) {
 fn bench_softmax(jit: &JitBackend, rows: usize, cols: usize, rounds: usize) {
     let n = rows * cols;
     let x = Tensor::from_vec(
-        (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.01 - 5.0).collect::<Vec<f32>>(),
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.01 - 5.0)
+            .collect::<Vec<f32>>(),
         [rows, cols],
     )
     .expect("tensor");
@@ -128,7 +148,9 @@ fn bench_softmax(jit: &JitBackend, rows: usize, cols: usize, rounds: usize) {
     )
     .expect("kernel");
     let native = jit.compiles(&k, &[x.view()]);
-    let fused = Op::Fused { kernel: Box::new(k) };
+    let fused = Op::Fused {
+        kernel: Box::new(k),
+    };
     let jitted = time(rounds, || {
         std::hint::black_box(jit.execute(&fused, &[x.view()]).expect("jit"));
     });

@@ -15,7 +15,8 @@ use kiln_passes::{Fuse, Pass};
 fn run(g: &kiln_ir::Graph, feed: &[(String, Tensor)], exec: &dyn Kernels) -> Vec<Tensor> {
     let views: Vec<(&str, kiln_ir::TensorView<'_>)> =
         feed.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
-    g.run_with(&views, &mut |op, xs| exec.execute(op, xs)).unwrap()
+    g.run_with(&views, &mut |op, xs| exec.execute(op, xs))
+        .unwrap()
 }
 
 #[test]

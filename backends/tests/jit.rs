@@ -80,7 +80,8 @@ fn exact() -> JitBackend {
 
 fn reference(k: &FusedKernel, inputs: &[&Tensor]) -> Tensor {
     let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
-    k.eval(&views, &mut |op, ins| interp::eval(op, ins)).unwrap()
+    k.eval(&views, &mut |op, ins| interp::eval(op, ins))
+        .unwrap()
 }
 
 /// Tolerances: `Tol(0, 0)` is bitwise equality; otherwise `|got - want| <= rel·|want| +
@@ -102,12 +103,29 @@ fn check(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor], tol: Tol, native
     let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
     let want = reference(k, inputs);
     if native {
-        assert!(jit.compiles(k, &views), "does not compile:\n{}", k.body_text());
+        assert!(
+            jit.compiles(k, &views),
+            "does not compile:\n{}",
+            k.body_text()
+        );
     }
-    let got = jit.execute(&Op::Fused { kernel: Box::new(k.clone()) }, &views).unwrap();
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
     assert_eq!(got.shape(), want.shape(), "{}", k.body_text());
-    let (g, w) = (got.as_slice::<f32>().unwrap(), want.as_slice::<f32>().unwrap());
-    let scale = w.iter().filter(|v| v.is_finite()).fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let (g, w) = (
+        got.as_slice::<f32>().unwrap(),
+        want.as_slice::<f32>().unwrap(),
+    );
+    let scale = w
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0f32, |m, v| m.max(v.abs())) as f64;
     for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
         let ok = if tol.0 == 0.0 && tol.1 == 0.0 {
             a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
@@ -198,17 +216,41 @@ fn scalar_ops_both_ways_and_exact_powers() {
 #[test]
 fn where_and_clip_keep_nan_semantics() {
     let jit = exact();
-    let (c, x, y) = (data(&[4, 9], 5, true), data(&[9], 6, true), data(&[4, 1], 7, true));
-    let k = kernel(&[&[4, 9], &[9], &[4, 1]], vec![(Op::Where, vec![I(0), I(1), I(2)])]);
+    let (c, x, y) = (
+        data(&[4, 9], 5, true),
+        data(&[9], 6, true),
+        data(&[4, 1], 7, true),
+    );
+    let k = kernel(
+        &[&[4, 9], &[9], &[4, 1]],
+        vec![(Op::Where, vec![I(0), I(1), I(2)])],
+    );
     check(&jit, &k, &[&c, &x, &y], EXACT, true);
-    let k = kernel(&[&[4, 9]], vec![(Op::Clip { min: -1.0, max: 0.5 }, vec![I(0)])]);
+    let k = kernel(
+        &[&[4, 9]],
+        vec![(
+            Op::Clip {
+                min: -1.0,
+                max: 0.5,
+            },
+            vec![I(0)],
+        )],
+    );
     check(&jit, &k, &[&c], EXACT, true);
 }
 
 /// `(x*2 + 1) * relu(y) - maximum(x, y) / (|x| + 1)`: exact ops only.
 fn chain(sx: &[usize], sy: &[usize]) -> FusedKernel {
-    let mul2 = Op::Scalar { f: BinaryOp::Mul, scalar: 2.0, reverse: false };
-    let add1 = Op::Scalar { f: BinaryOp::Add, scalar: 1.0, reverse: false };
+    let mul2 = Op::Scalar {
+        f: BinaryOp::Mul,
+        scalar: 2.0,
+        reverse: false,
+    };
+    let add1 = Op::Scalar {
+        f: BinaryOp::Add,
+        scalar: 1.0,
+        reverse: false,
+    };
     kernel(
         &[sx, sy],
         vec![
@@ -216,7 +258,12 @@ fn chain(sx: &[usize], sy: &[usize]) -> FusedKernel {
             (add1, vec![V(0)]),
             (Op::Unary { f: UnaryOp::Relu }, vec![I(1)]),
             (Op::Binary { f: BinaryOp::Mul }, vec![V(1), V(2)]),
-            (Op::Binary { f: BinaryOp::Maximum }, vec![I(0), I(1)]),
+            (
+                Op::Binary {
+                    f: BinaryOp::Maximum,
+                },
+                vec![I(0), I(1)],
+            ),
             (Op::Unary { f: UnaryOp::Abs }, vec![I(0)]),
             (add1_op(), vec![V(5)]),
             (Op::Binary { f: BinaryOp::Div }, vec![V(4), V(6)]),
@@ -226,7 +273,11 @@ fn chain(sx: &[usize], sy: &[usize]) -> FusedKernel {
 }
 
 fn add1_op() -> Op {
-    Op::Scalar { f: BinaryOp::Add, scalar: 1.0, reverse: false }
+    Op::Scalar {
+        f: BinaryOp::Add,
+        scalar: 1.0,
+        reverse: false,
+    }
 }
 
 #[test]
@@ -258,14 +309,40 @@ fn large_kernels_split_across_threads() {
     // One long row (split into blocks), many rows with a row-broadcast bias, and a middle-axis
     // broadcast that needs the outer loop.
     let k = chain(&[100_003], &[100_003]);
-    check(&jit, &k, &[&data(&[100_003], 13, false), &data(&[100_003], 14, false)], EXACT, true);
+    check(
+        &jit,
+        &k,
+        &[&data(&[100_003], 13, false), &data(&[100_003], 14, false)],
+        EXACT,
+        true,
+    );
     let k = chain(&[517, 129], &[129]);
-    check(&jit, &k, &[&data(&[517, 129], 15, false), &data(&[129], 16, false)], EXACT, true);
+    check(
+        &jit,
+        &k,
+        &[&data(&[517, 129], 15, false), &data(&[129], 16, false)],
+        EXACT,
+        true,
+    );
     let k = chain(&[7, 33, 65], &[7, 1, 65]);
-    check(&jit, &k, &[&data(&[7, 33, 65], 17, false), &data(&[7, 1, 65], 18, false)], EXACT, true);
+    check(
+        &jit,
+        &k,
+        &[
+            &data(&[7, 33, 65], 17, false),
+            &data(&[7, 1, 65], 18, false),
+        ],
+        EXACT,
+        true,
+    );
 }
 
-fn reduce_kernel(f: ReduceOp, x: &[usize], keepdims: bool, axes: Option<Vec<isize>>) -> FusedKernel {
+fn reduce_kernel(
+    f: ReduceOp,
+    x: &[usize],
+    keepdims: bool,
+    axes: Option<Vec<isize>>,
+) -> FusedKernel {
     let c = *x.last().unwrap_or(&1);
     kernel(
         &[x, &[c]],
@@ -290,36 +367,88 @@ fn reductions_over_the_last_axis_with_prologue_and_epilogue() {
                 }
             }
             let k = reduce_kernel(f, &[c], false, None);
-            check(&jit, &k, &[&data(&[c], 21, false), &data(&[c], 22, false)], RED, true);
+            check(
+                &jit,
+                &k,
+                &[&data(&[c], 21, false), &data(&[c], 22, false)],
+                RED,
+                true,
+            );
         }
     }
     // Sum over an empty axis is 0, mean NaN.
     for f in [ReduceOp::Sum, ReduceOp::Mean] {
         let k = reduce_kernel(f, &[3, 0], false, Some(vec![1]));
-        check(&jit, &k, &[&data(&[3, 0], 1, false), &data(&[0], 2, false)], EXACT, true);
+        check(
+            &jit,
+            &k,
+            &[&data(&[3, 0], 1, false), &data(&[0], 2, false)],
+            EXACT,
+            true,
+        );
     }
     // NaN propagates through max/min.
     let x = data(&[6, 14], 23, true);
     for f in [ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
-        let k = kernel(&[&[6, 14]], vec![(Op::Reduce { f, axes: Some(vec![1]), keepdims: false }, vec![I(0)])]);
+        let k = kernel(
+            &[&[6, 14]],
+            vec![(
+                Op::Reduce {
+                    f,
+                    axes: Some(vec![1]),
+                    keepdims: false,
+                },
+                vec![I(0)],
+            )],
+        );
         check(&jit, &k, &[&x], RED, true);
     }
     // Epilogue: mean(x) * 2 + bias[N].
     let k = kernel(
         &[&[6, 14], &[6]],
         vec![
-            (Op::Reduce { f: ReduceOp::Mean, axes: Some(vec![1]), keepdims: false }, vec![I(0)]),
-            (Op::Scalar { f: BinaryOp::Mul, scalar: 2.0, reverse: false }, vec![V(0)]),
+            (
+                Op::Reduce {
+                    f: ReduceOp::Mean,
+                    axes: Some(vec![1]),
+                    keepdims: false,
+                },
+                vec![I(0)],
+            ),
+            (
+                Op::Scalar {
+                    f: BinaryOp::Mul,
+                    scalar: 2.0,
+                    reverse: false,
+                },
+                vec![V(0)],
+            ),
             (Op::Binary { f: BinaryOp::Add }, vec![V(1), I(1)]),
         ],
     );
-    check(&jit, &k, &[&data(&[6, 14], 24, false), &data(&[6], 25, false)], RED, true);
+    check(
+        &jit,
+        &k,
+        &[&data(&[6, 14], 24, false), &data(&[6], 25, false)],
+        RED,
+        true,
+    );
 }
 
 #[test]
 fn other_reduction_axes_run_op_by_op() {
     let jit = exact();
-    let k = kernel(&[&[4, 6]], vec![(Op::Reduce { f: ReduceOp::Sum, axes: Some(vec![0]), keepdims: false }, vec![I(0)])]);
+    let k = kernel(
+        &[&[4, 6]],
+        vec![(
+            Op::Reduce {
+                f: ReduceOp::Sum,
+                axes: Some(vec![0]),
+                keepdims: false,
+            },
+            vec![I(0)],
+        )],
+    );
     let x = data(&[4, 6], 26, false);
     let before = jit.stats().fallback_runs;
     check(&jit, &k, &[&x], FMA, false);
@@ -331,10 +460,17 @@ fn softmax_and_log_softmax_rows() {
     let jit = exact();
     for c in [1usize, 3, 10, 37] {
         for log in [false, true] {
-            let op = if log { Op::LogSoftmax { axis: -1 } } else { Op::Softmax { axis: 1 } };
+            let op = if log {
+                Op::LogSoftmax { axis: -1 }
+            } else {
+                Op::Softmax { axis: 1 }
+            };
             let k = kernel(
                 &[&[5, c], &[c]],
-                vec![(Op::Binary { f: BinaryOp::Add }, vec![I(0), I(1)]), (op, vec![V(0)])],
+                vec![
+                    (Op::Binary { f: BinaryOp::Add }, vec![I(0), I(1)]),
+                    (op, vec![V(0)]),
+                ],
             );
             let views = [data(&[5, c], 27, false), data(&[c], 28, false)];
             check(&jit, &k, &[&views[0], &views[1]], RED, true);
@@ -350,19 +486,45 @@ fn softmax_cross_entropy_with_scaled_logits_and_odd_labels() {
         let k = kernel(
             &[&[n, c], &[c], &[n]],
             vec![
-                (Op::Scalar { f: BinaryOp::Mul, scalar: 2.0, reverse: false }, vec![I(0)]),
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 2.0,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
                 (Op::Binary { f: BinaryOp::Add }, vec![V(0), I(1)]),
                 (Op::SoftmaxCrossEntropy, vec![V(1), I(2)]),
-                (Op::Scalar { f: BinaryOp::Mul, scalar: 0.5, reverse: false }, vec![V(2)]),
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 0.5,
+                        reverse: false,
+                    },
+                    vec![V(2)],
+                ),
             ],
         );
         // Labels in range, fractional, negative, too large and NaN.
         let labels: Vec<f32> = [0.0, 1.0, 2.7, -3.0, 99.0, f32::NAN, 3.0, 5.0, 9.5]
             .iter()
-            .map(|&v| if v.is_nan() { v } else { v.min((c - 1) as f32 + 50.0) })
+            .map(|&v| {
+                if v.is_nan() {
+                    v
+                } else {
+                    v.min((c - 1) as f32 + 50.0)
+                }
+            })
             .collect();
         let lab = Tensor::from_vec(labels, [n]).unwrap();
-        check(&jit, &k, &[&data(&[n, c], 40, false), &data(&[c], 41, false), &lab], RED, true);
+        check(
+            &jit,
+            &k,
+            &[&data(&[n, c], 40, false), &data(&[c], 41, false), &lab],
+            RED,
+            true,
+        );
     }
 }
 
@@ -372,12 +534,23 @@ fn epilogue_kernels_run_gemm_then_one_compiled_pass() {
     let k = kernel(
         &[&[6, 10], &[4, 10], &[4], &[6, 4]],
         vec![
-            (Op::FullyConnected { flatten: true, no_bias: false }, vec![I(0), I(1), I(2)]),
+            (
+                Op::FullyConnected {
+                    flatten: true,
+                    no_bias: false,
+                },
+                vec![I(0), I(1), I(2)],
+            ),
             (Op::Unary { f: UnaryOp::Relu }, vec![V(0)]),
             (Op::Binary { f: BinaryOp::Add }, vec![V(1), I(3)]),
         ],
     );
-    let ins = [data(&[6, 10], 29, false), data(&[4, 10], 30, false), data(&[4], 31, false), data(&[6, 4], 32, false)];
+    let ins = [
+        data(&[6, 10], 29, false),
+        data(&[4, 10], 30, false),
+        data(&[4], 31, false),
+        data(&[6, 4], 32, false),
+    ];
     check(&jit, &k, &[&ins[0], &ins[1], &ins[2], &ins[3]], RED, true);
 }
 
@@ -388,7 +561,12 @@ fn a_new_batch_size_hits_the_cache() {
         let k = chain(&[n, 13], &[13]);
         let (x, b) = (data(&[n, 13], 33, false), data(&[13], 34, false));
         let got = jit
-            .execute(&Op::Fused { kernel: Box::new(k.clone()) }, &[x.view(), b.view()])
+            .execute(
+                &Op::Fused {
+                    kernel: Box::new(k.clone()),
+                },
+                &[x.view(), b.view()],
+            )
             .unwrap();
         assert_eq!(got, reference(&k, &[&x, &b]));
         let s = jit.stats();
@@ -413,14 +591,24 @@ fn non_f32_kernels_and_plain_ops_fall_back() {
     }];
     let k = FusedKernel::new(inputs, body, 0).unwrap();
     let x = Tensor::from_vec(vec![1i32, -2, 3, i32::MIN, 0], [5]).unwrap();
-    let got = jit.execute(&Op::Fused { kernel: Box::new(k.clone()) }, &[x.view()]).unwrap();
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &[x.view()],
+        )
+        .unwrap();
     assert_eq!(got.as_slice::<i32>().unwrap(), &[-1, 2, -3, i32::MIN, 0]);
     assert_eq!(jit.stats().fallback_runs, 1);
     assert_eq!(jit.stats().kernels_compiled, 0);
     // A plain op runs on the CPU backend.
     let a = data(&[8], 35, false);
     let op = Op::Unary { f: UnaryOp::Tanh };
-    assert_eq!(jit.execute(&op, &[a.view()]).unwrap(), CpuBackend.execute(&op, &[a.view()]).unwrap());
+    assert_eq!(
+        jit.execute(&op, &[a.view()]).unwrap(),
+        CpuBackend.execute(&op, &[a.view()]).unwrap()
+    );
     assert_eq!(jit.name(), "cranelift");
 }
 
@@ -429,7 +617,12 @@ fn wrong_inputs_get_the_interpreters_error() {
     let jit = exact();
     let k = chain(&[4], &[4]);
     let x = data(&[5], 36, false);
-    let err = jit.execute(&Op::Fused { kernel: Box::new(k) }, &[x.view(), x.view()]);
+    let err = jit.execute(
+        &Op::Fused {
+            kernel: Box::new(k),
+        },
+        &[x.view(), x.view()],
+    );
     assert!(err.is_err());
 }
 
@@ -441,9 +634,18 @@ fn dump_dir_gets_the_clif_of_each_kernel() {
         ..JitOptions::default()
     });
     let k = chain(&[9], &[9]);
-    check(&jit, &k, &[&data(&[9], 37, false), &data(&[9], 38, false)], FMA, true);
+    check(
+        &jit,
+        &k,
+        &[&data(&[9], 37, false), &data(&[9], 38, false)],
+        FMA,
+        true,
+    );
     let text = std::fs::read_to_string(dir.join("kernel-0.clif")).unwrap();
-    assert!(text.contains("function") && text.contains("f32x4"), "{text}");
+    assert!(
+        text.contains("function") && text.contains("f32x4"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

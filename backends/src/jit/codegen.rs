@@ -180,8 +180,9 @@ pub(crate) fn build(
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     let params = b.block_params(entry).to_vec();
-    let (rows, inner, ins, strides, out, out_row) =
-        (params[0], params[1], params[2], params[3], params[4], params[5]);
+    let (rows, inner, ins, strides, out, out_row) = (
+        params[0], params[1], params[2], params[3], params[4], params[5],
+    );
     let prog = match body {
         Body::Map(p)
         | Body::Reduce(_, p)
@@ -428,7 +429,9 @@ impl Loops {
             Some(&mut |b: &mut FunctionBuilder<'_>| {
                 // Between the loops: reduce the vector accumulator into the scalar one.
                 let v = b.use_var(acc_v);
-                let l: Vec<Value> = (0..LANES as u8).map(|k| b.ins().extractlane(v, k)).collect();
+                let l: Vec<Value> = (0..LANES as u8)
+                    .map(|k| b.ins().extractlane(v, k))
+                    .collect();
                 let x = combine(b, l[0], l[1]);
                 let y = combine(b, l[2], l[3]);
                 let s = combine(b, x, y);

@@ -182,7 +182,12 @@ fn pow_general(b: &mut FunctionBuilder<'_>, x: Value, y: Value) -> Option<Value>
 }
 
 /// A binary op on two values of one type, or `None` without a lowering.
-pub(crate) fn binary(b: &mut FunctionBuilder<'_>, f: BinaryOp, x: Value, y: Value) -> Option<Value> {
+pub(crate) fn binary(
+    b: &mut FunctionBuilder<'_>,
+    f: BinaryOp,
+    x: Value,
+    y: Value,
+) -> Option<Value> {
     let ty = b.func.dfg.value_type(x);
     let cmp_flag = |b: &mut FunctionBuilder<'_>, cc| {
         let m = cmp(b, cc, x, y);

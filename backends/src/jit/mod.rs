@@ -67,7 +67,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The machine signature of every kernel (see [`codegen`]).
-type KernelFn = unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize);
+type KernelFn =
+    unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize);
 
 /// Settings of a [`JitBackend`].
 #[derive(Clone, Debug)]
@@ -252,14 +253,19 @@ impl JitBackend {
     fn make_module() -> Result<JITModule> {
         let mut fb = settings::builder();
         let set = |fb: &mut settings::Builder, k: &str, v: &str| {
-            fb.set(k, v).map_err(|e| jit_error(format!("setting {k}: {e}")))
+            fb.set(k, v)
+                .map_err(|e| jit_error(format!("setting {k}: {e}")))
         };
         set(&mut fb, "opt_level", "speed")?;
         // The verifier costs 40-60% of compile time; keep it for debug builds.
         set(
             &mut fb,
             "enable_verifier",
-            if cfg!(debug_assertions) { "true" } else { "false" },
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
         )?;
         set(&mut fb, "is_pic", "false")?;
         set(&mut fb, "use_colocated_libcalls", "false")?;
@@ -312,7 +318,13 @@ impl JitBackend {
     }
 
     /// Looks `key` up in the cache, compiling `body` on a miss.
-    fn function(&self, key: String, variant: &'static str, body: &Body, modes: &[Mode]) -> Option<KernelFn> {
+    fn function(
+        &self,
+        key: String,
+        variant: &'static str,
+        body: &Body,
+        modes: &[Mode],
+    ) -> Option<KernelFn> {
         let m = self.state.as_ref()?;
         let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&f) = st.cache.get(&key) {
@@ -356,9 +368,7 @@ impl JitBackend {
         {
             let mut b = cranelift_frontend::FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let fma = self.opts.fma && self.host_fma;
-            if codegen::build(&mut b, body, modes, modes.len(), fma).is_none() {
-                return None;
-            }
+            codegen::build(&mut b, body, modes, modes.len(), fma)?;
             b.finalize(config);
         }
         let text = (self.opts.dump_clif || self.opts.dump_dir.is_some())
@@ -442,7 +452,9 @@ impl Layout {
             if s.len() > r {
                 return None;
             }
-            let padded: Vec<usize> = std::iter::repeat_n(1, r - s.len()).chain(s.iter().copied()).collect();
+            let padded: Vec<usize> = std::iter::repeat_n(1, r - s.len())
+                .chain(s.iter().copied())
+                .collect();
             let mut st = vec![0isize; r];
             let mut acc = 1isize;
             for a in (0..r).rev() {
@@ -463,9 +475,10 @@ impl Layout {
                 continue;
             }
             let merge = !od.is_empty()
-                && full.iter().enumerate().all(|(k, st)| {
-                    os[k].last().copied() == Some(st[a] * dims[a] as isize)
-                });
+                && full
+                    .iter()
+                    .enumerate()
+                    .all(|(k, st)| os[k].last().copied() == Some(st[a] * dims[a] as isize));
             if merge {
                 let last = od.len() - 1;
                 od[last] *= dims[a];
@@ -529,7 +542,11 @@ impl Layout {
         let rem = self.inner % block;
         self.outer = vec![rows];
         for (k, s) in self.strides.iter_mut().enumerate() {
-            s[0] = if self.modes[k] == Mode::Contig { block as isize } else { 0 };
+            s[0] = if self.modes[k] == Mode::Contig {
+                block as isize
+            } else {
+                0
+            };
         }
         self.inner = block;
         rem
@@ -611,14 +628,24 @@ impl JitBackend {
     }
 
     /// The compiled elementwise function of `prog` over `dims`, with its layout.
-    fn map_fn(&self, prog: &Program, dims: &[usize], shapes: &[&[usize]]) -> Option<(KernelFn, Layout)> {
+    fn map_fn(
+        &self,
+        prog: &Program,
+        dims: &[usize],
+        shapes: &[&[usize]],
+    ) -> Option<(KernelFn, Layout)> {
         let layout = Layout::new(dims, &used_shapes(prog, shapes), false)?;
         let key = format!("map|{}|{prog:?}", modes_key(&layout.modes));
         let f = self.function(key, "map", &Body::Map(prog.clone()), &layout.modes)?;
         Some((f, layout))
     }
 
-    fn plan_reduction(&self, kernel: &FusedKernel, shapes: &[&[usize]], out_dims: &[usize]) -> Option<Plan> {
+    fn plan_reduction(
+        &self,
+        kernel: &FusedKernel,
+        shapes: &[&[usize]],
+        out_dims: &[usize],
+    ) -> Option<Plan> {
         let ri = kernel.reduction()?;
         let inst = kernel.body.get(ri)?;
         let arg = inst.args.first()?;
@@ -641,18 +668,25 @@ impl JitBackend {
                     None => rank == 1,
                     Some(a) => a.len() == 1 && last(a[0]),
                 };
-                if !ok_axes || !matches!(f, ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min) {
+                if !ok_axes
+                    || !matches!(
+                        f,
+                        ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min
+                    )
+                {
                     return None;
                 }
                 let f = *f;
                 ("reduce", Box::new(move |p| Body::Reduce(f, p)))
             }
-            Op::Softmax { axis } if last(*axis) => {
-                ("softmax", Box::new(|prog| Body::Softmax { log: false, prog }))
-            }
-            Op::LogSoftmax { axis } if last(*axis) => {
-                ("softmax", Box::new(|prog| Body::Softmax { log: true, prog }))
-            }
+            Op::Softmax { axis } if last(*axis) => (
+                "softmax",
+                Box::new(|prog| Body::Softmax { log: false, prog }),
+            ),
+            Op::LogSoftmax { axis } if last(*axis) => (
+                "softmax",
+                Box::new(|prog| Body::Softmax { log: true, prog }),
+            ),
             // The body is filled in below, once the labels' input is known.
             Op::SoftmaxCrossEntropy => ("xent", Box::new(Body::Map)),
             _ => return None,
@@ -667,7 +701,8 @@ impl JitBackend {
         let label_shape = [x_dims[0], 1];
         let (variant, body_of) = match (variant, inst.args.get(1)) {
             ("xent", Some(&FusedArg::Input(l))) => {
-                if rank != 2 || kernel.inputs.get(l)?.dtype != DType::F32 || used.get(l)?.is_some() {
+                if rank != 2 || kernel.inputs.get(l)?.dtype != DType::F32 || used.get(l)?.is_some()
+                {
                     return None;
                 }
                 used[l] = Some(&label_shape[..]);
@@ -682,7 +717,11 @@ impl JitBackend {
         let body = body_of(prog);
         let key = format!("{variant}|{}|{body:?}", modes_key(&layout.modes));
         let f = self.function(key, variant, &body, &layout.modes)?;
-        let per_row = if variant == "softmax" { layout.inner } else { 1 };
+        let per_row = if variant == "softmax" {
+            layout.inner
+        } else {
+            1
+        };
         let epilogue = if kernel.output == ri {
             None
         } else {
@@ -703,7 +742,12 @@ impl JitBackend {
 
     /// Runs a plan; `Ok(None)` when the data cannot be handed to native code (it then falls
     /// back).
-    fn run_plan(&self, plan: &Plan, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Option<Tensor>> {
+    fn run_plan(
+        &self,
+        plan: &Plan,
+        kernel: &FusedKernel,
+        inputs: &[TensorView<'_>],
+    ) -> Result<Option<Tensor>> {
         let mut ptrs: Vec<*const f32> = Vec::with_capacity(inputs.len() + 1);
         for v in inputs {
             match v.data {
@@ -728,7 +772,9 @@ impl JitBackend {
                         FusedArg::Value(_) => None,
                     })
                     .collect::<Option<_>>()
-                    .ok_or_else(|| jit_error("an epilogue kernel's first op must read kernel inputs"))?;
+                    .ok_or_else(|| {
+                        jit_error("an epilogue kernel's first op must read kernel inputs")
+                    })?;
                 let t = CpuBackend.execute(&head.op, &args)?;
                 let s = match t.storage().as_ref() {
                     kiln_ir::DataRef::F32(s) => s,
@@ -778,14 +824,27 @@ impl JitBackend {
             let tail: Vec<*const f32> = ptrs
                 .iter()
                 .zip(&layout.modes)
-                .map(|(&p, m)| if *m == Mode::Contig { p.wrapping_add(main) } else { p })
+                .map(|(&p, m)| {
+                    if *m == Mode::Contig {
+                        p.wrapping_add(main)
+                    } else {
+                        p
+                    }
+                })
                 .collect();
             let zero = vec![0isize; tail.len()];
             // SAFETY: the remainder covers elements [main, n) of the output and of every
             // contiguous input (each has n elements: the layout checked that it spans the
             // whole iteration space), and element 0 of every splatted input.
             unsafe {
-                f(1, rem, tail.as_ptr(), zero.as_ptr(), out.as_mut_ptr().add(main), 0);
+                f(
+                    1,
+                    rem,
+                    tail.as_ptr(),
+                    zero.as_ptr(),
+                    out.as_mut_ptr().add(main),
+                    0,
+                );
             }
         }
         out
@@ -793,7 +852,14 @@ impl JitBackend {
 
     /// Calls `f` over the whole outer space of `layout`, in parallel when it is large.
     /// `out` has `per_row` elements per outer position.
-    fn drive(&self, f: KernelFn, layout: &Layout, ptrs: &[*const f32], out: *mut f32, per_row: usize) {
+    fn drive(
+        &self,
+        f: KernelFn,
+        layout: &Layout,
+        ptrs: &[*const f32],
+        out: *mut f32,
+        per_row: usize,
+    ) {
         let total: usize = layout.outer.iter().product();
         if total == 0 {
             return;
