@@ -163,11 +163,13 @@ fn passes_prints_optimized_graph_stats_dumps_and_json() {
             "01-simplify.dot",
             "02-fold.dot",
             "03-cse.dot",
-            "04-dce.dot"
+            "04-dce.dot",
+            "05-fuse.dot"
         ]
     );
+    // fuse made relu, exp and the two adds one kernel: x, w, b, fc, fused.
     let opt = Graph::load_json(&json).unwrap();
-    assert_eq!(opt.len(), 8);
+    assert_eq!(opt.len(), 5);
     let (x, w, b) = (x_value(), w_value(), b_value());
     let got = opt
         .run(&[("x", x.view()), ("w", w.view()), ("b", b.view())])

@@ -4,8 +4,9 @@
 //!   ordered list of them with statistics, a verifier between passes and dumps
 //!   (see [`manager`] and, for the environment variables, [`mod@env`]);
 //! - [`rewrite`]: a small declarative pattern language over the IR, one named rule a line;
-//! - the passes: [`simplify`] (algebraic rules), [`const_fold`], [`cse`], [`dce`], and the
-//!   inference rewrites [`inference`] (dropout removal, batch-norm folding);
+//! - the passes: [`simplify`] (algebraic rules), [`const_fold`], [`cse`], [`dce`], [`fuse`]
+//!   (fusion into kernels), and the inference rewrites [`inference`] (dropout removal,
+//!   batch-norm folding);
 //! - [`mod@verify`]: graph invariants and shape/dtype re-inference;
 //! - [`autodiff`]: a graph into a forward and a backward graph.
 
@@ -14,6 +15,7 @@ pub mod const_fold;
 pub mod cse;
 pub mod dce;
 pub mod env;
+pub mod fuse;
 pub mod inference;
 pub mod manager;
 pub mod rewrite;
@@ -26,6 +28,7 @@ pub use autodiff::{differentiate, differentiate_outputs, Differentiated};
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use fuse::Fuse;
 pub use inference::{FoldBatchNorm, RemoveDropout};
 pub use manager::{DumpOptions, PassManager, Pipeline};
 pub use simplify::Simplify;

@@ -4,16 +4,16 @@
 //! The default pipelines ([`Pipeline`]):
 //!
 //! ```text
-//! training:   simplify -> fold -> cse -> dce [-> fuse -> plan_memory]
-//! inference:  dropout -> bn_fold -> simplify -> fold -> cse -> dce [-> fuse -> plan_memory]
+//! training:   simplify -> fold -> cse -> dce -> fuse [-> plan_memory]
+//! inference:  dropout -> bn_fold -> simplify -> fold -> cse -> dce -> fuse [-> plan_memory]
 //! ```
 //!
 //! Shape/dtype inference runs when each node is built, and the verifier ([`crate::verify()`])
 //! runs it again over the whole graph before the first pass and after each pass (always in
 //! debug builds and tests; in release builds when [`PassManager::set_verify`] or
-//! `KILN_VERIFY=1` asks). The bracketed slots, `fuse` (fusion) and `plan_memory` (memory
-//! planning), are reserved names: switching them is accepted and does nothing until those
-//! passes exist, so `KILN_PASSES=-cse,-fuse` works in any program today.
+//! `KILN_VERIFY=1` asks). The bracketed slot, `plan_memory` (memory planning), is a reserved
+//! name: switching it is accepted and does nothing until that pass exists.
+//! `KILN_PASSES=-fuse` turns fusion off (every op then stays its own kernel).
 //!
 //! `dropout` is not optional: an inference graph with dropout left in computes the wrong
 //! function, so `KILN_PASSES=none` keeps it (naming it, `-dropout`, turns it off).
@@ -41,13 +41,13 @@
 use crate::env::{EnvConfig, Switch};
 use crate::stats::{GraphCost, PassStats, StatsTable};
 use crate::verify::verify;
-use crate::{ConstFold, Cse, Dce, FoldBatchNorm, Pass, RemoveDropout, Simplify};
+use crate::{ConstFold, Cse, Dce, FoldBatchNorm, Fuse, Pass, RemoveDropout, Simplify};
 use kiln_ir::{Error, Graph, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Pass names reserved for passes that do not exist yet; switching them is a no-op.
-pub const RESERVED: [&str; 2] = ["fuse", "plan_memory"];
+pub const RESERVED: [&str; 1] = ["plan_memory"];
 
 /// Which default pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,7 @@ impl PassManager {
                 Box::new(ConstFold::default()),
                 Box::new(Cse),
                 Box::new(Dce),
+                Box::new(Fuse::default()),
             ],
             Pipeline::Inference => vec![
                 Box::new(RemoveDropout),
@@ -108,6 +109,7 @@ impl PassManager {
                 Box::new(ConstFold::default()),
                 Box::new(Cse),
                 Box::new(Dce),
+                Box::new(Fuse::default()),
             ],
             Pipeline::Empty => Vec::new(),
         };

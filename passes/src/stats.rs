@@ -2,7 +2,7 @@
 
 use crate::util::bytes;
 use kiln_ir::graph::NodeKind;
-use kiln_ir::Graph;
+use kiln_ir::{Graph, Op};
 use std::fmt;
 use std::time::Duration;
 
@@ -11,11 +11,15 @@ use std::time::Duration;
 pub struct GraphCost {
     /// Nodes (inputs, parameters and constants included).
     pub nodes: usize,
-    /// Op nodes: kernels launched when each op is its own kernel (before fusion).
+    /// Op nodes: the kernels one run launches. Before fusion each op is its own kernel;
+    /// a `fused` node is one kernel however many ops its body holds.
     pub kernels: usize,
     /// Estimated bytes moved by one run: every op node reads each of its inputs and writes
-    /// its output once.
+    /// its output once. A `fused` node counts only its own inputs and output: the values
+    /// its body computes in between never go through memory.
     pub bytes_moved: usize,
+    /// Fused nodes among the kernels (see `crate::fuse`).
+    pub fused_kernels: usize,
 }
 
 impl GraphCost {
@@ -31,6 +35,9 @@ impl GraphCost {
                 continue;
             }
             cost.kernels += 1;
+            if matches!(node.kind, NodeKind::Op(Op::Fused { .. })) {
+                cost.fused_kernels += 1;
+            }
             let inputs: usize = g
                 .inputs_of(id)
                 .unwrap_or_default()

@@ -508,7 +508,7 @@ fn env_values_parse_into_switches() {
 #[test]
 fn switches_apply_in_order_and_unknown_names_are_errors() {
     let mut pm = PassManager::new(Pipeline::Training);
-    assert_eq!(pm.pass_names(), vec!["simplify", "fold", "cse", "dce"]);
+    assert_eq!(pm.pass_names(), vec!["simplify", "fold", "cse", "dce", "fuse"]);
     pm.apply_env(&EnvConfig::parse(Some("-cse,-fuse"), None, None, None).unwrap())
         .unwrap();
     assert_eq!(pm.enabled_names(), vec!["simplify", "fold", "dce"]);
@@ -530,7 +530,7 @@ fn switches_apply_in_order_and_unknown_names_are_errors() {
     );
     inf.apply_env(&EnvConfig::parse(Some("all"), None, None, None).unwrap())
         .unwrap();
-    assert_eq!(inf.enabled_names().len(), 6);
+    assert_eq!(inf.enabled_names().len(), 7);
 }
 
 #[test]
@@ -538,7 +538,7 @@ fn statistics_count_nodes_kernels_bytes_and_firings() {
     let mut g = sample();
     let stats = PassManager::new(Pipeline::Training).run(&mut g).unwrap();
     let names: Vec<&str> = stats.rows.iter().map(|r| r.pass.as_str()).collect();
-    assert_eq!(names, vec!["simplify", "fold", "cse", "dce"]);
+    assert_eq!(names, vec!["simplify", "fold", "cse", "dce", "fuse"]);
     let s = stats.get("simplify").unwrap();
     assert_eq!(s.firings, vec![("mul-one".to_string(), 1)]);
     assert_eq!((s.before.nodes, s.after.nodes), (6, 5));
@@ -553,9 +553,14 @@ fn statistics_count_nodes_kernels_bytes_and_firings() {
     assert!(text.starts_with("pass"), "{text}");
     assert!(text.contains("simplify    6 -> 5"), "{text}");
     assert!(text.contains("  simplify: mul-one x1"), "{text}");
+    // Fusion made exp and add one kernel: 16 bytes in, 16 out.
+    let fuse = stats.get("fuse").unwrap();
+    assert_eq!((fuse.before.kernels, fuse.after.kernels), (2, 1));
+    assert_eq!((fuse.before.bytes_moved, fuse.after.bytes_moved), (80, 32));
     assert_eq!(
         g.to_text(),
-        "%0 = input \"x\" : f32[4]\n%1 = exp(%0) : f32[4]\n%2 = add(%1, %1) : f32[4]\nreturn %2\n"
+        "%0 = input \"x\" : f32[4]\n%1 = fused.elementwise(%0) : f32[4]\n    \
+         $0 = exp(in0) : f32[4]\n    $1 = add($0, $0) : f32[4]\nreturn %1\n"
     );
 }
 
@@ -615,11 +620,13 @@ fn dump_dir_gets_numbered_text_and_dot_files() {
             "02-cse.dot",
             "02-cse.txt",
             "03-dce.dot",
-            "03-dce.txt"
+            "03-dce.txt",
+            "04-fuse.dot",
+            "04-fuse.txt"
         ]
     );
     assert_eq!(
-        std::fs::read_to_string(dir.join("03-dce.txt")).unwrap(),
+        std::fs::read_to_string(dir.join("04-fuse.txt")).unwrap(),
         g.to_text()
     );
     assert!(std::fs::read_to_string(dir.join("00-input.dot"))
@@ -659,8 +666,8 @@ fn with_every_optional_pass_off_the_graph_is_untouched() {
     let stats = pm.run(&mut g).unwrap();
     assert!(stats.rows.is_empty());
     assert_eq!(g.to_text(), text);
-    // The reserved slots are accepted by name and do nothing.
-    pm.enable("fuse").unwrap();
+    // The reserved slot is accepted by name and does nothing.
+    pm.enable("plan_memory").unwrap();
     pm.disable("plan_memory").unwrap();
     assert!(pm.enabled_names().is_empty());
 }
