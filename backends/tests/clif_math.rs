@@ -18,6 +18,18 @@ fn exhaustive() -> bool {
     std::env::var("KILN_EXHAUSTIVE").is_ok_and(|v| v == "1")
 }
 
+/// The sweep's stride: 1 with `KILN_EXHAUSTIVE=1`, `KILN_MATH_STRIDE` if set, else [`STRIDE`].
+fn stride() -> u32 {
+    if exhaustive() {
+        return 1;
+    }
+    std::env::var("KILN_MATH_STRIDE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(STRIDE)
+}
+
 /// |y - r| in units of the f32 ulp at r (r's binade; subnormal spacing below the normals).
 /// NaN must match NaN; an infinite y counts as ±2^128 so that overflowing one ulp early costs
 /// about one ulp.
@@ -38,13 +50,14 @@ fn ulp_err(y: f32, r: f64) -> f64 {
     if yv == rv {
         return 0.0;
     }
+    // The binade of |r|: round to f32, step back one if that rounded up.
     let a = rv.abs().min(f32::MAX as f64);
-    let e = if a == 0.0 {
-        -126
-    } else {
-        a.log2().floor() as i32
-    };
-    let ulp = 2f64.powi(e.max(-126) - 23);
+    let mut af = a as f32;
+    if af as f64 > a {
+        af = f32::from_bits(af.to_bits() - 1);
+    }
+    let e = ((af.to_bits() >> 23) as i32).max(1);
+    let ulp = 2f64.powi(e - 127 - 23);
     (yv - rv).abs() / ulp
 }
 
@@ -291,7 +304,7 @@ fn check_fn(f: MathFn, keep: impl Fn(f32) -> bool) {
     let r = reference(f);
     let b = bound(f.name());
     check_edges(&k, f, r, b);
-    let stride = if exhaustive() { 1 } else { STRIDE };
+    let stride = stride();
     let (e, x) = sweep(&k, r, stride, keep);
     println!(
         "{}: max {e:.3} ulp at x = {x:e} (stride {stride})",
@@ -597,4 +610,41 @@ fn mismatched_lengths_are_errors() {
     k.run(&[0.0, 1.0, -1.0], &mut o).unwrap();
     assert_eq!(o[0], 1.0);
     assert!((o[1] - std::f32::consts::E).abs() <= f32::EPSILON * 3.0);
+}
+
+/// The kernels are straight-line vector code: no calls (per element or otherwise), and on x64
+/// the clamps became single `minps`/`maxps` instructions instead of IEEE min/max sequences.
+#[test]
+fn kernels_make_no_calls_and_clamp_with_minps() {
+    let mut fns: Vec<MathFn> = [
+        UnaryOp::Exp,
+        UnaryOp::Expm1,
+        UnaryOp::Log,
+        UnaryOp::Log1p,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Softrelu,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+    ]
+    .into_iter()
+    .map(MathFn::Unary)
+    .collect();
+    fns.push(MathFn::Erf);
+    for f in fns {
+        let k = compile_math_kernel(f, MathOptions::host()).unwrap();
+        assert!(!k.clif().is_empty());
+        let asm = k.disasm();
+        assert!(!asm.is_empty(), "{}: no disassembly", f.name());
+        if MathOptions::host().fma {
+            let calls = asm.lines().any(|l| l.trim_start().starts_with("call"));
+            assert!(!calls, "{}: the kernel calls out:\n{asm}", f.name());
+        }
+        if cfg!(target_arch = "x86_64") && f == MathFn::Unary(UnaryOp::Exp) {
+            assert!(
+                asm.contains("minps") && asm.contains("maxps"),
+                "exp:\n{asm}"
+            );
+        }
+    }
 }

@@ -75,6 +75,12 @@ fn expm1_core(m: &mut M, r: Value) -> Value {
 /// exp(x) for `F32X4`. Exact results at the edges: inf above ~88.72, subnormals down to
 /// ~-103.97, +0 below, NaN for NaN.
 pub(crate) fn exp(m: &mut M, x: Value) -> Value {
+    exp_parts(m, x, false).0
+}
+
+/// exp(x), and with `want_err` also the rounding error of the result's mantissa scaled like
+/// the result (`e + err` is exp(x) to about 2^-26 relative; err is 0 where unused).
+fn exp_parts(m: &mut M, x: Value, want_err: bool) -> (Value, Value) {
     // Clamp so that k = round(x / ln2) lies in [-150, 128]; NaN passes through the clamps.
     let x = m.min_c(x, 89.0);
     let x = m.max_c(x, -104.0);
@@ -88,8 +94,17 @@ pub(crate) fn exp(m: &mut M, x: Value) -> Value {
     let k2 = m.isub(k, k1);
     let s1 = pow2i(m, k1);
     let s2 = pow2i(m, k2);
-    let y = m.mul(y, s1);
-    m.mul(y, s2)
+    let e = m.mul(y, s1);
+    let e = m.mul(e, s2);
+    if !want_err {
+        return (e, e);
+    }
+    // y = 1 + q rounded; (1 - y) + q is its error exactly (|q| < 1).
+    let omy = m.rsubc(1.0, y);
+    let yl = m.add(omy, q);
+    let el = m.mul(yl, s1);
+    let el = m.mul(el, s2);
+    (e, el)
 }
 
 /// expm1(x) = exp(x) - 1 for `F32X4`, accurate near 0 (no cancellation).
@@ -235,22 +250,29 @@ pub(crate) fn tanh(m: &mut M, x: Value) -> Value {
 pub(crate) fn sigmoid(m: &mut M, x: Value) -> Value {
     let a = m.fabs(x);
     let na = m.b.ins().fneg(a);
-    let e = exp(m, na);
+    // e + el = exp(-|x|) to about 2^-26.
+    let (e, el) = exp_parts(m, na, true);
     let d = m.addc(e, 1.0);
     // The numerator is e for x < 0 (e / (1 + e)) and 1 otherwise (1 / (1 + e)).
     let neg = m.fcmpc(FloatCC::LessThan, x, 0.0);
     let one = m.cf(types::F32X4, 1.0);
     let num = m.sel(neg, e, one);
     let q = m.div(num, d);
-    // d = 1 + e rounded; lo = (1 - d) + e is its rounding error exactly (e <= 1). Correct
-    // q = num/d to num/(d + lo) ~ q - q lo / d, where 1/d is q (x >= 0) or about 1 - q.
+    // One correction step: with N = num + nl and D = d + dl the exact operands,
+    // N/D ~ q + (rho + nl - q dl) / d, where rho = num - q d is exact (an fma), dl = (1 - d) + e
+    // + el (Fast2Sum, e <= 1) and 1/d is q (x >= 0) or about 1 - q (x < 0).
+    let nq = m.b.ins().fneg(q);
+    let rho = m.mla(nq, d, num);
     let omd = m.rsubc(1.0, d);
-    let lo = m.add(omd, e);
+    let dl = m.add(omd, e);
+    let dl = m.add(dl, el);
+    let zero = m.cf(types::F32X4, 0.0);
+    let nl = m.sel(neg, el, zero);
+    let c = m.add(rho, nl);
+    let c = m.mla(nq, dl, c);
     let omq = m.rsubc(1.0, q);
     let inv = m.sel(neg, omq, q);
-    let ql = m.mul(q, lo);
-    let nql = m.b.ins().fneg(ql);
-    m.mla(nql, inv, q)
+    m.mla(c, inv, q)
 }
 
 /// softrelu(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) for `F32X4`.

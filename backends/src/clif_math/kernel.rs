@@ -44,7 +44,7 @@ fn build_loop(
     name: &str,
     inputs: usize,
     body: &dyn Fn(&mut FunctionBuilder, &[Value]) -> Value,
-) -> Result<(JITModule, *const u8)> {
+) -> Result<Compiled> {
     let mut module = new_module()?;
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
@@ -115,13 +115,32 @@ fn build_loop(
         b.seal_all_blocks();
         b.finalize(module.target_config());
     }
+    let clif = ctx.func.display().to_string();
+    ctx.set_disasm(true);
     module
         .define_function(id, &mut ctx)
         .map_err(|e| err(name, format!("{e:?}")))?;
+    let disasm = ctx
+        .compiled_code()
+        .and_then(|c| c.vcode.clone())
+        .unwrap_or_default();
     module.clear_context(&mut ctx);
     module.finalize_definitions().map_err(|e| err(name, e))?;
     let code = module.get_finalized_function(id);
-    Ok((module, code))
+    Ok(Compiled {
+        module,
+        code,
+        clif,
+        disasm,
+    })
+}
+
+/// A compiled loop: the module owning the code, the code's address, its IR and disassembly.
+struct Compiled {
+    module: JITModule,
+    code: *const u8,
+    clif: String,
+    disasm: String,
 }
 
 type UnaryFn = unsafe extern "C" fn(usize, *const f32, *mut f32);
@@ -132,9 +151,21 @@ pub struct UnaryKernel {
     module: Option<JITModule>,
     func: UnaryFn,
     name: &'static str,
+    clif: String,
+    disasm: String,
 }
 
 impl UnaryKernel {
+    /// The kernel's Cranelift IR (before optimization).
+    pub fn clif(&self) -> &str {
+        &self.clif
+    }
+
+    /// The kernel's machine code as Cranelift prints it (VCode after register allocation).
+    pub fn disasm(&self) -> &str {
+        &self.disasm
+    }
+
     /// The function's name.
     pub fn name(&self) -> &'static str {
         self.name
@@ -212,25 +243,27 @@ pub fn compile_math_kernel(f: MathFn, opts: MathOptions) -> Result<UnaryKernel> 
         // Both loads are f32 or f32x4, which every MathFn accepts.
         emit_math_with(b, opts, f, xs[0]).expect("f32 operand")
     };
-    let (module, code) = build_loop(f.name(), 1, &body)?;
+    let c = build_loop(f.name(), 1, &body)?;
     // SAFETY: `build_loop` compiled the function with the signature (n, *const f32, *mut f32)
     // in the platform's C convention (the module's default call convention).
-    let func = unsafe { std::mem::transmute::<*const u8, UnaryFn>(code) };
+    let func = unsafe { std::mem::transmute::<*const u8, UnaryFn>(c.code) };
     Ok(UnaryKernel {
-        module: Some(module),
+        module: Some(c.module),
         func,
         name: f.name(),
+        clif: c.clif,
+        disasm: c.disasm,
     })
 }
 
 /// JIT-compiles `out[i] = pow(x[i], y[i])`.
 pub fn compile_pow_kernel(opts: MathOptions) -> Result<PowKernel> {
     let body = move |b: &mut FunctionBuilder, xs: &[Value]| emit_pow_with(b, opts, xs[0], xs[1]);
-    let (module, code) = build_loop("pow", 2, &body)?;
+    let c = build_loop("pow", 2, &body)?;
     // SAFETY: compiled with the signature (n, *const f32, *const f32, *mut f32).
-    let func = unsafe { std::mem::transmute::<*const u8, BinaryFn>(code) };
+    let func = unsafe { std::mem::transmute::<*const u8, BinaryFn>(c.code) };
     Ok(PowKernel {
-        module: Some(module),
+        module: Some(c.module),
         func,
     })
 }
