@@ -6,6 +6,7 @@
 
 pub mod clif_math;
 pub mod cpu;
+pub mod jit;
 
 use kiln_ir::{Op, Result, Tensor, TensorView};
 

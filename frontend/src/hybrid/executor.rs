@@ -11,6 +11,7 @@
 //! remembers which steps carry which slot, and every run receives the real seeds, one per
 //! slot, and substitutes them (see [`Executor::run`]).
 
+use kiln_backends::jit::JitBackend;
 use kiln_backends::{CpuBackend, Interpreter, Kernels};
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{Error, Graph, NodeId, Op, Result, Tensor, TensorType, TensorView};
@@ -18,18 +19,30 @@ use std::collections::HashMap;
 
 /// Which engine runs compiled graphs.
 ///
-/// Both run the same op semantics (the reference interpreter's); they differ in speed. Code
-/// outside this module never assumes a particular backend: a later JIT backend becomes one
-/// more variant.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// All run the same op semantics (the reference interpreter's); they differ in speed. Code
+/// outside this module never assumes a particular backend.
+///
+/// The default is [`BackendChoice::Cranelift`], unless the environment variable
+/// `KILN_BACKEND` names another engine (`interp`, `cpu` or `cranelift`); an explicit choice
+/// in [`HybridizeOptions`] always wins over the environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackendChoice {
     /// [`kiln_backends::CpuBackend`]: the tuned CPU kernels eager NDArray ops also use, so a
     /// hybridized forward gives bitwise the imperative results.
-    #[default]
     Cpu,
     /// [`kiln_backends::Interpreter`]: the reference interpreter (slow, the semantics every
     /// backend must match).
     Interpreter,
+    /// [`kiln_backends::jit::JitBackend`]: fused kernels compiled to native code with
+    /// Cranelift, every other op on the CPU kernels. Compiled kernels agree with the
+    /// interpreter within the tolerance documented in [`kiln_backends::jit`].
+    Cranelift,
+}
+
+impl Default for BackendChoice {
+    fn default() -> Self {
+        BackendChoice::from_env().unwrap_or(BackendChoice::Cranelift)
+    }
 }
 
 static CPU: CpuBackend = CpuBackend;
@@ -41,12 +54,24 @@ impl BackendChoice {
         match self {
             BackendChoice::Cpu => &CPU,
             BackendChoice::Interpreter => &INTERP,
+            BackendChoice::Cranelift => JitBackend::global(),
         }
     }
 
-    /// The backend's name (`cpu`, `interp`).
+    /// The backend's name (`cpu`, `interp`, `cranelift`).
     pub fn name(self) -> &'static str {
         self.kernels().name()
+    }
+
+    /// The choice named by `KILN_BACKEND` (`interp`/`interpreter`, `cpu`, `cranelift`/`jit`),
+    /// if it is set to one of those.
+    pub fn from_env() -> Option<BackendChoice> {
+        match std::env::var("KILN_BACKEND").ok()?.trim() {
+            "interp" | "interpreter" => Some(BackendChoice::Interpreter),
+            "cpu" => Some(BackendChoice::Cpu),
+            "cranelift" | "jit" => Some(BackendChoice::Cranelift),
+            _ => None,
+        }
     }
 }
 

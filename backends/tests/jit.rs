@@ -1,0 +1,656 @@
+//! The Cranelift backend against the reference interpreter.
+//!
+//! Tolerances (f32):
+//! - exact ops (arithmetic, comparisons, where, clip, relu, maximum/minimum, floor/ceil/round,
+//!   sign, abs, neg, sqrt, square, reciprocal) with FMA contraction off: bitwise equal;
+//! - with FMA contraction on: relative 1e-6 (plus 1e-6 absolute near cancellation);
+//! - rsqrt and the transcendentals: relative 4e-6;
+//! - reductions and softmax (f32 vector accumulators vs the interpreter's f64 sums):
+//!   relative 1e-5 of the largest magnitude involved.
+
+use kiln_backends::jit::{JitBackend, JitOptions};
+use kiln_backends::{CpuBackend, Kernels};
+use kiln_ir::{
+    infer::infer, interp, BinaryOp, DType, FusedArg, FusedInst, FusedKernel, Op, ReduceOp, Tensor,
+    TensorType, UnaryOp,
+};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use FusedArg::{Input as I, Value as V};
+
+fn f32t(shape: &[usize]) -> TensorType {
+    TensorType::new(shape.to_vec(), DType::F32)
+}
+
+/// A kernel over inputs of `shapes` (f32) with body `insts` (types inferred); returns the
+/// last instruction.
+fn kernel(shapes: &[&[usize]], insts: Vec<(Op, Vec<FusedArg>)>) -> FusedKernel {
+    let inputs: Vec<TensorType> = shapes.iter().map(|s| f32t(s)).collect();
+    let mut body: Vec<FusedInst> = Vec::new();
+    for (op, args) in insts {
+        let tys: Vec<TensorType> = args
+            .iter()
+            .map(|a| match *a {
+                I(i) => inputs[i].clone(),
+                V(j) => body[j].ty.clone(),
+            })
+            .collect();
+        let ty = infer(&op, &tys).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        body.push(FusedInst { op, args, ty });
+    }
+    let out = body.len() - 1;
+    FusedKernel::new(inputs, body, out).unwrap()
+}
+
+/// Values with the special cases mixed in: NaN, ±inf, ±0, halves.
+fn data(shape: &[usize], seed: u64, specials: bool) -> Tensor {
+    let mut rng = Pcg64::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let sp = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        2.5,
+        -2.5,
+        0.5,
+        -0.5,
+        1.0,
+    ];
+    let v: Vec<f32> = (0..n)
+        .map(|i| {
+            if specials && i % 7 == 3 {
+                sp[(i / 7) % sp.len()]
+            } else {
+                rng.random_range(-3.0f32..3.0)
+            }
+        })
+        .collect();
+    Tensor::from_vec(v, shape.to_vec()).unwrap()
+}
+
+fn exact() -> JitBackend {
+    JitBackend::with_options(JitOptions {
+        fma: false,
+        ..JitOptions::default()
+    })
+}
+
+fn reference(k: &FusedKernel, inputs: &[&Tensor]) -> Tensor {
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    k.eval(&views, &mut |op, ins| interp::eval(op, ins))
+        .unwrap()
+}
+
+/// Tolerances: `Tol(0, 0)` is bitwise equality; otherwise `|got - want| <= rel·|want| +
+/// abs·scale`, where `scale` is the largest finite |want| of the kernel's output.
+#[derive(Clone, Copy)]
+struct Tol(f64, f64);
+
+const EXACT: Tol = Tol(0.0, 0.0);
+/// Transcendentals (clif_math's ≤ 2 ulp, plus the interpreter's own rounding).
+const TRANS: Tol = Tol(4e-6, 0.0);
+/// FMA contraction: one rounding less, so cancellation shows against the output's scale.
+const FMA: Tol = Tol(1e-6, 1e-6);
+/// Reductions and softmax: f32 accumulators in another order than the f64 reference.
+const RED: Tol = Tol(1e-5, 1e-5);
+
+/// Runs `k` on `jit` and the interpreter; asserts native execution (when `native`) and
+/// agreement within `tol`.
+fn check(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor], tol: Tol, native: bool) -> Tensor {
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    let want = reference(k, inputs);
+    if native {
+        assert!(
+            jit.compiles(k, &views),
+            "does not compile:\n{}",
+            k.body_text()
+        );
+    }
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
+    assert_eq!(got.shape(), want.shape(), "{}", k.body_text());
+    let (g, w) = (
+        got.as_slice::<f32>().unwrap(),
+        want.as_slice::<f32>().unwrap(),
+    );
+    let scale = w
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0f32, |m, v| m.max(v.abs())) as f64;
+    for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
+        let ok = if tol.0 == 0.0 && tol.1 == 0.0 {
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+        } else if a.is_nan() || b.is_nan() {
+            a.is_nan() && b.is_nan()
+        } else if a.is_infinite() || b.is_infinite() {
+            a == b
+        } else {
+            ((a - b).abs() as f64) <= tol.0 * (b.abs() as f64) + tol.1 * scale
+        };
+        assert!(
+            ok,
+            "element {i}: jit {a:e} vs interp {b:e} (tolerance {}, {})\n{}",
+            tol.0,
+            tol.1,
+            k.body_text()
+        );
+    }
+    got
+}
+
+const EXACT_UNARY: [UnaryOp; 12] = [
+    UnaryOp::Neg,
+    UnaryOp::Abs,
+    UnaryOp::Sign,
+    UnaryOp::Sqrt,
+    UnaryOp::Square,
+    UnaryOp::Reciprocal,
+    UnaryOp::Relu,
+    UnaryOp::Floor,
+    UnaryOp::Ceil,
+    UnaryOp::Round,
+    UnaryOp::LogicalNot,
+    UnaryOp::Rsqrt,
+];
+
+#[test]
+fn every_unary_op_matches_the_interpreter() {
+    let jit = exact();
+    let x = data(&[37], 1, true);
+    for f in UnaryOp::ALL {
+        let k = kernel(&[&[37]], vec![(Op::Unary { f }, vec![I(0)])]);
+        let exact_op = EXACT_UNARY.contains(&f) && f != UnaryOp::Rsqrt;
+        let rel = if exact_op { EXACT } else { TRANS };
+        check(&jit, &k, &[&x], rel, true);
+    }
+}
+
+#[test]
+fn every_binary_op_under_every_broadcast_pattern() {
+    let jit = exact();
+    let patterns: [(&[usize], &[usize]); 7] = [
+        (&[5, 11], &[5, 11]),
+        (&[5, 11], &[11]),
+        (&[5, 11], &[5, 1]),
+        (&[5, 11], &[]),
+        (&[], &[5, 11]),
+        (&[5, 1], &[1, 11]),
+        (&[2, 3, 7], &[3, 1]),
+    ];
+    for f in BinaryOp::ALL {
+        for (pa, pb) in patterns {
+            let k = kernel(&[pa, pb], vec![(Op::Binary { f }, vec![I(0), I(1)])]);
+            let (a, b) = (data(pa, 2, true), data(pb, 3, true));
+            let rel = if f != BinaryOp::Pow { EXACT } else { TRANS };
+            check(&jit, &k, &[&a, &b], rel, true);
+        }
+    }
+}
+
+#[test]
+fn scalar_ops_both_ways_and_exact_powers() {
+    let jit = exact();
+    let x = data(&[23], 4, true);
+    for f in BinaryOp::ALL {
+        for reverse in [false, true] {
+            for scalar in [0.5, -1.0, 2.0, 0.0, 1.0, 3.0] {
+                let op = Op::Scalar { f, scalar, reverse };
+                let k = kernel(&[&[23]], vec![(op, vec![I(0)])]);
+                let exact = f != BinaryOp::Pow || (!reverse && scalar != 3.0);
+                let rel = if exact { EXACT } else { TRANS };
+                check(&jit, &k, &[&x], rel, true);
+            }
+        }
+    }
+}
+
+#[test]
+fn where_and_clip_keep_nan_semantics() {
+    let jit = exact();
+    let (c, x, y) = (
+        data(&[4, 9], 5, true),
+        data(&[9], 6, true),
+        data(&[4, 1], 7, true),
+    );
+    let k = kernel(
+        &[&[4, 9], &[9], &[4, 1]],
+        vec![(Op::Where, vec![I(0), I(1), I(2)])],
+    );
+    check(&jit, &k, &[&c, &x, &y], EXACT, true);
+    let k = kernel(
+        &[&[4, 9]],
+        vec![(
+            Op::Clip {
+                min: -1.0,
+                max: 0.5,
+            },
+            vec![I(0)],
+        )],
+    );
+    check(&jit, &k, &[&c], EXACT, true);
+}
+
+/// `(x*2 + 1) * relu(y) - maximum(x, y) / (|x| + 1)`: exact ops only.
+fn chain(sx: &[usize], sy: &[usize]) -> FusedKernel {
+    let mul2 = Op::Scalar {
+        f: BinaryOp::Mul,
+        scalar: 2.0,
+        reverse: false,
+    };
+    let add1 = Op::Scalar {
+        f: BinaryOp::Add,
+        scalar: 1.0,
+        reverse: false,
+    };
+    kernel(
+        &[sx, sy],
+        vec![
+            (mul2, vec![I(0)]),
+            (add1, vec![V(0)]),
+            (Op::Unary { f: UnaryOp::Relu }, vec![I(1)]),
+            (Op::Binary { f: BinaryOp::Mul }, vec![V(1), V(2)]),
+            (
+                Op::Binary {
+                    f: BinaryOp::Maximum,
+                },
+                vec![I(0), I(1)],
+            ),
+            (Op::Unary { f: UnaryOp::Abs }, vec![I(0)]),
+            (add1_op(), vec![V(5)]),
+            (Op::Binary { f: BinaryOp::Div }, vec![V(4), V(6)]),
+            (Op::Binary { f: BinaryOp::Sub }, vec![V(3), V(7)]),
+        ],
+    )
+}
+
+fn add1_op() -> Op {
+    Op::Scalar {
+        f: BinaryOp::Add,
+        scalar: 1.0,
+        reverse: false,
+    }
+}
+
+#[test]
+fn odd_sizes_and_broadcast_inputs() {
+    let exact = exact();
+    let fma = JitBackend::with_options(JitOptions::default());
+    for n in [0usize, 1, 3, 5, 4 * 7 + 3, 10007] {
+        let k = chain(&[n], &[n]);
+        let (x, y) = (data(&[n], 8, true), data(&[n], 9, true));
+        check(&exact, &k, &[&x, &y], EXACT, true);
+        check(&fma, &k, &[&x, &y], FMA, true);
+        // Row and column broadcasts of the second input.
+        let k = chain(&[3, n], &[n]);
+        let x3 = data(&[3, n], 10, true);
+        check(&exact, &k, &[&x3, &y], EXACT, true);
+        let k = chain(&[n, 3], &[n, 1]);
+        let (xc, yc) = (data(&[n, 3], 11, false), data(&[n, 1], 12, false));
+        check(&exact, &k, &[&xc, &yc], EXACT, true);
+    }
+}
+
+#[test]
+fn large_kernels_split_across_threads() {
+    let jit = JitBackend::with_options(JitOptions {
+        fma: false,
+        parallel_min_elems: 1000,
+        ..JitOptions::default()
+    });
+    // One long row (split into blocks), many rows with a row-broadcast bias, and a middle-axis
+    // broadcast that needs the outer loop.
+    let k = chain(&[100_003], &[100_003]);
+    check(
+        &jit,
+        &k,
+        &[&data(&[100_003], 13, false), &data(&[100_003], 14, false)],
+        EXACT,
+        true,
+    );
+    let k = chain(&[517, 129], &[129]);
+    check(
+        &jit,
+        &k,
+        &[&data(&[517, 129], 15, false), &data(&[129], 16, false)],
+        EXACT,
+        true,
+    );
+    let k = chain(&[7, 33, 65], &[7, 1, 65]);
+    check(
+        &jit,
+        &k,
+        &[
+            &data(&[7, 33, 65], 17, false),
+            &data(&[7, 1, 65], 18, false),
+        ],
+        EXACT,
+        true,
+    );
+}
+
+fn reduce_kernel(
+    f: ReduceOp,
+    x: &[usize],
+    keepdims: bool,
+    axes: Option<Vec<isize>>,
+) -> FusedKernel {
+    let c = *x.last().unwrap_or(&1);
+    kernel(
+        &[x, &[c]],
+        vec![
+            (Op::Binary { f: BinaryOp::Mul }, vec![I(0), I(0)]),
+            (Op::Binary { f: BinaryOp::Sub }, vec![V(0), I(1)]),
+            (Op::Reduce { f, axes, keepdims }, vec![V(1)]),
+        ],
+    )
+}
+
+#[test]
+fn reductions_over_the_last_axis_with_prologue_and_epilogue() {
+    let jit = exact();
+    for f in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+        for c in [1usize, 3, 5, 31, 1001] {
+            for keepdims in [false, true] {
+                for x in [vec![4, c], vec![2, 3, c]] {
+                    let k = reduce_kernel(f, &x, keepdims, Some(vec![-1]));
+                    let (a, b) = (data(&x, 19, false), data(&[c], 20, false));
+                    check(&jit, &k, &[&a, &b], RED, true);
+                }
+            }
+            let k = reduce_kernel(f, &[c], false, None);
+            check(
+                &jit,
+                &k,
+                &[&data(&[c], 21, false), &data(&[c], 22, false)],
+                RED,
+                true,
+            );
+        }
+    }
+    // Sum over an empty axis is 0, mean NaN.
+    for f in [ReduceOp::Sum, ReduceOp::Mean] {
+        let k = reduce_kernel(f, &[3, 0], false, Some(vec![1]));
+        check(
+            &jit,
+            &k,
+            &[&data(&[3, 0], 1, false), &data(&[0], 2, false)],
+            EXACT,
+            true,
+        );
+    }
+    // NaN propagates through max/min.
+    let x = data(&[6, 14], 23, true);
+    for f in [ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
+        let k = kernel(
+            &[&[6, 14]],
+            vec![(
+                Op::Reduce {
+                    f,
+                    axes: Some(vec![1]),
+                    keepdims: false,
+                },
+                vec![I(0)],
+            )],
+        );
+        check(&jit, &k, &[&x], RED, true);
+    }
+    // Epilogue: mean(x) * 2 + bias[N].
+    let k = kernel(
+        &[&[6, 14], &[6]],
+        vec![
+            (
+                Op::Reduce {
+                    f: ReduceOp::Mean,
+                    axes: Some(vec![1]),
+                    keepdims: false,
+                },
+                vec![I(0)],
+            ),
+            (
+                Op::Scalar {
+                    f: BinaryOp::Mul,
+                    scalar: 2.0,
+                    reverse: false,
+                },
+                vec![V(0)],
+            ),
+            (Op::Binary { f: BinaryOp::Add }, vec![V(1), I(1)]),
+        ],
+    );
+    check(
+        &jit,
+        &k,
+        &[&data(&[6, 14], 24, false), &data(&[6], 25, false)],
+        RED,
+        true,
+    );
+}
+
+#[test]
+fn other_reduction_axes_run_op_by_op() {
+    let jit = exact();
+    let k = kernel(
+        &[&[4, 6]],
+        vec![(
+            Op::Reduce {
+                f: ReduceOp::Sum,
+                axes: Some(vec![0]),
+                keepdims: false,
+            },
+            vec![I(0)],
+        )],
+    );
+    let x = data(&[4, 6], 26, false);
+    let before = jit.stats().fallback_runs;
+    check(&jit, &k, &[&x], FMA, false);
+    assert_eq!(jit.stats().fallback_runs, before + 1);
+}
+
+#[test]
+fn softmax_and_log_softmax_rows() {
+    let jit = exact();
+    for c in [1usize, 3, 10, 37] {
+        for log in [false, true] {
+            let op = if log {
+                Op::LogSoftmax { axis: -1 }
+            } else {
+                Op::Softmax { axis: 1 }
+            };
+            let k = kernel(
+                &[&[5, c], &[c]],
+                vec![
+                    (Op::Binary { f: BinaryOp::Add }, vec![I(0), I(1)]),
+                    (op, vec![V(0)]),
+                ],
+            );
+            let views = [data(&[5, c], 27, false), data(&[c], 28, false)];
+            check(&jit, &k, &[&views[0], &views[1]], RED, true);
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_with_scaled_logits_and_odd_labels() {
+    let jit = exact();
+    for c in [1usize, 4, 10, 37] {
+        let n = 9;
+        let k = kernel(
+            &[&[n, c], &[c], &[n]],
+            vec![
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 2.0,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
+                (Op::Binary { f: BinaryOp::Add }, vec![V(0), I(1)]),
+                (Op::SoftmaxCrossEntropy, vec![V(1), I(2)]),
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 0.5,
+                        reverse: false,
+                    },
+                    vec![V(2)],
+                ),
+            ],
+        );
+        // Labels in range, fractional, negative, too large and NaN.
+        let labels: Vec<f32> = [0.0, 1.0, 2.7, -3.0, 99.0, f32::NAN, 3.0, 5.0, 9.5]
+            .iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    v
+                } else {
+                    v.min((c - 1) as f32 + 50.0)
+                }
+            })
+            .collect();
+        let lab = Tensor::from_vec(labels, [n]).unwrap();
+        check(
+            &jit,
+            &k,
+            &[&data(&[n, c], 40, false), &data(&[c], 41, false), &lab],
+            RED,
+            true,
+        );
+    }
+}
+
+#[test]
+fn epilogue_kernels_run_gemm_then_one_compiled_pass() {
+    let jit = JitBackend::with_options(JitOptions::default());
+    let k = kernel(
+        &[&[6, 10], &[4, 10], &[4], &[6, 4]],
+        vec![
+            (
+                Op::FullyConnected {
+                    flatten: true,
+                    no_bias: false,
+                },
+                vec![I(0), I(1), I(2)],
+            ),
+            (Op::Unary { f: UnaryOp::Relu }, vec![V(0)]),
+            (Op::Binary { f: BinaryOp::Add }, vec![V(1), I(3)]),
+        ],
+    );
+    let ins = [
+        data(&[6, 10], 29, false),
+        data(&[4, 10], 30, false),
+        data(&[4], 31, false),
+        data(&[6, 4], 32, false),
+    ];
+    check(&jit, &k, &[&ins[0], &ins[1], &ins[2], &ins[3]], RED, true);
+}
+
+#[test]
+fn a_new_batch_size_hits_the_cache() {
+    let jit = exact();
+    for (i, n) in [3usize, 17, 64].into_iter().enumerate() {
+        let k = chain(&[n, 13], &[13]);
+        let (x, b) = (data(&[n, 13], 33, false), data(&[13], 34, false));
+        let got = jit
+            .execute(
+                &Op::Fused {
+                    kernel: Box::new(k.clone()),
+                },
+                &[x.view(), b.view()],
+            )
+            .unwrap();
+        assert_eq!(got, reference(&k, &[&x, &b]));
+        let s = jit.stats();
+        assert_eq!(s.kernels_compiled, 1, "batch {n} compiled a new kernel");
+        assert_eq!(s.cache_hits, i);
+        assert_eq!(s.native_runs, i + 1);
+    }
+    let r = jit.records();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].code_bytes > 0);
+    assert!(jit.stats().compile_time >= r[0].compile_time);
+}
+
+#[test]
+fn non_f32_kernels_and_plain_ops_fall_back() {
+    let jit = exact();
+    let inputs = vec![TensorType::new(vec![5], DType::I32)];
+    let body = vec![FusedInst {
+        op: Op::Unary { f: UnaryOp::Neg },
+        args: vec![I(0)],
+        ty: TensorType::new(vec![5], DType::I32),
+    }];
+    let k = FusedKernel::new(inputs, body, 0).unwrap();
+    let x = Tensor::from_vec(vec![1i32, -2, 3, i32::MIN, 0], [5]).unwrap();
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &[x.view()],
+        )
+        .unwrap();
+    assert_eq!(got.as_slice::<i32>().unwrap(), &[-1, 2, -3, i32::MIN, 0]);
+    assert_eq!(jit.stats().fallback_runs, 1);
+    assert_eq!(jit.stats().kernels_compiled, 0);
+    // A plain op runs on the CPU backend.
+    let a = data(&[8], 35, false);
+    let op = Op::Unary { f: UnaryOp::Tanh };
+    assert_eq!(
+        jit.execute(&op, &[a.view()]).unwrap(),
+        CpuBackend.execute(&op, &[a.view()]).unwrap()
+    );
+    assert_eq!(jit.name(), "cranelift");
+}
+
+#[test]
+fn wrong_inputs_get_the_interpreters_error() {
+    let jit = exact();
+    let k = chain(&[4], &[4]);
+    let x = data(&[5], 36, false);
+    let err = jit.execute(
+        &Op::Fused {
+            kernel: Box::new(k),
+        },
+        &[x.view(), x.view()],
+    );
+    assert!(err.is_err());
+}
+
+#[test]
+fn dump_dir_gets_the_clif_of_each_kernel() {
+    let dir = tempdir();
+    let jit = JitBackend::with_options(JitOptions {
+        dump_dir: Some(dir.clone()),
+        ..JitOptions::default()
+    });
+    let k = chain(&[9], &[9]);
+    check(
+        &jit,
+        &k,
+        &[&data(&[9], 37, false), &data(&[9], 38, false)],
+        FMA,
+        true,
+    );
+    let text = std::fs::read_to_string(dir.join("kernel-0.clif")).unwrap();
+    assert!(
+        text.contains("function") && text.contains("f32x4"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-jit-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
