@@ -1,0 +1,3 @@
+//! Reading models saved by Apache MXNet 1.x.
+
+pub mod params;
