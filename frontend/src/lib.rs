@@ -9,6 +9,7 @@ pub mod context;
 pub mod data;
 pub mod gluon;
 pub mod hybrid;
+pub mod mxnet;
 pub mod nd;
 pub mod ndarray;
 pub mod random;
