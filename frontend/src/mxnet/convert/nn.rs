@@ -310,7 +310,7 @@ fn pooling(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
         let span = len + 2 * p - k;
         let o = if full { span.div_ceil(s) + 1 } else { span / s + 1 };
         out.push(o);
-        extra.push((o - 1) * s + k - (len + 2 * p));
+        extra.push(((o - 1) * s + k).saturating_sub(len + 2 * p));
     }
     let no_extra = extra.iter().all(|&e| e == 0);
     if kind == PoolKind::Max {
