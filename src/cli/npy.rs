@@ -460,4 +460,93 @@ mod tests {
         let huge = h("<f8", "False", "(4294967296, 4294967296, 4294967296)");
         assert!(err(&raw(&huge, &[])).contains("too large"));
     }
+
+    /// `np.save` output (NumPy 1.23.5), in hex.
+    const NUMPY: [(&str, &str); 10] = [
+        ("f32", "934e554d5059010076007b276465736372273a20273c6634272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028322c2032292c207d202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a0000c03f000000c00000000000004040"),
+        ("f64", "934e554d5059010076007b276465736372273a20273c6638272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028322c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a9a9999999999b93f9c7500883ce4377e"),
+        ("i32", "934e554d5059010076007b276465736372273a20273c6934272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028322c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200affffffffffffff7f"),
+        ("i64", "934e554d5059010076007b276465736372273a20273c6938272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028312c2031292c207d202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a0000000000000080"),
+        ("u8", "934e554d5059010076007b276465736372273a20277c7531272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028332c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a00ff07"),
+        ("bool", "934e554d5059010076007b276465736372273a20277c6231272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028322c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a0100"),
+        ("scalar", "934e554d5059010076007b276465736372273a20273c6634272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028292c207d20202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a00002040"),
+        ("fortran", "934e554d5059010076007b276465736372273a20273c6634272c2027666f727472616e5f6f72646572273a20547275652c20277368617065273a2028322c2033292c207d20202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a00000000000040400000803f00008040000000400000a040"),
+        ("be", "934e554d5059010076007b276465736372273a20273e6934272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028312c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a00000001"),
+        ("f16", "934e554d5059010076007b276465736372273a20273c6632272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028312c292c207d2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a003c"),
+    ];
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn numpy(name: &str) -> Vec<u8> {
+        unhex(NUMPY.iter().find(|(n, _)| *n == name).unwrap().1)
+    }
+
+    #[test]
+    fn reads_and_writes_numpys_bytes_exactly() {
+        let expected = [
+            (
+                "f32",
+                Tensor::from_vec(vec![1.5f32, -2.0, 0.0, 3.0], [2, 2]).unwrap(),
+            ),
+            ("f64", Tensor::from_vec(vec![0.1f64, 1e300], [2]).unwrap()),
+            ("i32", Tensor::from_vec(vec![-1i32, i32::MAX], [2]).unwrap()),
+            ("i64", Tensor::from_vec(vec![i64::MIN], [1, 1]).unwrap()),
+            ("u8", Tensor::from_vec(vec![0u8, 255, 7], [3]).unwrap()),
+            ("bool", Tensor::from_vec(vec![true, false], [2]).unwrap()),
+            ("scalar", Tensor::scalar(2.5f32)),
+        ];
+        for (name, t) in expected {
+            let bytes = numpy(name);
+            assert_eq!(from_bytes(&bytes, name).unwrap(), t, "{name}");
+            // kiln writes what NumPy writes, header padding included.
+            assert_eq!(to_bytes(&t), bytes, "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_numpy_files_it_cannot_represent() {
+        let err = |name: &str| from_bytes(&numpy(name), "x.npy").unwrap_err().to_string();
+        let e = err("fortran");
+        assert!(
+            e.starts_with("npy: x.npy: ") && e.contains("Fortran-order"),
+            "{e}"
+        );
+        assert!(err("be").contains("big-endian data (\">i4\")"));
+        let e = err("f16");
+        assert!(
+            e.contains("unsupported dtype \"<f2\"") && e.contains("float32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reads_the_mxnet_fixture_inputs_and_outputs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mxnet");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let mut files = 0;
+        for model in manifest["models"].as_object().unwrap().values() {
+            let entries = model["inputs"].as_array().unwrap().iter();
+            for entry in entries.chain(model["outputs"].as_array().unwrap()) {
+                let t = read(dir.join(entry["file"].as_str().unwrap())).unwrap();
+                let shape: Vec<usize> = entry["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
+                assert_eq!(t.shape().dims(), shape.as_slice());
+                assert_eq!(t.dtype(), DType::F32);
+                assert!(t.to_f64_vec().iter().all(|x| x.is_finite()));
+                files += 1;
+            }
+        }
+        assert_eq!(files, 18);
+    }
 }
