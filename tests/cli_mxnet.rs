@@ -179,7 +179,7 @@ fn bad_inputs_are_clear_errors() {
                 "--params".into(),
                 fixture("lenet-0000.params"),
             ],
-            "neither a parameter",
+            "missing from the parameters",
         ),
         (
             vec![

@@ -744,6 +744,18 @@ fn conversion_errors_name_the_node() {
         ),
         (unary_sym("relu", vec![]), vec![], "variable \"x\" is neither a parameter"),
         (
+            symbol(
+                &[
+                    N("null", "x", vec![], vec![]),
+                    N("null", "fc_weight", vec![("__shape__", "(2, 2)")], vec![]),
+                    N("FullyConnected", "fc", vec![("num_hidden", "2"), ("no_bias", "True")], vec![(0, 0), (1, 0)]),
+                ],
+                &[(2, 0)],
+            ),
+            vec![("x".into(), f32s(&[1, 2]))],
+            "\"fc_weight\" is a parameter of shape (2, 2) missing from the parameters",
+        ),
+        (
             unary_sym("relu", vec![]),
             vec![("x".into(), f32s(&[2])), ("nope".into(), f32s(&[2]))],
             "the symbol has no input \"nope\"",

@@ -214,6 +214,19 @@ impl<'a> Cx<'a> {
         } else if let Some((_, ty)) = self.inputs.iter().find(|(n, _)| n == name) {
             self.used_inputs.insert(name.to_string());
             self.g.add_input(name, ty.clone())?
+        } else if looks_like_param(node) {
+            return Err(Error::invalid(
+                "MXNet import",
+                format!(
+                    "variable {name:?} is a parameter{} missing from the parameters (they hold \
+                     {} names)",
+                    node.attrs
+                        .get("__shape__")
+                        .map(|s| format!(" of shape {s}"))
+                        .unwrap_or_default(),
+                    self.params.len()
+                ),
+            ));
         } else if let Some(ty) = declared_type(node)? {
             self.used_inputs.insert(name.to_string());
             self.g.add_input(name, ty)?
@@ -296,6 +309,24 @@ impl<'a> Cx<'a> {
             &[x],
         )
     }
+}
+
+/// True for a variable that gluon or the symbol API marked as a learned parameter or an
+/// auxiliary state (never a data input, even when it declares its shape).
+fn looks_like_param(node: &SymNode) -> bool {
+    const MARKS: [&str; 4] = ["__lr_mult__", "__wd_mult__", "__init__", "__storage_type__"];
+    const SUFFIXES: [&str; 8] = [
+        "_weight",
+        "_bias",
+        "_gamma",
+        "_beta",
+        "_running_mean",
+        "_running_var",
+        "_moving_mean",
+        "_moving_var",
+    ];
+    MARKS.iter().any(|m| node.attrs.contains_key(*m))
+        || SUFFIXES.iter().any(|s| node.name.ends_with(s))
 }
 
 /// The type a variable declares through `__shape__` (every dim known) and `__dtype__`.
