@@ -95,7 +95,12 @@ fn run_writes_every_output_with_default_params() {
 
 #[test]
 fn show_and_passes_accept_symbol_files() {
-    let o = kiln(&["show", &fixture("lenet-symbol.json"), "--shape", "data=2,1,14,14"]);
+    let o = kiln(&[
+        "show",
+        &fixture("lenet-symbol.json"),
+        "--shape",
+        "data=2,1,14,14",
+    ]);
     ok(&o);
     let s = text(&o.stdout);
     assert!(s.contains("convolution"), "{s}");

@@ -76,8 +76,11 @@ fn every_fixture_matches_mxnet_on_the_interpreter() {
     assert!(all.len() >= 4, "the fixtures are missing");
     for c in &all {
         let model = mxnet::load(&c.symbol, &c.params, &types(c)).unwrap();
-        let mut bind: Vec<(&str, kiln::ir::TensorView<'_>)> =
-            c.inputs.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
+        let mut bind: Vec<(&str, kiln::ir::TensorView<'_>)> = c
+            .inputs
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.view()))
+            .collect();
         for (n, t) in &model.params {
             bind.push((n.as_str(), t.view()));
         }
@@ -114,7 +117,10 @@ fn every_fixture_matches_mxnet_as_a_symbol_block() {
 
 #[test]
 fn an_imported_model_fine_tunes() {
-    let c = cases().into_iter().find(|c| c.name == "mlp").expect("the mlp fixture");
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "mlp")
+        .expect("the mlp fixture");
     let net = mxnet::import(&c.symbol, &c.params, &types(&c), Context::cpu()).unwrap();
     let params = net.collect_params().unwrap();
     assert!(!params.is_empty());

@@ -42,7 +42,13 @@ struct Cfg {
 }
 
 /// MXNet's RNN forward: returns (out [T, N, D*H], hy, cy) flattened.
-fn reference(c: &Cfg, x: &[f64], p: &[f64], h0: &[f64], c0: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn reference(
+    c: &Cfg,
+    x: &[f64],
+    p: &[f64],
+    h0: &[f64],
+    c0: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let gh = c.gates * c.h;
     let mut w_off = 0;
     let mut b_off: usize = (0..c.layers)
@@ -52,7 +58,11 @@ fn reference(c: &Cfg, x: &[f64], p: &[f64], h0: &[f64], c0: &[f64]) -> (Vec<f64>
         })
         .sum();
     let mut layer_in: Vec<Vec<Vec<f64>>> = (0..c.t)
-        .map(|t| (0..c.n).map(|b| x[(t * c.n + b) * c.input..][..c.input].to_vec()).collect())
+        .map(|t| {
+            (0..c.n)
+                .map(|b| x[(t * c.n + b) * c.input..][..c.input].to_vec())
+                .collect()
+        })
         .collect();
     let (mut hy, mut cy) = (Vec::new(), Vec::new());
     for l in 0..c.layers {
@@ -70,18 +80,30 @@ fn reference(c: &Cfg, x: &[f64], p: &[f64], h0: &[f64], c0: &[f64]) -> (Vec<f64>
             let k = l * c.dirs + d;
             for b in 0..c.n {
                 let mut h = h0[(k * c.n + b) * c.h..][..c.h].to_vec();
-                let mut cell = c0.get((k * c.n + b) * c.h..).map(|s| s[..c.h].to_vec()).unwrap_or_default();
+                let mut cell = c0
+                    .get((k * c.n + b) * c.h..)
+                    .map(|s| s[..c.h].to_vec())
+                    .unwrap_or_default();
                 for s in 0..c.t {
                     let t = if d == 1 { c.t - 1 - s } else { s };
-                    let xp: Vec<f64> = matvec(wx, gh, inp, &layer_in[t][b]).iter().zip(bx).map(|(a, b)| a + b).collect();
-                    let hp: Vec<f64> = matvec(wh, gh, c.h, &h).iter().zip(bh).map(|(a, b)| a + b).collect();
+                    let xp: Vec<f64> = matvec(wx, gh, inp, &layer_in[t][b])
+                        .iter()
+                        .zip(bx)
+                        .map(|(a, b)| a + b)
+                        .collect();
+                    let hp: Vec<f64> = matvec(wh, gh, c.h, &h)
+                        .iter()
+                        .zip(bh)
+                        .map(|(a, b)| a + b)
+                        .collect();
                     let hh = c.h;
                     let mut nh = vec![0.0; hh];
                     match c.mode {
                         "lstm" => {
                             for j in 0..hh {
                                 let g = |q: usize| xp[q * hh + j] + hp[q * hh + j];
-                                let (i, f, gg, o) = (sigmoid(g(0)), sigmoid(g(1)), g(2).tanh(), sigmoid(g(3)));
+                                let (i, f, gg, o) =
+                                    (sigmoid(g(0)), sigmoid(g(1)), g(2).tanh(), sigmoid(g(3)));
                                 cell[j] = f * cell[j] + i * gg;
                                 nh[j] = o * cell[j].tanh();
                             }
@@ -160,7 +182,11 @@ fn check(c: Cfg) {
     }
     let params: BTreeMap<String, TensorType> = [("params".to_string(), pt.ty())].into();
     let conv = convert(&sym, &in_types, &params).unwrap();
-    let mut bind = vec![("data", xt.view()), ("params", pt.view()), ("h0", ht.view())];
+    let mut bind = vec![
+        ("data", xt.view()),
+        ("params", pt.view()),
+        ("h0", ht.view()),
+    ];
     if lstm {
         bind.push(("c0", ct.view()));
     }
@@ -177,30 +203,78 @@ fn check(c: Cfg) {
     }
     for (k, (g, w)) in got.iter().zip(&wants).enumerate() {
         for (i, (a, b)) in g.to_f64_vec().iter().zip(w).enumerate() {
-            assert!((a - b).abs() < 1e-5, "{label}: output {k}[{i}]: got {a}, want {b}");
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{label}: output {k}[{i}]: got {a}, want {b}"
+            );
         }
     }
 }
 
 #[test]
 fn lstm_two_layers_bidirectional() {
-    check(Cfg { mode: "lstm", gates: 4, t: 3, n: 2, input: 3, h: 2, layers: 2, dirs: 2 });
+    check(Cfg {
+        mode: "lstm",
+        gates: 4,
+        t: 3,
+        n: 2,
+        input: 3,
+        h: 2,
+        layers: 2,
+        dirs: 2,
+    });
 }
 
 #[test]
 fn gru_two_layers() {
-    check(Cfg { mode: "gru", gates: 3, t: 4, n: 2, input: 3, h: 3, layers: 2, dirs: 1 });
+    check(Cfg {
+        mode: "gru",
+        gates: 3,
+        t: 4,
+        n: 2,
+        input: 3,
+        h: 3,
+        layers: 2,
+        dirs: 1,
+    });
 }
 
 #[test]
 fn gru_bidirectional() {
-    check(Cfg { mode: "gru", gates: 3, t: 3, n: 1, input: 2, h: 2, layers: 1, dirs: 2 });
+    check(Cfg {
+        mode: "gru",
+        gates: 3,
+        t: 3,
+        n: 1,
+        input: 2,
+        h: 2,
+        layers: 1,
+        dirs: 2,
+    });
 }
 
 #[test]
 fn vanilla_rnns() {
-    check(Cfg { mode: "rnn_tanh", gates: 1, t: 3, n: 2, input: 2, h: 3, layers: 1, dirs: 2 });
-    check(Cfg { mode: "rnn_relu", gates: 1, t: 3, n: 2, input: 2, h: 3, layers: 2, dirs: 1 });
+    check(Cfg {
+        mode: "rnn_tanh",
+        gates: 1,
+        t: 3,
+        n: 2,
+        input: 2,
+        h: 3,
+        layers: 1,
+        dirs: 2,
+    });
+    check(Cfg {
+        mode: "rnn_relu",
+        gates: 1,
+        t: 3,
+        n: 2,
+        input: 2,
+        h: 3,
+        layers: 2,
+        dirs: 1,
+    });
 }
 
 #[test]
@@ -208,7 +282,12 @@ fn gluon_style_zero_states_and_param_concat() {
     // What gluon's LSTM layer exports: begin states as `_zeros` with an unknown batch dim and
     // the weights flattened and joined by `_rnn_param_concat`.
     let (t, n, i, h) = (2usize, 3usize, 2usize, 2usize);
-    let names = ["l0_i2h_weight", "l0_h2h_weight", "l0_i2h_bias", "l0_h2h_bias"];
+    let names = [
+        "l0_i2h_weight",
+        "l0_h2h_weight",
+        "l0_i2h_bias",
+        "l0_h2h_bias",
+    ];
     let shapes = [vec![4 * h, i], vec![4 * h, h], vec![4 * h], vec![4 * h]];
     let mut nodes = vec![json!({"op": "null", "name": "data"})];
     let mut flat = Vec::new();
@@ -223,9 +302,11 @@ fn gluon_style_zero_states_and_param_concat() {
     nodes.push(json!({"op": "_zeros", "name": "h0", "attrs": {"shape": format!("(1, 0, {h})")}}));
     nodes.push(json!({"op": "_zeros", "name": "c0", "attrs": {"shape": format!("(1, 0, {h})")}}));
     let z = nodes.len() - 2;
-    nodes.push(json!({"op": "RNN", "name": "rnn", "attrs": {"mode": "lstm", "state_size": h.to_string(),
+    nodes.push(
+        json!({"op": "RNN", "name": "rnn", "attrs": {"mode": "lstm", "state_size": h.to_string(),
         "num_layers": "1", "state_outputs": "True"},
-        "inputs": [[0, 0, 0], [cat, 0, 0], [z, 0, 0], [z + 1, 0, 0]]}));
+        "inputs": [[0, 0, 0], [cat, 0, 0], [z, 0, 0], [z + 1, 0, 0]]}),
+    );
     let r = nodes.len() - 1;
     let sym = Symbol::from_value(&json!({"nodes": nodes, "heads": [[r, 0, 0]]})).unwrap();
 
@@ -233,7 +314,9 @@ fn gluon_style_zero_states_and_param_concat() {
     let tensors: Vec<Tensor> = shapes
         .iter()
         .enumerate()
-        .map(|(k, s)| Tensor::from_vec(values(s.iter().product(), 10 + k as u64), s.clone()).unwrap())
+        .map(|(k, s)| {
+            Tensor::from_vec(values(s.iter().product(), 10 + k as u64), s.clone()).unwrap()
+        })
         .collect();
     let params: BTreeMap<String, TensorType> = names
         .iter()
@@ -241,7 +324,12 @@ fn gluon_style_zero_states_and_param_concat() {
         .map(|(n, t)| (n.to_string(), t.ty()))
         .collect();
     let xt = Tensor::from_vec(x.clone(), [t, n, i]).unwrap();
-    let conv = convert(&sym, &[("data".into(), TensorType::new([t, n, i], DType::F32))], &params).unwrap();
+    let conv = convert(
+        &sym,
+        &[("data".into(), TensorType::new([t, n, i], DType::F32))],
+        &params,
+    )
+    .unwrap();
     // The unused state outputs are not in the graph; every weight is.
     assert_eq!(conv.graph.outputs().len(), 1);
     assert_eq!(conv.params.len(), 4);
@@ -252,8 +340,23 @@ fn gluon_style_zero_states_and_param_concat() {
     let got = conv.graph.run(&bind).unwrap();
     let packed: Vec<f64> = tensors.iter().flat_map(|t| t.to_f64_vec()).collect();
     let zeros = vec![0.0; n * h];
-    let c = Cfg { mode: "lstm", gates: 4, t, n, input: i, h, layers: 1, dirs: 1 };
-    let (out, _, _) = reference(&c, &x.iter().map(|&v| v as f64).collect::<Vec<_>>(), &packed, &zeros, &zeros);
+    let c = Cfg {
+        mode: "lstm",
+        gates: 4,
+        t,
+        n,
+        input: i,
+        h,
+        layers: 1,
+        dirs: 1,
+    };
+    let (out, _, _) = reference(
+        &c,
+        &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &packed,
+        &zeros,
+        &zeros,
+    );
     for (a, b) in got[0].to_f64_vec().iter().zip(&out) {
         assert!((a - b).abs() < 1e-5, "got {a}, want {b}");
     }
@@ -268,7 +371,10 @@ fn rnn_errors() {
          "inputs": [[0, 0, 0], [1, 0, 0], [2, 0, 0]]}], "heads": [[3, 0, 0]]}))
     .unwrap();
     let f = |d: &[usize]| TensorType::new(d.to_vec(), DType::F32);
-    let inputs = vec![("data".to_string(), f(&[2, 1, 3])), ("h0".to_string(), f(&[1, 1, 2]))];
+    let inputs = vec![
+        ("data".to_string(), f(&[2, 1, 3])),
+        ("h0".to_string(), f(&[1, 1, 2])),
+    ];
     let params: BTreeMap<String, TensorType> = [("params".to_string(), f(&[10]))].into();
     let e = convert(&sym, &inputs, &params).unwrap_err().to_string();
     assert!(e.contains("needs [42]") && e.contains("\"rnn\""), "{e}");

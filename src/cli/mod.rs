@@ -216,7 +216,10 @@ fn parse_shape(s: &str) -> std::result::Result<(String, TensorType), String> {
         .filter(|(n, _)| !n.is_empty())
         .ok_or_else(|| format!("expected NAME=D0,D1,..., got {s:?}"))?;
     let (dims, dtype) = match rest.split_once(':') {
-        Some((d, t)) => (d, parse_dtype(t).ok_or_else(|| format!("{s:?}: unknown dtype {t:?}"))?),
+        Some((d, t)) => (
+            d,
+            parse_dtype(t).ok_or_else(|| format!("{s:?}: unknown dtype {t:?}"))?,
+        ),
         None => (rest, DType::F32),
     };
     let dims = dims
@@ -272,11 +275,18 @@ fn mxnet_params_path(symbol: &Path, given: Option<&Path>) -> Result<PathBuf> {
 
 /// Loads and converts an MXNet model with the given input types; a data input without a
 /// type is an error that lists the inputs the symbol has.
-fn load_mxnet(symbol: &Path, params: Option<&Path>, shapes: &[(String, TensorType)]) -> Result<mxnet::MxModel> {
+fn load_mxnet(
+    symbol: &Path,
+    params: Option<&Path>,
+    shapes: &[(String, TensorType)],
+) -> Result<mxnet::MxModel> {
     let sym = mxnet::Symbol::load(symbol)?;
     let params_path = mxnet_params_path(symbol, params)?;
     let values = mxnet::params::load_params(&params_path)?;
-    let inputs: Vec<(&str, TensorType)> = shapes.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let inputs: Vec<(&str, TensorType)> = shapes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
     mxnet::from_parts(&sym, &values, &inputs).map_err(|e| {
         let data: Vec<String> = sym
             .arg_nodes
@@ -306,7 +316,10 @@ fn load_any(path: &Path, m: &MxnetArgs) -> Result<Graph> {
     if !m.shapes.is_empty() {
         return Err(Error::invalid(
             "kiln",
-            format!("--shape is for MXNet symbol files; {} is a kiln graph", path.display()),
+            format!(
+                "--shape is for MXNet symbol files; {} is a kiln graph",
+                path.display()
+            ),
         ));
     }
     load_graph(path)

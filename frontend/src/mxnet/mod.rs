@@ -56,7 +56,11 @@ pub struct MxModel {
 
 /// Converts a parsed symbol with its parameters. `inputs` are the data inputs and their
 /// types, in call order.
-pub fn from_parts(sym: &Symbol, params: &MxParams, inputs: &[(&str, TensorType)]) -> Result<MxModel> {
+pub fn from_parts(
+    sym: &Symbol,
+    params: &MxParams,
+    inputs: &[(&str, TensorType)],
+) -> Result<MxModel> {
     let mut values: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut aux: BTreeSet<String> = BTreeSet::new();
     for (name, t) in params.args.iter().chain(&params.other) {

@@ -99,10 +99,7 @@ impl<'a> Attrs<'a> {
     pub(crate) fn missing(&self, key: &str) -> Error {
         Error::invalid(
             self.node.op.clone(),
-            format!(
-                "node {:?}: the attribute {key} is required",
-                self.node.name
-            ),
+            format!("node {:?}: the attribute {key} is required", self.node.name),
         )
     }
 
@@ -128,9 +125,8 @@ impl<'a> Attrs<'a> {
             Some(v) => v
                 .iter()
                 .map(|&x| {
-                    usize::try_from(x).map_err(|_| {
-                        self.bad(key, self.get(key).unwrap_or(""), "a tuple of sizes")
-                    })
+                    usize::try_from(x)
+                        .map_err(|_| self.bad(key, self.get(key).unwrap_or(""), "a tuple of sizes"))
                 })
                 .collect::<Result<Vec<usize>>>()
                 .map(Some),
@@ -186,12 +182,12 @@ pub(crate) fn parse_int(v: &str) -> Option<i64> {
 /// `"(1, None, -2)"` -> `[Some(1), None, Some(-2)]`; a bare scalar is a 1-tuple.
 pub(crate) fn parse_opt_tuple(v: &str) -> Option<Vec<Option<i64>>> {
     let v = v.trim();
-    let inner = if (v.starts_with('(') && v.ends_with(')')) || (v.starts_with('[') && v.ends_with(']'))
-    {
-        &v[1..v.len() - 1]
-    } else {
-        v
-    };
+    let inner =
+        if (v.starts_with('(') && v.ends_with(')')) || (v.starts_with('[') && v.ends_with(']')) {
+            &v[1..v.len() - 1]
+        } else {
+            v
+        };
     let mut out = Vec::new();
     for part in inner.split(',') {
         let p = part.trim();
@@ -262,6 +258,10 @@ mod tests {
         let e = a.bool("no_bias", false).unwrap_err().to_string();
         assert!(e.contains("no_bias=\"maybe\""), "{e}");
         assert_eq!(a.opt_float("scale").unwrap(), None);
-        assert!(a.req_usize("num_filter").unwrap_err().to_string().contains("required"));
+        assert!(a
+            .req_usize("num_filter")
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
     }
 }

@@ -152,7 +152,8 @@ fn operands(cx: &mut Cx<'_>, n: &SymNode) -> Result<(NodeId, NodeId)> {
 }
 
 fn logical(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
-    let kind = logical_kind(&n.op).ok_or_else(|| Error::Graph(format!("{} is not logical", n.op)))?;
+    let kind =
+        logical_kind(&n.op).ok_or_else(|| Error::Graph(format!("{} is not logical", n.op)))?;
     let (a, b) = operands(cx, n)?;
     let a = cx.scalar(BinaryOp::Ne, a, 0.0, false)?;
     let b = cx.scalar(BinaryOp::Ne, b, 0.0, false)?;

@@ -161,8 +161,8 @@ impl<'a> Cx<'a> {
             Val::Fill {
                 dims: fd, value, ..
             } => {
-                let fits = fd.len() == dims.len()
-                    && fd.iter().zip(dims).all(|(&a, &b)| a == 0 || a == b);
+                let fits =
+                    fd.len() == dims.len() && fd.iter().zip(dims).all(|(&a, &b)| a == 0 || a == b);
                 if !fits {
                     return Err(Error::shape(
                         node.op.clone(),
@@ -273,7 +273,13 @@ impl<'a> Cx<'a> {
     }
 
     /// `x ∘ s`, or `s ∘ x` when `reverse`.
-    pub(crate) fn scalar(&mut self, f: BinaryOp, x: NodeId, s: f64, reverse: bool) -> Result<NodeId> {
+    pub(crate) fn scalar(
+        &mut self,
+        f: BinaryOp,
+        x: NodeId,
+        s: f64,
+        reverse: bool,
+    ) -> Result<NodeId> {
         self.op(
             Op::Scalar {
                 f,
@@ -299,7 +305,13 @@ impl<'a> Cx<'a> {
         self.op(Op::Reshape { shape }, &[x])
     }
 
-    pub(crate) fn slice_axis(&mut self, x: NodeId, axis: isize, begin: usize, end: usize) -> Result<NodeId> {
+    pub(crate) fn slice_axis(
+        &mut self,
+        x: NodeId,
+        axis: isize,
+        begin: usize,
+        end: usize,
+    ) -> Result<NodeId> {
         self.op(
             Op::SliceAxis {
                 axis,
@@ -338,7 +350,10 @@ fn declared_type(node: &SymNode) -> Result<Option<TensorType>> {
     if dims.is_empty() || dims.contains(&0) {
         return Ok(None);
     }
-    Ok(Some(TensorType::new(dims, a.dtype("__dtype__", DType::F32)?)))
+    Ok(Some(TensorType::new(
+        dims,
+        a.dtype("__dtype__", DType::F32)?,
+    )))
 }
 
 /// Node outputs, one kiln node each.
@@ -422,7 +437,8 @@ pub fn convert(
         if !live[i] || node.is_variable() {
             continue;
         }
-        let f = lookup(&node.op).ok_or_else(|| Error::Graph(format!("no converter for {}", node.op)))?;
+        let f = lookup(&node.op)
+            .ok_or_else(|| Error::Graph(format!("no converter for {}", node.op)))?;
         let outs = f(&mut cx, node).map_err(|e| {
             let what = format!("MXNet node {:?} ({})", node.name, node.op);
             match e {

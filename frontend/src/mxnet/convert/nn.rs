@@ -218,7 +218,10 @@ fn pooling(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
         if layout != "NCW" && layout != "NCHW" {
             return Err(Error::invalid(
                 "Pooling",
-                format!("node {:?}: layout {layout}; kiln supports NCW and NCHW", n.name),
+                format!(
+                    "node {:?}: layout {layout}; kiln supports NCW and NCHW",
+                    n.name
+                ),
             ));
         }
     }
@@ -308,15 +311,19 @@ fn pooling(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
             ));
         }
         let span = len + 2 * p - k;
-        let o = if full { span.div_ceil(s) + 1 } else { span / s + 1 };
+        let o = if full {
+            span.div_ceil(s) + 1
+        } else {
+            span / s + 1
+        };
         out.push(o);
         extra.push(((o - 1) * s + k).saturating_sub(len + 2 * p));
     }
     let no_extra = extra.iter().all(|&e| e == 0);
     if kind == PoolKind::Max {
         let mut xp = x;
-        for d in 0..sp {
-            xp = pad_axis(cx, xp, 2 + d, 0, extra[d], f64::NEG_INFINITY)?;
+        for (d, &e) in extra.iter().enumerate() {
+            xp = pad_axis(cx, xp, 2 + d, 0, e, f64::NEG_INFINITY)?;
         }
         return one(cx.op(
             Op::Pooling {
@@ -368,7 +375,12 @@ fn pooling(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     // divisor is hend - hstart, otherwise the part of it inside [0, len).
     let counts: Vec<Vec<f64>> = (0..sp)
         .map(|d| {
-            let (len, k, s, p) = (spatial[d] as i64, kernel[d] as i64, stride[d] as i64, pad[d] as i64);
+            let (len, k, s, p) = (
+                spatial[d] as i64,
+                kernel[d] as i64,
+                stride[d] as i64,
+                pad[d] as i64,
+            );
             (0..out[d] as i64)
                 .map(|o| {
                     let start = o * s - p;

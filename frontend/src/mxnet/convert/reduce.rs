@@ -59,7 +59,8 @@ fn reduce_axes(n: &SymNode, rank: usize) -> Result<Option<Vec<isize>>> {
 }
 
 fn reduce(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
-    let f = reduce_kind(&n.op).ok_or_else(|| Error::Graph(format!("{} is not a reduction", n.op)))?;
+    let f =
+        reduce_kind(&n.op).ok_or_else(|| Error::Graph(format!("{} is not a reduction", n.op)))?;
     let keepdims = Attrs::new(n).bool("keepdims", false)?;
     let x = cx.input(n, 0)?;
     let rank = cx.dims(x)?.len();

@@ -48,7 +48,13 @@ impl Mode {
 }
 
 /// The size of the flat parameter vector for these settings.
-pub(crate) fn param_count(gates: usize, input: usize, hidden: usize, layers: usize, dirs: usize) -> usize {
+pub(crate) fn param_count(
+    gates: usize,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    dirs: usize,
+) -> usize {
     let gh = gates * hidden;
     let mut total = 0;
     for l in 0..layers {
@@ -132,8 +138,16 @@ impl Unroll {
                     c = Some(c_new);
                 }
                 Mode::Gru => {
-                    let (xr, xz, xn) = (self.gate(cx, xt, 0)?, self.gate(cx, xt, 1)?, self.gate(cx, xt, 2)?);
-                    let (hr, hz, hn) = (self.gate(cx, hp, 0)?, self.gate(cx, hp, 1)?, self.gate(cx, hp, 2)?);
+                    let (xr, xz, xn) = (
+                        self.gate(cx, xt, 0)?,
+                        self.gate(cx, xt, 1)?,
+                        self.gate(cx, xt, 2)?,
+                    );
+                    let (hr, hz, hn) = (
+                        self.gate(cx, hp, 0)?,
+                        self.gate(cx, hp, 1)?,
+                        self.gate(cx, hp, 2)?,
+                    );
                     let sr = cx.binary(BinaryOp::Add, xr, hr)?;
                     let r = cx.unary(UnaryOp::Sigmoid, sr)?;
                     let sz = cx.binary(BinaryOp::Add, xz, hz)?;
@@ -181,7 +195,11 @@ fn rnn(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     };
     let hidden = a.req_usize("state_size")?;
     let layers = a.usize("num_layers", 1)?;
-    let dirs = if a.bool("bidirectional", false)? { 2 } else { 1 };
+    let dirs = if a.bool("bidirectional", false)? {
+        2
+    } else {
+        1
+    };
     let state_outputs = a.bool("state_outputs", false)?;
     if a.opt_int("projection_size")?.is_some() {
         return Err(Error::invalid(
@@ -192,7 +210,10 @@ fn rnn(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     if a.bool("use_sequence_length", false)? {
         return Err(Error::invalid(
             "RNN",
-            format!("node {:?}: use_sequence_length=True is not supported", n.name),
+            format!(
+                "node {:?}: use_sequence_length=True is not supported",
+                n.name
+            ),
         ));
     }
     let clip = match (
@@ -205,7 +226,10 @@ fn rnn(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     if hidden == 0 || layers == 0 {
         return Err(Error::invalid(
             "RNN",
-            format!("node {:?}: state_size and num_layers must be positive", n.name),
+            format!(
+                "node {:?}: state_size and num_layers must be positive",
+                n.name
+            ),
         ));
     }
 
@@ -215,12 +239,18 @@ fn rnn(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     if xd.len() != 3 {
         return Err(Error::shape(
             "RNN",
-            format!("node {:?}: data is {}, expected [T, N, I]", n.name, xty.shape),
+            format!(
+                "node {:?}: data is {}, expected [T, N, I]",
+                n.name, xty.shape
+            ),
         ));
     }
     let (steps, batch, input) = (xd[0], xd[1], xd[2]);
     if steps == 0 {
-        return Err(Error::shape("RNN", format!("node {:?}: an empty sequence", n.name)));
+        return Err(Error::shape(
+            "RNN",
+            format!("node {:?}: an empty sequence", n.name),
+        ));
     }
     let params = cx.input(n, 1)?;
     let pd = cx.dims(params)?;

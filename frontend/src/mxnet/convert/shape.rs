@@ -45,7 +45,11 @@ fn bad(n: &SymNode, msg: impl std::fmt::Display) -> Error {
 /// MXNet's `Reshape` shape rule: `0` copies a dim, `-1` infers one, `-2` copies the rest, `-3`
 /// merges two dims, `-4` splits one into the next two codes; `reverse` applies it from the
 /// right.
-pub fn reshape_dims(src: &[usize], target: &[i64], reverse: bool) -> std::result::Result<Vec<usize>, String> {
+pub fn reshape_dims(
+    src: &[usize],
+    target: &[i64],
+    reverse: bool,
+) -> std::result::Result<Vec<usize>, String> {
     let mut src = src.to_vec();
     let mut target = target.to_vec();
     if reverse {
@@ -117,7 +121,7 @@ pub fn reshape_dims(src: &[usize], target: &[i64], reverse: bool) -> std::result
             .filter(|&(j, _)| j != k)
             .map(|(_, &d)| d)
             .product();
-        if rest == 0 || total % rest != 0 {
+        if rest == 0 || !total.is_multiple_of(rest) {
             return Err(format!(
                 "cannot infer the -1 dim: {total} elements into {dst:?}"
             ));
@@ -145,10 +149,11 @@ fn reshape(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
             .map_err(|m| bad(n, format!("input {src:?}, shape {codes:?}: {m}")))?,
         None => {
             // The deprecated form: target_shape with one 0 inferred, keep_highest.
-            let target = a
-                .tuple("target_shape")?
-                .ok_or_else(|| a.missing("shape"))?;
-            let mut codes: Vec<i64> = target.iter().map(|&d| if d == 0 { -1 } else { d }).collect();
+            let target = a.tuple("target_shape")?.ok_or_else(|| a.missing("shape"))?;
+            let mut codes: Vec<i64> = target
+                .iter()
+                .map(|&d| if d == 0 { -1 } else { d })
+                .collect();
             if a.bool("keep_highest", false)? {
                 codes.insert(0, src.first().copied().unwrap_or(1) as i64);
             }
@@ -167,7 +172,10 @@ fn reshape(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
                 })
                 .collect();
             if dims.iter().product::<usize>() != total {
-                return Err(bad(n, format!("target_shape {target:?} does not fit {src:?}")));
+                return Err(bad(
+                    n,
+                    format!("target_shape {target:?} does not fit {src:?}"),
+                ));
             }
             dims
         }
@@ -280,7 +288,7 @@ fn slice_channel(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     let shape = cx.ty(x)?.shape;
     let axis = shape.axis(a.int("axis", 1)? as isize, "SliceChannel")?;
     let len = shape.dims()[axis];
-    if parts == 0 || len % parts != 0 {
+    if parts == 0 || !len.is_multiple_of(parts) {
         return Err(bad(
             n,
             format!("cannot split {len} (axis {axis} of {shape}) into {parts} equal parts"),
@@ -363,7 +371,10 @@ fn broadcast_axis(cx: &mut Cx<'_>, n: &SymNode) -> Result<Vec<Val>> {
     let axes = a.tuple("axis")?.unwrap_or_default();
     let sizes = a.utuple("size")?.unwrap_or_default();
     if axes.len() != sizes.len() {
-        return Err(bad(n, format!("axis {axes:?} and size {sizes:?} differ in length")));
+        return Err(bad(
+            n,
+            format!("axis {axes:?} and size {sizes:?} differ in length"),
+        ));
     }
     let x = cx.input(n, 0)?;
     let shape = cx.ty(x)?.shape;
@@ -574,7 +585,8 @@ mod tests {
     #[test]
     fn reshape_codes_follow_mxnet() {
         // The examples of MXNet's Reshape documentation.
-        let cases: &[(&[usize], &[i64], bool, &[usize])] = &[
+        type Case<'a> = (&'a [usize], &'a [i64], bool, &'a [usize]);
+        let cases: &[Case<'_>] = &[
             (&[2, 3, 4], &[4, 0, 2], false, &[4, 3, 2]),
             (&[2, 3, 4], &[2, 0, 0], false, &[2, 3, 4]),
             (&[2, 3, 4], &[6, 1, -1], false, &[6, 1, 4]),
@@ -606,7 +618,10 @@ mod tests {
             (&[2], &[0, 0]),
             (&[2, 3], &[-7]),
         ] {
-            assert!(reshape_dims(src, codes, false).is_err(), "{src:?} {codes:?}");
+            assert!(
+                reshape_dims(src, codes, false).is_err(),
+                "{src:?} {codes:?}"
+            );
         }
     }
 }
