@@ -4,6 +4,7 @@
 //! runs tuned kernels (GEMM through the `gemm` crate, convolution by im2col + GEMM,
 //! multithreaded elementwise loops) and falls back to the reference interpreter for the rest.
 
+pub mod clif_math;
 pub mod cpu;
 
 use kiln_ir::{Op, Result, Tensor, TensorView};
