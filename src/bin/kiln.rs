@@ -1,5 +1,6 @@
 //! The `kiln` command-line tool: `kiln show`, `kiln passes` and `kiln run` on exported
-//! graphs. See [`kiln::cli`] for the commands and their options.
+//! graphs and MXNet models, `kiln convert` from MXNet to kiln's format. See [`kiln::cli`]
+//! for the commands and their options.
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! The `kiln` command-line tool for exported graphs (`{prefix}-graph.json` and
-//! `{prefix}.safetensors`, as [`kiln_frontend::hybrid::export()`] writes them):
+//! `{prefix}.safetensors`, as [`kiln_frontend::hybrid::export()`] writes them) and for
+//! MXNet 1.x models (`NAME-symbol.json` and `NAME-0000.params`, recognized by content):
 //!
 //! - `kiln show GRAPH [--dot FILE]`: the graph's text form, its bindings and outputs with
 //!   their types, and node counts by op;
@@ -7,7 +8,14 @@
 //!   [--print-after NAME]... [--dot DIR] [--stats] [--output FILE]`: runs the pass pipeline;
 //! - `kiln run GRAPH [--params FILE] [--input NAME=FILE.npy]... [--output FILE.npy |
 //!   --output-dir DIR] [--random-inputs] [--backend cpu|interp] [--repeat N] [--profile]`:
-//!   runs the graph on `.npy` inputs (see [`npy`]) and writes its outputs as `.npy`.
+//!   runs the graph on `.npy` inputs (see [`npy`]) and writes its outputs as `.npy`;
+//! - `kiln convert SYMBOL.json [--params FILE.params] [--shape NAME=D0,D1,...]... --out
+//!   PREFIX`: converts an MXNet model to kiln's format (`PREFIX-graph.json`,
+//!   `PREFIX.safetensors`).
+//!
+//! An MXNet symbol has no input shapes: `show`, `passes` and `convert` take them with
+//! `--shape NAME=D0,D1,...` (float32; `NAME=D0,D1:int32` for another dtype), `run` from its
+//! `.npy` inputs. Its parameters come from `--params` or the `NAME-0000.params` beside it.
 //!
 //! [`Cli`] is the parsed command line and [`execute`] runs it; the binary is a thin wrapper.
 
@@ -17,6 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln_frontend::gluon::serialize;
 use kiln_frontend::hybrid::executor::infer_seed_slots;
 use kiln_frontend::hybrid::{BackendChoice, Executor};
+use kiln_frontend::mxnet;
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{DType, Error, Graph, Result, Storage, Tensor, TensorType, TensorView};
 use kiln_passes::{DumpOptions, PassManager, Pipeline};
@@ -46,13 +55,44 @@ pub enum Command {
     Passes(PassesArgs),
     /// Run a graph on inputs from .npy files (or random ones) and write its outputs as .npy.
     Run(RunArgs),
+    /// Convert an MXNet model (symbol JSON + .params) to kiln's graph + safetensors format.
+    Convert(ConvertArgs),
+}
+
+/// How an MXNet symbol file is opened: its parameters and its inputs' shapes.
+#[derive(Debug, Args, Default, Clone)]
+pub struct MxnetArgs {
+    /// An MXNet data input's shape: `NAME=D0,D1,...` (float32) or `NAME=D0,D1:DTYPE`
+    /// (repeatable; only for MXNet symbol files).
+    #[arg(long = "shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
+    pub shapes: Vec<(String, TensorType)>,
+    /// The MXNet parameters (`.params`) of a symbol file; default: `NAME-0000.params` beside
+    /// `NAME-symbol.json`.
+    #[arg(long = "params", value_name = "FILE")]
+    pub params: Option<PathBuf>,
+}
+
+/// Arguments of `kiln convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The MXNet symbol file (`NAME-symbol.json`).
+    pub symbol: PathBuf,
+    /// Parameters and input shapes.
+    #[command(flatten)]
+    pub mxnet: MxnetArgs,
+    /// The output prefix: writes `PREFIX-graph.json` and `PREFIX.safetensors`.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `kiln show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The graph file (`{prefix}-graph.json`).
+    /// The graph file (`{prefix}-graph.json`, or an MXNet `NAME-symbol.json`).
     pub graph: PathBuf,
+    /// For an MXNet symbol: parameters and input shapes.
+    #[command(flatten)]
+    pub mxnet: MxnetArgs,
     /// Also write the graph in Graphviz DOT form to this file.
     #[arg(long, value_name = "FILE")]
     pub dot: Option<PathBuf>,
@@ -61,8 +101,11 @@ pub struct ShowArgs {
 /// Arguments of `kiln passes`.
 #[derive(Debug, Args)]
 pub struct PassesArgs {
-    /// The graph file (`{prefix}-graph.json`).
+    /// The graph file (`{prefix}-graph.json`, or an MXNet `NAME-symbol.json`).
     pub graph: PathBuf,
+    /// For an MXNet symbol: parameters and input shapes.
+    #[command(flatten)]
+    pub mxnet: MxnetArgs,
     /// Use the inference pipeline (dropout removal, batch-norm folding) instead of training.
     #[arg(long)]
     pub inference: bool,
@@ -118,11 +161,16 @@ pub enum RunPasses {
 /// Arguments of `kiln run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The graph file (`{prefix}-graph.json`).
+    /// The graph file (`{prefix}-graph.json`, or an MXNet `NAME-symbol.json`).
     pub graph: PathBuf,
-    /// The parameters (safetensors); default: `{prefix}.safetensors` beside the graph.
+    /// The parameters (safetensors, or MXNet `.params` for a symbol file); default:
+    /// `{prefix}.safetensors` (`NAME-0000.params`) beside the graph.
     #[arg(long, value_name = "FILE")]
     pub params: Option<PathBuf>,
+    /// An MXNet data input's shape, `NAME=D0,D1,...[:DTYPE]`, for inputs not given as .npy
+    /// (with --random-inputs; repeatable).
+    #[arg(long = "shape", value_name = "NAME=DIMS", value_parser = parse_shape)]
+    pub shapes: Vec<(String, TensorType)>,
     /// An input: `NAME=FILE.npy` (repeatable).
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE", value_parser = parse_input)]
     pub inputs: Vec<(String, PathBuf)>,
@@ -161,13 +209,139 @@ fn parse_input(s: &str) -> std::result::Result<(String, PathBuf), String> {
     }
 }
 
+/// `NAME=D0,D1,...` or `NAME=D0,D1:DTYPE` (float32 by default; `NAME=` alone is a scalar).
+fn parse_shape(s: &str) -> std::result::Result<(String, TensorType), String> {
+    let (name, rest) = s
+        .split_once('=')
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("expected NAME=D0,D1,..., got {s:?}"))?;
+    let (dims, dtype) = match rest.split_once(':') {
+        Some((d, t)) => (
+            d,
+            parse_dtype(t).ok_or_else(|| format!("{s:?}: unknown dtype {t:?}"))?,
+        ),
+        None => (rest, DType::F32),
+    };
+    let dims = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<usize>()
+                .map_err(|_| format!("{s:?}: {d:?} is not a dimension"))
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()?;
+    Ok((name.to_string(), TensorType::new(dims, dtype)))
+}
+
+fn parse_dtype(t: &str) -> Option<DType> {
+    Some(match t {
+        "float32" | "f32" => DType::F32,
+        "float64" | "f64" => DType::F64,
+        "int32" | "i32" => DType::I32,
+        "int64" | "i64" => DType::I64,
+        "uint8" | "u8" => DType::U8,
+        "bool" => DType::Bool,
+        _ => return None,
+    })
+}
+
 /// Runs a parsed command line, printing to stdout (results) and stderr (dumps, notes).
 pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Show(a) => show(a),
         Command::Passes(a) => passes(a),
         Command::Run(a) => run(a),
+        Command::Convert(a) => convert(a),
     }
+}
+
+/// The `.params` file of an MXNet symbol: the one given, or the one beside it.
+fn mxnet_params_path(symbol: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    mxnet::default_params_path(symbol).ok_or_else(|| {
+        Error::invalid(
+            "kiln",
+            format!(
+                "{} is an MXNet symbol: give its parameters with --params FILE.params \
+                 (no NAME-0000.params beside it)",
+                symbol.display()
+            ),
+        )
+    })
+}
+
+/// Loads and converts an MXNet model with the given input types; a data input without a
+/// type is an error that lists the inputs the symbol has.
+fn load_mxnet(
+    symbol: &Path,
+    params: Option<&Path>,
+    shapes: &[(String, TensorType)],
+) -> Result<mxnet::MxModel> {
+    let sym = mxnet::Symbol::load(symbol)?;
+    let params_path = mxnet_params_path(symbol, params)?;
+    let values = mxnet::params::load_params(&params_path)?;
+    let inputs: Vec<(&str, TensorType)> = shapes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    mxnet::from_parts(&sym, &values, &inputs).map_err(|e| {
+        let data: Vec<String> = sym
+            .arg_nodes
+            .iter()
+            .map(|&i| &sym.nodes[i].name)
+            .filter(|n| values.get(n).is_none() && shapes.iter().all(|(s, _)| s != *n))
+            .cloned()
+            .collect();
+        match e {
+            Error::Invalid { op, msg } if msg.contains("is neither a parameter") => Error::invalid(
+                op,
+                format!(
+                    "{msg}\n  data inputs without a shape: {} (give --shape NAME=D0,D1,... for each)",
+                    data.join(", ")
+                ),
+            ),
+            other => other,
+        }
+    })
+}
+
+/// A kiln graph file, or an MXNet symbol converted with `m`'s parameters and shapes.
+fn load_any(path: &Path, m: &MxnetArgs) -> Result<Graph> {
+    if mxnet::symbol::is_symbol_file(path) {
+        return Ok(load_mxnet(path, m.params.as_deref(), &m.shapes)?.graph);
+    }
+    if !m.shapes.is_empty() {
+        return Err(Error::invalid(
+            "kiln",
+            format!(
+                "--shape is for MXNet symbol files; {} is a kiln graph",
+                path.display()
+            ),
+        ));
+    }
+    load_graph(path)
+}
+
+fn convert(a: &ConvertArgs) -> Result<()> {
+    if !mxnet::symbol::is_symbol_file(&a.symbol) {
+        // The loader says what is wrong (missing file, not JSON, no nodes...).
+        let why = match mxnet::Symbol::load(&a.symbol) {
+            Err(e) => format!(": {e}"),
+            Ok(_) => String::new(),
+        };
+        return Err(Error::invalid(
+            "kiln convert",
+            format!("{} is not an MXNet symbol file{why}", a.symbol.display()),
+        ));
+    }
+    let model = load_mxnet(&a.symbol, a.mxnet.params.as_deref(), &a.mxnet.shapes)?;
+    let (g, p) = model.export(&a.out)?;
+    print!("{}", summary(&model.graph)?);
+    eprintln!("wrote {} and {}", g.display(), p.display());
+    Ok(())
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
@@ -227,7 +401,7 @@ pub fn summary(g: &Graph) -> Result<String> {
 }
 
 fn show(a: &ShowArgs) -> Result<()> {
-    let g = load_graph(&a.graph)?;
+    let g = load_any(&a.graph, &a.mxnet)?;
     print!("{}", g.to_text());
     if !g.to_text().ends_with('\n') {
         println!();
@@ -242,7 +416,7 @@ fn show(a: &ShowArgs) -> Result<()> {
 }
 
 fn passes(a: &PassesArgs) -> Result<()> {
-    let mut g = load_graph(&a.graph)?;
+    let mut g = load_any(&a.graph, &a.mxnet)?;
     let mut pm = PassManager::new(if a.inference {
         Pipeline::Inference
     } else {
@@ -486,13 +660,39 @@ impl Profile {
     }
 }
 
+/// The types of the `.npy` inputs, then `--shape` for the others.
+fn run_input_types(a: &RunArgs) -> Result<Vec<(String, TensorType)>> {
+    let mut types: Vec<(String, TensorType)> = Vec::new();
+    for (name, file) in &a.inputs {
+        if types.iter().any(|(n, _)| n == name) {
+            return Err(Error::invalid(
+                "kiln run",
+                format!("--input {name} is given twice"),
+            ));
+        }
+        types.push((name.clone(), npy::read(file)?.ty()));
+    }
+    for (name, ty) in &a.shapes {
+        if !types.iter().any(|(n, _)| n == name) {
+            types.push((name.clone(), ty.clone()));
+        }
+    }
+    Ok(types)
+}
+
 fn run(a: &RunArgs) -> Result<()> {
-    let mut g = load_graph(&a.graph)?;
-    let params_path = a
-        .params
-        .clone()
-        .or_else(|| default_params_path(&a.graph).filter(|p| p.exists()));
-    let params = load_params(&g, params_path.as_deref())?;
+    let (mut g, params) = if mxnet::symbol::is_symbol_file(&a.graph) {
+        let model = load_mxnet(&a.graph, a.params.as_deref(), &run_input_types(a)?)?;
+        (model.graph, model.params.into_iter().collect())
+    } else {
+        let g = load_graph(&a.graph)?;
+        let params_path = a
+            .params
+            .clone()
+            .or_else(|| default_params_path(&a.graph).filter(|p| p.exists()));
+        let params = load_params(&g, params_path.as_deref())?;
+        (g, params)
+    };
     let inputs = load_inputs(&g, a)?;
     let pipeline = match a.passes {
         RunPasses::None => None,
