@@ -88,7 +88,11 @@ fn build(model: &str) -> Result<HybridSequential> {
                     .activation(ActivationKind::Relu)
                     .in_units(784),
             );
-            net.add(Dense::new(256).activation(ActivationKind::Relu).in_units(256));
+            net.add(
+                Dense::new(256)
+                    .activation(ActivationKind::Relu)
+                    .in_units(256),
+            );
             net.add(Dense::new(10).in_units(256));
         } else {
             net.add(Conv2D::new(20, 5).activation(ActivationKind::Relu));
@@ -209,8 +213,16 @@ fn bench(model: &str, opts: &Options) -> Result<()> {
 
     // Training steps.
     let mut trainers = [
-        Trainer::new(&pair.imperative.collect_params()?, "sgd", [("learning_rate", 0.01)])?,
-        Trainer::new(&pair.hybridized.collect_params()?, "sgd", [("learning_rate", 0.01)])?,
+        Trainer::new(
+            &pair.imperative.collect_params()?,
+            "sgd",
+            [("learning_rate", 0.01)],
+        )?,
+        Trainer::new(
+            &pair.hybridized.collect_params()?,
+            "sgd",
+            [("learning_rate", 0.01)],
+        )?,
     ];
     let step = |net: &HybridSequential, trainer: &mut Trainer| -> Result<()> {
         let loss = autograd::record(|| loss_fn.forward(&net.forward(&x64)?, &y64))?;
@@ -244,7 +256,11 @@ fn bench(model: &str, opts: &Options) -> Result<()> {
 
     // Inference.
     for (batch, x) in [(1usize, &x1), (64, &x64)] {
-        let steps = if batch == 1 { infer_steps * 4 } else { infer_steps };
+        let steps = if batch == 1 {
+            infer_steps * 4
+        } else {
+            infer_steps
+        };
         let run = |net: &HybridSequential| -> Result<()> {
             autograd::predict_mode(|| net.forward(x)).map(|_| ())
         };
@@ -252,12 +268,9 @@ fn bench(model: &str, opts: &Options) -> Result<()> {
             run(&pair.imperative)?;
             run(&pair.hybridized)?;
         }
-        let (imp, hyb) = interleaved(
-            rounds,
-            steps,
-            &mut || run(&pair.imperative),
-            &mut || run(&pair.hybridized),
-        )?;
+        let (imp, hyb) = interleaved(rounds, steps, &mut || run(&pair.imperative), &mut || {
+            run(&pair.hybridized)
+        })?;
         let mut f = common(model, "inference");
         f.extend([
             ("batch", json!(batch)),
@@ -274,8 +287,7 @@ fn bench(model: &str, opts: &Options) -> Result<()> {
     // Trace + compile: the first call after hybridize() against a cached call.
     let net = &pair.hybridized;
     let th = &mut trainers[1];
-    let signatures: [(&str, usize); 3] =
-        [("predict", 1), ("predict", 64), ("train", 64)];
+    let signatures: [(&str, usize); 3] = [("predict", 1), ("predict", 64), ("train", 64)];
     for (mode, batch) in signatures {
         let x = if batch == 1 { &x1 } else { &x64 };
         let mut call = |trainer: &mut Trainer| -> Result<()> {

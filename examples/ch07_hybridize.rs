@@ -158,7 +158,10 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     kiln::random::seed(1);
     let calls = if opts.quick { QUICK_CALLS } else { CALLS };
 
-    writeln!(out, "== HybridSequential: the same net, imperative and hybridized")?;
+    writeln!(
+        out,
+        "== HybridSequential: the same net, imperative and hybridized"
+    )?;
     let x = nd::random::normal(0.0, 1.0, [1, 512])?;
     let net = get_net()?;
     let imperative = net.forward(&x)?;
@@ -170,10 +173,17 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     writeln!(
         out,
         "identical: {}",
-        if imperative == hybridized { "yes" } else { "no" }
+        if imperative == hybridized {
+            "yes"
+        } else {
+            "no"
+        }
     )?;
 
-    writeln!(out, "\n== Speed: {calls} calls of net(x) on one 512-wide sample")?;
+    writeln!(
+        out,
+        "\n== Speed: {calls} calls of net(x) on one 512-wide sample"
+    )?;
     let net = get_net()?;
     net.forward(&x)?; // the deferred input width, as the notebook's first print does
     let before = bench(&net, &x, calls)?;

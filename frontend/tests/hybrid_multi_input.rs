@@ -186,15 +186,15 @@ fn one_input_calls_of_multi_input_blocks_are_clear_errors() -> Result<()> {
     let _serial = serial();
     let net = new_pair()?;
     let x = array([4, 5], 1);
-    let e = net.forward(&x).expect_err("Pair takes two inputs").to_string();
+    let e = net
+        .forward(&x)
+        .expect_err("Pair takes two inputs")
+        .to_string();
     assert!(e.contains("forward_many"), "{e}");
     net.hybridize();
     let e = net.forward(&x).expect_err("still two inputs").to_string();
     assert!(e.contains("forward_many"), "{e}");
-    let e = net
-        .forward_many(&[])
-        .expect_err("no inputs")
-        .to_string();
+    let e = net.forward_many(&[]).expect_err("no inputs").to_string();
     assert!(e.contains("at least one input"), "{e}");
 
     // A one-input block called with two inputs says so.
@@ -220,7 +220,10 @@ fn one_input_calls_of_multi_input_blocks_are_clear_errors() -> Result<()> {
     assert_eq!(both.len(), 2);
     assert_eq!(both[1].to_vec::<f32>()?, x.tanh()?.to_vec::<f32>()?);
     let e = twice.forward(&x).expect_err("two outputs").to_string();
-    assert!(e.contains("returned 2 outputs") && e.contains("forward_many"), "{e}");
+    assert!(
+        e.contains("returned 2 outputs") && e.contains("forward_many"),
+        "{e}"
+    );
     Ok(())
 }
 
@@ -240,7 +243,10 @@ impl Block for Twice {
 
 impl HybridBlock for Twice {
     fn hybrid_forward(&self, _x: &NDArray) -> Result<NDArray> {
-        Err(Error::invalid("Twice", "returns two outputs: use forward_many"))
+        Err(Error::invalid(
+            "Twice",
+            "returns two outputs: use forward_many",
+        ))
     }
     fn hybrid_forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
         let [x] = xs else {
@@ -268,10 +274,7 @@ fn multi_input_blocks_export_and_import() -> Result<()> {
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.to_vec::<f32>()?, w.to_vec::<f32>()?);
     }
-    let e = imported
-        .forward(&x)
-        .expect_err("two inputs")
-        .to_string();
+    let e = imported.forward(&x).expect_err("two inputs").to_string();
     assert!(e.contains("forward_many"), "{e}");
     Ok(())
 }
@@ -360,11 +363,18 @@ fn a_multi_output_symbol_block_inlines_into_a_traced_parent() -> Result<()> {
     assert_eq!(head.cache_stats().traces, 1);
     let graph = head.hybrid_state().last_graph().expect("a traced graph");
     let param_names: Vec<&str> = graph.params().iter().map(|(n, _)| *n).collect();
-    assert_eq!(param_names.len(), 5, "the imported weights are graph parameters: {graph}");
+    assert_eq!(
+        param_names.len(),
+        5,
+        "the imported weights are graph parameters: {graph}"
+    );
     let as64 = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
     assert_close(&as64(&got_out), &as64(&want_out), "output");
     for (g, w) in got_grads.iter().zip(&want_grads) {
-        assert!(w.iter().any(|v| *v != 0.0), "every parameter gets a gradient");
+        assert!(
+            w.iter().any(|v| *v != 0.0),
+            "every parameter gets a gradient"
+        );
         assert_close(g, w, "gradient");
     }
     Ok(())

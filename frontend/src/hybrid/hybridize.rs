@@ -209,7 +209,10 @@ pub fn call_many<B: HybridBlock + ?Sized>(block: &B, xs: &[&NDArray]) -> Result<
     if xs.is_empty() {
         return Err(Error::invalid(
             "forward_many",
-            format!("{}: a block is called with at least one input", block.prefix()),
+            format!(
+                "{}: a block is called with at least one input",
+                block.prefix()
+            ),
         ));
     }
     if trace::is_tracing() || !block.hybrid_state().is_active() || EAGER.with(Cell::get) {
