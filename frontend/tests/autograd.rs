@@ -14,7 +14,7 @@ fn arr(values: &[f64], shape: &[usize]) -> NDArray {
 }
 
 fn vals(a: &NDArray) -> Vec<f64> {
-    a.with_view(|v| v.to_tensor().to_f64_vec())
+    a.to_vec_f64()
 }
 
 fn grad_of(a: &NDArray) -> Vec<f64> {

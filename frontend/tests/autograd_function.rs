@@ -15,7 +15,7 @@ fn arr(values: &[f64]) -> NDArray {
 }
 
 fn vals(a: &NDArray) -> Vec<f64> {
-    a.with_view(|v| v.to_tensor().to_f64_vec())
+    a.to_vec_f64()
 }
 
 fn zip_map(a: &NDArray, b: &NDArray, f: impl Fn(f64, f64) -> f64) -> NDArray {

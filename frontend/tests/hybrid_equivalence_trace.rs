@@ -134,7 +134,7 @@ fn reading_values_while_tracing_is_a_clear_error() -> Result<()> {
         (
             "with_view",
             Box::new(|x| {
-                x.with_view(|v| v.shape.numel());
+                x.with_view(|v| v.shape.numel())?;
                 Ok(())
             }),
         ),

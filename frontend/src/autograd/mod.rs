@@ -8,7 +8,7 @@
 //! x.attach_grad();
 //! let y = autograd::record(|| apply(Op::Binary { f: BinaryOp::Mul }, &[&x, &x]))?;
 //! y.backward()?; // d(x*x)/dx = 2x
-//! assert_eq!(x.grad()?.with_view(|v| v.to_tensor().to_f64_vec()), vec![2.0, 4.0]);
+//! assert_eq!(x.grad()?.to_vec_f64(), vec![2.0, 4.0]);
 //! # Ok(())
 //! # }
 //! ```

@@ -217,19 +217,19 @@ pub(crate) fn record_op(op: &Op, inputs: &[&NDArray], output: &NDArray) {
 /// // y = 10 * x, computed and differentiated by hand.
 /// let y = autograd::record(|| {
 ///     let y = autograd::pause(|| {
-///         let v = x.with_view(|v| v.to_tensor().to_f64_vec());
+///         let v = x.to_vec_f64();
 ///         let t = Tensor::from_vec(v.iter().map(|a| 10.0 * a).collect::<Vec<f64>>(), [2]).unwrap();
 ///         NDArray::from_tensor(t, Context::cpu())
 ///     });
 ///     autograd::record_function("times_ten", &[&x], &[&y], |grads| {
-///         let g = grads[0].with_view(|v| v.to_tensor().to_f64_vec());
+///         let g = grads[0].to_vec_f64();
 ///         let t = Tensor::from_vec(g.iter().map(|a| 10.0 * a).collect::<Vec<f64>>(), [2])?;
 ///         Ok(vec![Some(NDArray::from_tensor(t, Context::cpu()))])
 ///     });
 ///     y
 /// });
 /// autograd::backward(&[&y], None, false).unwrap();
-/// let g = x.grad().unwrap().with_view(|v| v.to_tensor().to_f64_vec());
+/// let g = x.grad().unwrap().to_vec_f64();
 /// assert_eq!(g, vec![10.0, 10.0]);
 /// ```
 pub fn record_function<F>(name: &str, inputs: &[&NDArray], outputs: &[&NDArray], backward: F)

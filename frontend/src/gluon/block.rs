@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::hybrid::hybridize::{self, CacheStats, HybridState};
 use crate::hybrid::HybridizeOptions;
 use crate::ndarray::NDArray;
-use kiln_ir::Result;
+use kiln_ir::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,6 +129,75 @@ pub trait HybridBlock: Block {
     /// The computation (MXNet's `hybrid_forward`): NDArray ops on `x` and the parameters.
     /// It must not read values; it runs eagerly and, once hybridized, on symbolic arrays.
     fn hybrid_forward(&self, x: &NDArray) -> Result<NDArray>;
+
+    /// The computation on several inputs, returning several outputs (MXNet's
+    /// `hybrid_forward(F, x, *args)`). A block that takes more than one input, or returns
+    /// more than one output, overrides this and is called with [`HybridBlock::forward_many`];
+    /// its one-input [`HybridBlock::hybrid_forward`] may then simply return an error. Traced
+    /// like `hybrid_forward`: the inputs are symbolic, the graph gets one data input per
+    /// array (`data0`, `data1`, ...) and one output per returned array.
+    ///
+    /// The default runs `hybrid_forward` on exactly one input (an override called with one
+    /// input must compute what `hybrid_forward` computes: both share the hybridize cache).
+    ///
+    /// ```
+    /// use kiln_frontend::gluon::{Block, HybridBlock};
+    /// use kiln_frontend::hybrid::hybridize::{self, HybridState};
+    /// use kiln_frontend::{nd, Error, NDArray, Result};
+    ///
+    /// /// `(x + y, x * y)`: two inputs, two outputs.
+    /// struct SumProd { hybrid: HybridState }
+    ///
+    /// impl Block for SumProd {
+    ///     fn prefix(&self) -> String { "sumprod0_".into() }
+    ///     fn forward(&self, x: &NDArray) -> Result<NDArray> { hybridize::call(self, x) }
+    /// }
+    ///
+    /// impl HybridBlock for SumProd {
+    ///     fn hybrid_forward(&self, _x: &NDArray) -> Result<NDArray> {
+    ///         Err(Error::invalid("SumProd", "takes two inputs: call forward_many"))
+    ///     }
+    ///     fn hybrid_forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+    ///         let [x, y] = xs else {
+    ///             return Err(Error::invalid("SumProd", "takes two inputs"));
+    ///         };
+    ///         Ok(vec![(*x + *y)?, (*x * *y)?])
+    ///     }
+    ///     fn hybrid_state(&self) -> &HybridState { &self.hybrid }
+    /// }
+    ///
+    /// let block = SumProd { hybrid: HybridState::default() };
+    /// block.hybridize();
+    /// let (x, y) = (nd::array(&[1.0f32, 2.0])?, nd::array(&[3.0f32, 4.0])?);
+    /// let out = block.forward_many(&[&x, &y])?; // traces a graph with inputs data0, data1
+    /// assert_eq!(out[0].to_vec::<f32>()?, vec![4.0, 6.0]);
+    /// assert_eq!(out[1].to_vec::<f32>()?, vec![3.0, 8.0]);
+    /// assert_eq!(block.cache_stats().traces, 1);
+    /// # Ok::<(), kiln_frontend::Error>(())
+    /// ```
+    fn hybrid_forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        match xs {
+            [x] => Ok(vec![self.hybrid_forward(x)?]),
+            _ => Err(Error::invalid(
+                "hybrid_forward",
+                format!(
+                    "{}: this block takes one input, {} were given (a block taking several \
+                     overrides HybridBlock::hybrid_forward_many)",
+                    self.prefix(),
+                    xs.len()
+                ),
+            )),
+        }
+    }
+
+    /// Runs the block on several inputs and returns all its outputs, routed like
+    /// [`Block::forward`]: eagerly until [`HybridBlock::hybridize`], then through the
+    /// hybridize cache (one trace per signature of all the inputs), inline while an
+    /// enclosing block is traced. Under `autograd::record` gradients reach the parameters
+    /// and every input that wants one.
+    fn forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        hybridize::call_many(self, xs)
+    }
 
     /// This block's hybridize switch and cache.
     fn hybrid_state(&self) -> &HybridState;

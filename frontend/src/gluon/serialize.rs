@@ -68,7 +68,7 @@ pub(crate) fn save_map_with_metadata<S: AsRef<str>>(
                 format!("{}: the name {name:?} appears twice", path.display()),
             ));
         }
-        tensors.push((name.to_string(), HostTensor::from_ndarray(array)));
+        tensors.push((name.to_string(), HostTensor::from_ndarray(array)?));
     }
     let order: Vec<&str> = arrays.iter().map(|(n, _)| n.as_ref()).collect();
     let order = serde_json::to_string(&order)
@@ -309,7 +309,7 @@ struct HostTensor {
 }
 
 impl HostTensor {
-    fn from_ndarray(a: &NDArray) -> HostTensor {
+    fn from_ndarray(a: &NDArray) -> Result<HostTensor> {
         let shape = a.shape().iter().copied().collect();
         let (dtype, bytes) = a.with_view(|v| {
             let dtype = st_dtype(v.dtype());
@@ -321,12 +321,12 @@ impl HostTensor {
                 out
             });
             (dtype, bytes)
-        });
-        HostTensor {
+        })?;
+        Ok(HostTensor {
             dtype,
             shape,
             bytes,
-        }
+        })
     }
 }
 

@@ -189,7 +189,36 @@ pub fn call<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArray> 
     if trace::is_tracing() || !block.hybrid_state().is_active() || EAGER.with(Cell::get) {
         return block.hybrid_forward(x);
     }
-    call_cached(block, x)
+    let mut out = call_cached(block, &[x])?;
+    if out.len() != 1 {
+        return Err(Error::invalid(
+            "hybridize",
+            format!(
+                "{}: the block returned {} outputs; call it with forward_many to get them all",
+                block.prefix(),
+                out.len()
+            ),
+        ));
+    }
+    Ok(out.remove(0))
+}
+
+/// [`call`] for several inputs and outputs: what [`HybridBlock::forward_many`] runs. The
+/// signature covers every input, so each combination of shapes traces once.
+pub fn call_many<B: HybridBlock + ?Sized>(block: &B, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+    if xs.is_empty() {
+        return Err(Error::invalid(
+            "forward_many",
+            format!(
+                "{}: a block is called with at least one input",
+                block.prefix()
+            ),
+        ));
+    }
+    if trace::is_tracing() || !block.hybrid_state().is_active() || EAGER.with(Cell::get) {
+        return block.hybrid_forward_many(xs);
+    }
+    call_cached(block, xs)
 }
 
 thread_local! {
@@ -211,9 +240,20 @@ fn eagerly<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-fn call_cached<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArray> {
+fn call_cached<B: HybridBlock + ?Sized>(block: &B, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
     let state = block.hybrid_state();
-    let sig = Signature::of(&[x]);
+    let sig = Signature::of(xs);
+    if let Some(other) = xs.iter().find(|x| x.context() != sig.ctx) {
+        return Err(Error::invalid(
+            "hybridize",
+            format!(
+                "{}: the inputs live on different devices ({} and {})",
+                block.prefix(),
+                sig.ctx,
+                other.context()
+            ),
+        ));
+    }
     let found = {
         let mut c = state.lock();
         c.last = Some(sig.clone());
@@ -230,25 +270,14 @@ fn call_cached<B: HybridBlock + ?Sized>(block: &B, x: &NDArray) -> Result<NDArra
             if params.iter().any(|p| !p.is_initialized()) {
                 // Deferred initialization: this call runs eagerly (initializing the
                 // parameters as imperative mode would); the graph is traced for later calls.
-                let y = eagerly(|| block.hybrid_forward(x))?;
+                let y = eagerly(|| block.hybrid_forward_many(xs))?;
                 compile(block, &sig, params)?;
                 return Ok(y);
             }
             compile(block, &sig, params)?
         }
     };
-    let mut out = entry.graph.call(&[x], &entry.params)?;
-    if out.len() != 1 {
-        return Err(Error::invalid(
-            "hybridize",
-            format!(
-                "{}: the compiled graph returned {} outputs, expected 1",
-                block.prefix(),
-                out.len()
-            ),
-        ));
-    }
-    Ok(out.remove(0))
+    entry.graph.call(xs, &entry.params)
 }
 
 /// Traces `block` for `sig`, compiles the graph and caches it.
@@ -283,10 +312,8 @@ fn trace_block<B: HybridBlock + ?Sized>(
 ) -> Result<Traced> {
     let run = || {
         trace::trace(&sig.types(), sig.ctx, params, |xs| {
-            let x = xs
-                .first()
-                .ok_or_else(|| Error::invalid("hybridize", "a block is called with one input"))?;
-            Ok(vec![block.hybrid_forward(x)?])
+            let refs: Vec<&NDArray> = xs.iter().collect();
+            block.hybrid_forward_many(&refs)
         })
     };
     if sig.training {

@@ -339,7 +339,7 @@ impl SymbolBlock {
                 "SymbolBlock::forward",
                 format!(
                     "forward takes one input and returns one output; this graph takes {n_in} \
-                     input(s) and returns {n_out} output(s): use SymbolBlock::call"
+                     input(s) and returns {n_out} output(s): use SymbolBlock::call or forward_many"
                 ),
             ));
         }
@@ -420,6 +420,17 @@ impl HybridBlock for SymbolBlock {
                 "the graph returned no output",
             )
         })
+    }
+
+    /// The graph run op by op on several inputs, returning every output (inside an
+    /// enclosing trace its ops join that graph).
+    fn hybrid_forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        self.replay(xs)
+    }
+
+    /// [`SymbolBlock::call`]: the compiled graph, or its ops inlined into an enclosing trace.
+    fn forward_many(&self, xs: &[&NDArray]) -> Result<Vec<NDArray>> {
+        self.call(xs)
     }
 
     fn hybrid_state(&self) -> &HybridState {

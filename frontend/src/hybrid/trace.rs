@@ -23,8 +23,9 @@
 //!
 //! Reading values of a symbolic array (`to_vec`, `as_scalar`, `with_view`, in-place writes that
 //! are not state updates, ...) is an error that says why and what to do instead. The readers
-//! that return a `Result` return it; the infallible ones (`with_view`, `to_vec_f64`,
-//! `to_tensor`) abandon the trace, which [`trace`] turns into the same error.
+//! that return a `Result` return it; the infallible ones (`to_vec_f64`, `to_tensor`) abandon
+//! the trace, which [`trace`] turns into the same error. A symbolic array kept past its
+//! trace has no values either: the fallible readers say so.
 //!
 //! ```
 //! use kiln_frontend::gluon::ParameterDict;

@@ -32,7 +32,9 @@ impl fmt::Display for NDArray {
                 self.context()
             );
         }
-        let body = self.with_view(|v| format_values(&v));
+        let body = self
+            .with_view(|v| format_values(&v))
+            .map_err(|_| fmt::Error)?;
         let dims: Vec<String> = self.shape().iter().map(|d| d.to_string()).collect();
         let shape = if dims.is_empty() {
             "scalar".to_string()

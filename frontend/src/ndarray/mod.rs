@@ -202,15 +202,22 @@ impl NDArray {
     /// The storage is read-locked while `f` runs: writing to this array (or a view of it)
     /// from inside `f` would wait forever.
     ///
-    /// A symbolic array (inside a hybridize trace) has no elements to view: while the trace
-    /// runs, this abandons the trace, which then returns an error saying why; on a symbolic
-    /// array kept past its trace it panics with that message. Readers that return a
-    /// `Result` ([`NDArray::to_vec`], [`NDArray::as_scalar`]) return the error instead.
-    pub fn with_view<R>(&self, f: impl FnOnce(TensorView<'_>) -> R) -> R {
-        self.with_view_in("with_view", f)
+    /// Errors on a symbolic array (a value inside a hybridize trace, or one kept past its
+    /// trace): it has no elements to view, and the error says why and what to do instead.
+    ///
+    /// ```
+    /// use kiln_frontend::nd;
+    /// let a = nd::array(&[1.0f32, 2.0, 3.0])?;
+    /// assert_eq!(a.with_view(|v| v.shape.numel())?, 3);
+    /// # Ok::<(), kiln_frontend::Error>(())
+    /// ```
+    pub fn with_view<R>(&self, f: impl FnOnce(TensorView<'_>) -> R) -> Result<R> {
+        self.try_with_view("with_view", f)
     }
 
-    /// [`NDArray::with_view`] for the reader `op` (named in the error on a symbolic array).
+    /// [`NDArray::with_view`] for the infallible reader `op` (`to_vec_f64`, `to_tensor`): on a
+    /// symbolic array it abandons the running trace (which then returns the error naming
+    /// `op`), or panics with that error when no trace runs.
     pub(crate) fn with_view_in<R>(&self, op: &str, f: impl FnOnce(TensorView<'_>) -> R) -> R {
         match &self.inner.data {
             Data::Concrete(s) => {

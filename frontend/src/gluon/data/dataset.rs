@@ -272,7 +272,7 @@ pub fn gather_rows(array: &NDArray, indices: &[usize]) -> Result<NDArray> {
             }
             typed_tensor(out, &dims)
         })
-    })?;
+    })??;
     Ok(NDArray::from_tensor(tensor, array.context()))
 }
 
@@ -325,7 +325,7 @@ fn stack_typed<T: Element>(arrays: &[NDArray], dims: &[usize]) -> Result<Tensor>
         a.with_view(|v| {
             v.typed::<T>("stack_samples")
                 .map(|s| out.extend_from_slice(s))
-        })?;
+        })??;
     }
     typed_tensor(out, dims)
 }
