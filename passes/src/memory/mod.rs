@@ -39,9 +39,9 @@
 //! assert_eq!(g.to_text(), "\
 //! %0 = input \"x\" : f32[2,2]
 //! %1 = exp(%0) : f32[2,2]
-//! %2 = dot(%1, %1) : f32[2,2]
+//! %2 = dot(%1, %1) {transpose_a=false, transpose_b=false} : f32[2,2]
 //! %3 = tanh(%2) : f32[2,2]
-//! %4 = dot(%3, %3) : f32[2,2]
+//! %4 = dot(%3, %3) {transpose_a=false, transpose_b=false} : f32[2,2]
 //! return %4
 //! ");
 //! // exp's buffer is free once the first dot has read it; tanh overwrites its input.
