@@ -6,6 +6,15 @@
 //! op node runs through the chosen backend's [`Kernels`], and a value is dropped as soon as
 //! its last user has run, so a deep chain holds two values at a time, not all of them.
 //!
+//! Buffers are recycled according to the graph's memory plan ([`kiln_passes::memory`]): each
+//! step's value belongs to one of the plan's buffers; when a value is freed its allocation
+//! returns to its buffer's pool, and the next step planned into that buffer hands it to the
+//! backend through [`Kernels::execute_into`], in this run and the following ones. Outputs
+//! leave with the caller, so their buffers start empty in every run. An in-place step
+//! writes into its input's *buffer*, which a backend API with borrowed inputs cannot
+//! alias, so such a buffer keeps two allocations that alternate. `KILN_PASSES=-plan_memory`
+//! (or `none`) or [`Executor::set_buffer_reuse`] turns recycling off.
+//!
 //! Random ops are pure functions of their `seed` attribute. A traced graph gives each random
 //! op a placeholder seed equal to its *seed slot* (0, 1, 2, ... in trace order); the plan
 //! remembers which steps carry which slot, and every run receives the real seeds, one per
@@ -13,8 +22,9 @@
 
 use kiln_backends::{CpuBackend, Interpreter, Kernels};
 use kiln_ir::graph::NodeKind;
-use kiln_ir::{Error, Graph, NodeId, Op, Result, Tensor, TensorType, TensorView};
+use kiln_ir::{Error, Graph, NodeId, Op, Result, Storage, Tensor, TensorType, TensorView};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Which engine runs compiled graphs.
 ///
@@ -90,6 +100,8 @@ struct Step {
     ty: TensorType,
     /// Steps whose values are used for the last time by this step (freed right after it).
     frees: Vec<usize>,
+    /// The memory plan's buffer for this step's value.
+    buffer: usize,
     /// A readable label for errors (`%3 (relu)`).
     label: String,
 }
@@ -102,6 +114,49 @@ pub struct RunStats {
     /// The most computed values held at once (a step's output counts while its inputs are
     /// still held).
     pub peak_values: usize,
+    /// Steps that were offered a recycled allocation from their planned buffer.
+    pub buffers_recycled: usize,
+}
+
+/// Most allocations one plan buffer keeps between values (two: an in-place step and the
+/// value it overwrites are alive together).
+const POOL_DEPTH: usize = 2;
+
+/// Recycled allocations, one small stack per plan buffer, kept across runs. A clone starts
+/// empty; concurrent runs of one executor each take the whole pool or find it empty.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<Vec<Storage>>>);
+
+impl BufferPool {
+    fn take(&self) -> Vec<Vec<Storage>> {
+        self.0
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    fn put(&self, pool: Vec<Vec<Storage>>) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = pool;
+        }
+    }
+}
+
+impl Clone for BufferPool {
+    fn clone(&self) -> Self {
+        BufferPool::default()
+    }
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .0
+            .lock()
+            .map(|p| p.iter().map(Vec::len).sum::<usize>())
+            .unwrap_or(0);
+        write!(f, "BufferPool({held} allocations)")
+    }
 }
 
 /// A graph compiled into a plan for one backend (see the module documentation).
@@ -114,6 +169,11 @@ pub struct Executor {
     outputs: Vec<Source>,
     seed_slots: usize,
     backend: BackendChoice,
+    /// Buffers in the memory plan.
+    buffers: usize,
+    /// Whether runs recycle allocations (see the module docs).
+    reuse: bool,
+    pool: BufferPool,
 }
 
 /// The seed attribute of a random op.
@@ -169,7 +229,8 @@ impl Executor {
     /// Compiles `graph` for `backend`. Random ops whose seed is below `seed_slots` take the
     /// seed drawn for that slot at each run; other seeds are kept as they are.
     ///
-    /// Errors on a graph without outputs.
+    /// Errors on a graph without outputs, and on a `KILN_PASSES` that does not parse (it
+    /// decides whether buffers are recycled).
     pub fn new(graph: &Graph, seed_slots: usize, backend: BackendChoice) -> Result<Executor> {
         if graph.outputs().is_empty() {
             return Err(Error::Graph(
@@ -205,6 +266,7 @@ impl Executor {
             }
         }
 
+        let plan = kiln_passes::memory::plan(graph)?;
         let order = graph.topo_order();
         let mut source: HashMap<NodeId, Source> = HashMap::new();
         let mut consts = Vec::new();
@@ -241,12 +303,19 @@ impl Executor {
                     let seed_slot = op_seed(op)
                         .filter(|&s| s < seed_slots as u64)
                         .map(|s| s as usize);
+                    let buffer = plan.buffer_of(id).ok_or_else(|| {
+                        Error::Graph(format!(
+                            "compile: %{k} ({}) has no buffer in the memory plan",
+                            op.name()
+                        ))
+                    })?;
                     steps.push(Step {
                         op: op.clone(),
                         seed_slot,
                         args,
                         ty: node.ty.clone(),
                         frees: Vec::new(),
+                        buffer,
                         label: format!("%{k} ({})", op.name()),
                     });
                     Source::Step(steps.len() - 1)
@@ -292,7 +361,29 @@ impl Executor {
             outputs,
             seed_slots,
             backend,
+            buffers: plan.buffers.len(),
+            reuse: kiln_passes::memory::enabled_by_env()?,
+            pool: BufferPool::default(),
         })
+    }
+
+    /// Turns recycling of allocations through the memory plan on or off (on unless
+    /// `KILN_PASSES` turns `plan_memory` off). Turning it off drops what the pool holds.
+    pub fn set_buffer_reuse(&mut self, on: bool) {
+        self.reuse = on;
+        if !on {
+            self.pool = BufferPool::default();
+        }
+    }
+
+    /// Whether runs recycle allocations.
+    pub fn buffer_reuse(&self) -> bool {
+        self.reuse
+    }
+
+    /// Number of buffers in the memory plan the runs follow.
+    pub fn num_buffers(&self) -> usize {
+        self.buffers
     }
 
     /// The bindings (inputs and parameters) in the order [`Executor::run`] takes them.
@@ -361,6 +452,14 @@ impl Executor {
         let mut values: Vec<Option<Tensor>> = (0..self.steps.len()).map(|_| None).collect();
         let mut stats = RunStats::default();
         let mut held = 0usize;
+        let mut pool = if self.reuse {
+            self.pool.take()
+        } else {
+            Vec::new()
+        };
+        if self.reuse {
+            pool.resize_with(self.buffers, Vec::new);
+        }
         for (s, step) in self.steps.iter().enumerate() {
             let out = {
                 let views = step
@@ -368,9 +467,24 @@ impl Executor {
                     .iter()
                     .map(|a| self.view(*a, bindings, &values, step))
                     .collect::<Result<Vec<_>>>()?;
-                match step.seed_slot {
-                    Some(slot) => kernels.execute(&with_seed(&step.op, seeds[slot]), &views),
-                    None => kernels.execute(&step.op, &views),
+                let seeded;
+                let op = match step.seed_slot {
+                    Some(slot) => {
+                        seeded = with_seed(&step.op, seeds[slot]);
+                        &seeded
+                    }
+                    None => &step.op,
+                };
+                let recycled = pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                    let n = st.len();
+                    Tensor::new([n], st).ok()
+                });
+                match recycled {
+                    Some(buf) => {
+                        stats.buffers_recycled += 1;
+                        kernels.execute_into(op, &views, buf)
+                    }
+                    None => kernels.execute(op, &views),
                 }
                 .map_err(|e| match e {
                     Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
@@ -389,8 +503,13 @@ impl Executor {
             stats.ops_run += 1;
             stats.peak_values = stats.peak_values.max(held + 1);
             for &p in &step.frees {
-                if values[p].take().is_some() {
+                if let Some(v) = values[p].take() {
                     held -= 1;
+                    if let Some(slot) = pool.get_mut(self.steps[p].buffer) {
+                        if slot.len() < POOL_DEPTH {
+                            slot.push(v.into_parts().1);
+                        }
+                    }
                 }
             }
             values[s] = Some(out);
@@ -409,6 +528,9 @@ impl Executor {
                 Source::Const(c) => self.consts.get(*c).cloned(),
             };
             results.push(t.ok_or_else(|| Error::Graph(format!("run: output {i} has no value")))?);
+        }
+        if self.reuse {
+            self.pool.put(pool);
         }
         Ok((results, stats))
     }
