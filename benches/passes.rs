@@ -207,7 +207,10 @@ fn bench_pipeline(model: &str, which: &str, g: &Graph, reps: usize) -> Result<Gr
     Ok(out)
 }
 
-fn bind<'a>(exec: &Executor, values: &'a HashMap<String, Tensor>) -> Result<Vec<kiln::ir::TensorView<'a>>> {
+fn bind<'a>(
+    exec: &Executor,
+    values: &'a HashMap<String, Tensor>,
+) -> Result<Vec<kiln::ir::TensorView<'a>>> {
     exec.bindings()
         .map(|(name, _)| {
             values

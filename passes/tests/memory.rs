@@ -204,8 +204,16 @@ fn best_fit_takes_the_smallest_free_buffer_that_is_large_enough() {
     let p = plan(&g).unwrap();
     assert_eq!(p.buffer_of(s), Some(1));
     assert_eq!(p.buffer_of(d), Some(0));
-    assert_eq!(p.buffer_of(e), Some(2), "only buf2 is free when reshape runs");
-    assert_eq!(p.buffer_of(f), Some(1), "16-byte buf1 fits better than 64-byte buf2");
+    assert_eq!(
+        p.buffer_of(e),
+        Some(2),
+        "only buf2 is free when reshape runs"
+    );
+    assert_eq!(
+        p.buffer_of(f),
+        Some(1),
+        "16-byte buf1 fits better than 64-byte buf2"
+    );
     assert_eq!(
         p.buffers.iter().map(|b| b.bytes).collect::<Vec<_>>(),
         vec![64, 16, 64]

@@ -10,7 +10,7 @@
 //! step's value belongs to one of the plan's buffers; when a value is freed its allocation
 //! returns to its buffer's pool, and the next step planned into that buffer hands it to the
 //! backend through [`Kernels::execute_into`], in this run and the following ones. Outputs
-//! leave with the caller, so their buffers start empty in every run. An in-place step
+//! leave with the caller and are always allocated afresh. An in-place step
 //! writes into its input's *buffer*, which a backend API with borrowed inputs cannot
 //! alias, so such a buffer keeps two allocations that alternate. `KILN_PASSES=-plan_memory`
 //! (or `none`) or [`Executor::set_buffer_reuse`] turns recycling off.
@@ -102,6 +102,9 @@ struct Step {
     frees: Vec<usize>,
     /// The memory plan's buffer for this step's value.
     buffer: usize,
+    /// Whether the value is an output (it leaves with the caller: never given a recycled
+    /// allocation, which may be larger than it needs).
+    is_output: bool,
     /// A readable label for errors (`%3 (relu)`).
     label: String,
 }
@@ -316,6 +319,7 @@ impl Executor {
                         ty: node.ty.clone(),
                         frees: Vec::new(),
                         buffer,
+                        is_output: graph.outputs().contains(&id),
                         label: format!("%{k} ({})", op.name()),
                     });
                     Source::Step(steps.len() - 1)
@@ -475,10 +479,14 @@ impl Executor {
                     }
                     None => &step.op,
                 };
-                let recycled = pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
-                    let n = st.len();
-                    Tensor::new([n], st).ok()
-                });
+                let recycled = if step.is_output {
+                    None
+                } else {
+                    pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                        let n = st.len();
+                        Tensor::new([n], st).ok()
+                    })
+                };
                 match recycled {
                     Some(buf) => {
                         stats.buffers_recycled += 1;
@@ -551,6 +559,101 @@ impl Executor {
                 .and_then(Option::as_ref)
                 .map(Tensor::view)
                 .ok_or_else(missing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::graph::testing::{random_feed, random_graph};
+    use kiln_ir::{DType, UnaryOp};
+
+    /// `softmax(relu(x·w1ᵀ + b1)·w2ᵀ + b2)`, and its feed.
+    fn mlp() -> (Graph, Vec<Tensor>) {
+        let mut g = Graph::new();
+        let f32s = |d: &[usize]| TensorType::new(d, DType::F32);
+        let x = g.add_input("x", f32s(&[8, 12])).unwrap();
+        let w1 = g.add_param("w1", f32s(&[16, 12])).unwrap();
+        let b1 = g.add_param("b1", f32s(&[16])).unwrap();
+        let w2 = g.add_param("w2", f32s(&[4, 16])).unwrap();
+        let b2 = g.add_param("b2", f32s(&[4])).unwrap();
+        let fc = Op::FullyConnected {
+            flatten: true,
+            no_bias: false,
+        };
+        let h = g.add_op(fc.clone(), &[x, w1, b1]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[h]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[h]).unwrap();
+        let o = g.add_op(fc, &[h, w2, b2]).unwrap();
+        let y = g.add_op(Op::Softmax { axis: -1 }, &[o]).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        let feed = [96usize, 192, 16, 64, 4]
+            .iter()
+            .zip([[8, 12], [16, 12], [16, 1], [4, 16], [4, 1]])
+            .map(|(&n, d)| {
+                let v: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37 % 23) as f32 - 11.0) / 13.0)
+                    .collect();
+                let dims: Vec<usize> = if d[1] == 1 { vec![d[0]] } else { d.to_vec() };
+                Tensor::from_vec(v, dims).unwrap()
+            })
+            .collect();
+        (g, feed)
+    }
+
+    fn runs(exec: &Executor, feed: &[Tensor], n: usize) -> Vec<(Vec<Tensor>, RunStats)> {
+        let views: Vec<TensorView<'_>> = feed.iter().map(Tensor::view).collect();
+        (0..n)
+            .map(|_| exec.run_with_stats(&views, &[]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn recycled_buffers_give_bitwise_the_same_results() {
+        let (g, feed) = mlp();
+        let mut exec = Executor::new(&g, 0, BackendChoice::Cpu).unwrap();
+        exec.set_buffer_reuse(false);
+        let plain = runs(&exec, &feed, 1);
+        assert_eq!(plain[0].1.buffers_recycled, 0);
+        exec.set_buffer_reuse(true);
+        let reused = runs(&exec, &feed, 4);
+        for (out, _) in &reused {
+            assert_eq!(out, &plain[0].0);
+        }
+        // Plan: fc -> buf0, relu and tanh in place in buf0, fc -> buf1, softmax -> buf0.
+        assert_eq!(exec.num_buffers(), 2);
+        // Run 1: tanh takes the first fc's allocation (freed after relu). Run 2: the first
+        // fc, tanh and the second fc find one; relu (in place, its input still alive) does
+        // not yet. From run 3 on every step but the output's does.
+        let recycled: Vec<usize> = reused.iter().map(|(_, s)| s.buffers_recycled).collect();
+        assert_eq!(recycled, vec![1, 3, 4, 4]);
+    }
+
+    #[test]
+    fn random_graphs_run_the_same_with_and_without_recycling() {
+        for seed in 0..24u64 {
+            let g = random_graph(seed, 16);
+            let feed = random_feed(&g, seed);
+            let values: Vec<Tensor> = g
+                .bindings()
+                .iter()
+                .map(|(name, _)| {
+                    feed.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.clone())
+                        .unwrap()
+                })
+                .collect();
+            for backend in [BackendChoice::Cpu, BackendChoice::Interpreter] {
+                let mut exec = Executor::new(&g, 0, backend).unwrap();
+                exec.set_buffer_reuse(false);
+                let want = runs(&exec, &values, 1).remove(0).0;
+                exec.set_buffer_reuse(true);
+                for (got, _) in runs(&exec, &values, 3) {
+                    assert_eq!(got, want, "seed {seed} on {}", backend.name());
+                }
+            }
         }
     }
 }

@@ -89,7 +89,9 @@ impl Pass for PlanMemory {
             buffers: p.buffers.len(),
             in_place: p.in_place.len(),
         });
-        report.artifacts.push(("plan.txt".to_string(), p.to_string()));
+        report
+            .artifacts
+            .push(("plan.txt".to_string(), p.to_string()));
         Ok(report)
     }
 }
