@@ -98,10 +98,9 @@ fn ops_without_a_fast_path_and_the_interpreter_ignore_the_offer() {
     let got = CpuBackend.execute_into(&op, &[a.view()], buf).unwrap();
     assert_eq!(got, CpuBackend.execute(&op, &[a.view()]).unwrap());
     let tanh = Op::Unary { f: UnaryOp::Tanh };
-    let (buf, ptr) = garbage(6);
+    let (buf, _) = garbage(6);
     let got = Interpreter.execute_into(&tanh, &[a.view()], buf).unwrap();
     assert_eq!(got, Interpreter.execute(&tanh, &[a.view()]).unwrap());
-    assert_ne!(got.as_slice::<f32>().unwrap().as_ptr(), ptr);
     // Errors are the interpreter's, whatever is offered.
     let (buf, _) = garbage(6);
     let bad = CpuBackend.execute_into(&Op::Binary { f: BinaryOp::Add }, &[a.view()], buf);

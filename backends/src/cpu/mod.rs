@@ -115,7 +115,7 @@ thread_local! {
 
 /// The recycled allocation, as a zero-filled vector of `n` elements, when one of type `T`
 /// with room for `n` is on offer on this thread.
-fn take_recycled<T: Real>(n: usize) -> Option<Vec<T>> {
+pub(crate) fn take_recycled<T: Real>(n: usize) -> Option<Vec<T>> {
     RECYCLED.with(|r| {
         let mut slot = r.borrow_mut();
         let fits = slot
