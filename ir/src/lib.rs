@@ -3,6 +3,8 @@
 //! - [`DType`], [`Shape`] (numpy broadcasting), [`Tensor`] (owned host data);
 //! - [`Op`]: the one op set, with shape/dtype inference ([`infer`]), reference semantics
 //!   ([`interp`]) and vector-Jacobian products ([`vjp`]);
+//! - [`FusedKernel`]: several ops run as one kernel, the backend-neutral form code generators
+//!   lower;
 //! - [`Graph`]: ops over petgraph, with text, DOT and JSON forms, run by the interpreter.
 //!
 //! `ir` knows nothing of execution engines: backends implement the same semantics faster and
@@ -10,6 +12,7 @@
 
 pub mod dtype;
 pub mod error;
+pub mod fused;
 pub mod graph;
 pub mod infer;
 pub mod interp;
@@ -21,6 +24,7 @@ pub mod vjp;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use fused::{FusedArg, FusedInst, FusedKernel, FusedKind};
 pub use graph::{Graph, NodeId};
 pub use op::{ArgReduceOp, BinaryOp, Op, PoolKind, ReduceOp, UnaryOp};
 pub use shape::Shape;

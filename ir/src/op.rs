@@ -30,6 +30,7 @@
 //!   draws a fresh seed from the global generator (`kiln::random::seed`) for every call.
 
 use crate::dtype::DType;
+use crate::fused::FusedKernel;
 use crate::shape::Shape;
 use serde::{Deserialize, Serialize};
 
@@ -537,6 +538,11 @@ pub enum Op {
     Multinomial { num_samples: usize, seed: u64 },
     /// `(x) -> x` (rank ≥ 1) with its first axis permuted by a Fisher-Yates shuffle.
     Shuffle { seed: u64 },
+
+    // ----- compiled groups -------------------------------------------------------------------
+    /// Several ops run as one kernel (made by the fusion pass after differentiation; never
+    /// differentiated itself): `(inputs of the kernel...) -> its output`. See [`crate::fused`].
+    Fused { kernel: Box<FusedKernel> },
 }
 
 /// The op families: one module each in [`crate::infer`] and [`crate::interp`].
@@ -549,6 +555,7 @@ pub(crate) enum Family {
     Indexing,
     Nn,
     Creation,
+    Fused,
 }
 
 impl Op {
@@ -623,6 +630,7 @@ impl Op {
             Op::RandomRandint { .. } => "random_randint",
             Op::Multinomial { .. } => "multinomial",
             Op::Shuffle { .. } => "shuffle",
+            Op::Fused { .. } => "fused",
         }
     }
 
@@ -677,6 +685,7 @@ impl Op {
             | Op::RandomRandint { .. }
             | Op::Multinomial { .. }
             | Op::Shuffle { .. } => Family::Creation,
+            Op::Fused { .. } => Family::Fused,
         }
     }
 

@@ -1205,6 +1205,9 @@ fn variant_index(op: &Op) -> usize {
         Op::RandomRandint { .. } => 48,
         Op::Multinomial { .. } => 49,
         Op::Shuffle { .. } => 50,
+        // Fused kernels are formed after differentiation and have no VJP (ir/tests/fused.rs
+        // checks the error); they are outside the numbered range on purpose.
+        Op::Fused { .. } => N_VARIANTS,
     }
 }
 

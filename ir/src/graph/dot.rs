@@ -7,6 +7,7 @@
 
 use super::text::{attrs, const_values};
 use super::{numbering, Graph, NodeKind};
+use crate::op::Op;
 use std::fmt::Write;
 
 /// Attribute values longer than this are cut (the text and JSON forms keep them whole).
@@ -29,6 +30,11 @@ impl Graph {
                 NodeKind::Input { name } => (format!("input {name:?}"), None, "ellipse"),
                 NodeKind::Param { name } => (format!("param {name:?}"), None, "ellipse"),
                 NodeKind::Const(t) => ("const".to_string(), const_values(t), "note"),
+                NodeKind::Op(Op::Fused { kernel }) => (
+                    format!("fused.{}", kernel.kind().name()),
+                    Some(wrap(&[kernel.summary()])),
+                    "box3d",
+                ),
                 NodeKind::Op(op) => {
                     let parts: Vec<String> = attrs(op)
                         .into_iter()

@@ -34,6 +34,8 @@ mod run;
 pub mod testing;
 mod text;
 
+pub(crate) use text::attrs_text as op_attrs_text;
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::infer;

@@ -8,6 +8,14 @@
 //! %4 = relu(%3) : f32[64,256]
 //! return %4
 //! ```
+//!
+//! A fused node ([`Op::Fused`]) prints its kind and then its body, indented:
+//!
+//! ```text
+//! %5 = fused.elementwise(%3, %2) : f32[64,256]
+//!     $0 = add(in0, in1) : f32[64,256]
+//!     $1 = relu($0) : f32[64,256]
+//! ```
 
 use super::{numbering, Graph, NodeKind};
 use crate::op::Op;
@@ -49,6 +57,20 @@ impl fmt::Display for Graph {
                         .iter()
                         .map(|i| format!("%{}", number[i.index()]))
                         .collect();
+                    if let Op::Fused { kernel } = op {
+                        // The body follows, indented, one instruction a line.
+                        writeln!(
+                            f,
+                            "fused.{}({}) : {}",
+                            kernel.kind().name(),
+                            args.join(", "),
+                            node.ty
+                        )?;
+                        for line in kernel.body_text().lines() {
+                            writeln!(f, "    {line}")?;
+                        }
+                        continue;
+                    }
                     write!(f, "{}({})", op.name(), args.join(", "))?;
                     let attrs = attrs_text(op);
                     if !attrs.is_empty() {

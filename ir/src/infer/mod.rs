@@ -36,5 +36,9 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Family::Indexing => indexing::infer(op, inputs),
         Family::Nn => nn::infer(op, inputs),
         Family::Creation => creation::infer(op, inputs),
+        Family::Fused => match op {
+            Op::Fused { kernel } => crate::fused::infer_fused(kernel, inputs),
+            _ => unreachable!("only Op::Fused is in the fused family"),
+        },
     }
 }

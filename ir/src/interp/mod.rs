@@ -49,5 +49,9 @@ pub fn eval_typed(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resul
         Family::Indexing => indexing::eval(op, inputs, out),
         Family::Nn => nn::eval(op, inputs, out),
         Family::Creation => creation::eval(op, inputs, out),
+        Family::Fused => match op {
+            Op::Fused { kernel } => kernel.eval(inputs, &mut |op, xs| eval(op, xs)),
+            _ => unreachable!("only Op::Fused is in the fused family"),
+        },
     }
 }

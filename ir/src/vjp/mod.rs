@@ -326,6 +326,13 @@ pub fn vjp_wanted<B: VjpBuilder>(
             expect_inputs(op, inputs, 1)?;
             vec![None]
         }
+        Op::Fused { .. } => {
+            return Err(Error::invalid(
+                op.name(),
+                "fused kernels are formed after differentiation and have no VJP: \
+                 differentiate the unfused graph",
+            ))
+        }
     };
     for (g, &want) in grads.iter_mut().zip(wanted) {
         if !want {
