@@ -119,6 +119,50 @@ peak 32 bytes planned vs 96 bytes one buffer per value (33.3%); 3 values in 1 bu
 }
 
 #[test]
+fn fused_elementwise_kernels_run_in_place_and_others_do_not() {
+    use kiln_ir::{FusedArg, FusedInst, FusedKernel};
+    let ty = f32s(&[4, 4]);
+    let chain = FusedKernel::new(
+        vec![ty.clone()],
+        vec![
+            FusedInst::new(unary(UnaryOp::Exp), vec![FusedArg::Input(0)], ty.clone()),
+            FusedInst::new(unary(UnaryOp::Tanh), vec![FusedArg::Value(0)], ty.clone()),
+        ],
+        1,
+    )
+    .unwrap();
+    let epilogue = FusedKernel::new(
+        vec![ty.clone(), ty.clone()],
+        vec![
+            FusedInst::new(
+                dot(),
+                vec![FusedArg::Input(0), FusedArg::Input(1)],
+                ty.clone(),
+            ),
+            FusedInst::new(unary(UnaryOp::Relu), vec![FusedArg::Value(0)], ty.clone()),
+        ],
+        1,
+    )
+    .unwrap();
+    let mut g = Graph::new();
+    let x = g.add_input("x", ty.clone()).unwrap();
+    let a = g.add_op(transpose(), &[x]).unwrap();
+    let fused = |k: &FusedKernel| Op::Fused {
+        kernel: Box::new(k.clone()),
+    };
+    let b = g.add_op(fused(&chain), &[a]).unwrap();
+    let c = g.add_op(fused(&epilogue), &[b, b]).unwrap();
+    g.set_outputs(vec![c]).unwrap();
+    let p = plan(&g).unwrap();
+    assert_eq!(
+        p.in_place,
+        vec![(b, a)],
+        "only the elementwise kernel runs in place"
+    );
+    assert_eq!(p.buffers.len(), 2);
+}
+
+#[test]
 fn a_value_read_later_is_not_overwritten() {
     let mut g = Graph::new();
     let x = g.add_input("x", f32s(&[8])).unwrap();
@@ -332,7 +376,7 @@ fn check_plan(g: &Graph, p: &MemoryPlan) -> Result<(), String> {
     }
     for &(id, input) in &p.in_place {
         let op = g.op(id).unwrap().unwrap();
-        if !op.is_elementwise()
+        if !kiln_passes::memory::writes_elementwise(op)
             || last_use(input) != pos(id)
             || bytes(input) != bytes(id)
             || !g.inputs_of(id).unwrap().contains(&input)

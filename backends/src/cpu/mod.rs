@@ -98,8 +98,13 @@ impl Kernels for CpuBackend {
     /// binary and scalar ops, GEMM, fully connected, convolution and its gradients, pooling,
     /// softmax) take it from `out` when its dtype matches and its capacity suffices; the
     /// vector is zero-filled first, exactly as a fresh one, so results are bitwise those of
-    /// [`Kernels::execute`]. Other ops ignore `out`.
+    /// [`Kernels::execute`]. Other ops (fused kernels included) ignore `out`.
     fn execute_into(&self, op: &Op, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
+        if let Op::Fused { .. } = op {
+            // Its body runs op by op through `execute` (see there).
+            drop(out);
+            return self.execute(op, inputs);
+        }
         let (_, storage) = out.into_parts();
         let previous = RECYCLED.with(|r| r.replace(Some(storage)));
         let result = CpuBackend::try_fast(op, inputs);

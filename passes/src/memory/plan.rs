@@ -2,7 +2,7 @@
 
 use crate::util::bytes;
 use kiln_ir::graph::NodeKind;
-use kiln_ir::{Graph, NodeId, Op, Result};
+use kiln_ir::{FusedKind, Graph, NodeId, Op, Result};
 use std::fmt;
 
 /// A buffer's index in [`MemoryPlan::buffers`].
@@ -113,9 +113,13 @@ impl fmt::Display for MemoryPlan {
 }
 
 /// True when `op` computes each output element from the same-position elements of its
-/// inputs, so its output may overwrite an input of the same size as it goes.
+/// inputs, so its output may overwrite an input of the same size as it goes: elementwise
+/// ops and fused kernels of the elementwise kind.
 pub fn writes_elementwise(op: &Op) -> bool {
-    op.is_elementwise()
+    match op {
+        Op::Fused { kernel } => kernel.kind() == FusedKind::Elementwise,
+        _ => op.is_elementwise(),
+    }
 }
 
 /// Plans `graph` (see the [module docs](super)). Does not change the graph.
