@@ -48,8 +48,16 @@ fn check_reuses(op: &Op, inputs: &[Tensor], out_len: usize) {
 fn elementwise_fast_paths_write_into_the_offered_allocation() {
     let a = Tensor::from_vec(ramp(24, 1.0), [4, 6]).unwrap();
     let b = Tensor::from_vec(ramp(6, 0.5), [6]).unwrap();
-    check_reuses(&Op::Unary { f: UnaryOp::Tanh }, &[a.clone()], 24);
-    check_reuses(&Op::Unary { f: UnaryOp::Relu }, &[a.clone()], 24);
+    check_reuses(
+        &Op::Unary { f: UnaryOp::Tanh },
+        std::slice::from_ref(&a),
+        24,
+    );
+    check_reuses(
+        &Op::Unary { f: UnaryOp::Relu },
+        std::slice::from_ref(&a),
+        24,
+    );
     check_reuses(&Op::Binary { f: BinaryOp::Mul }, &[a.clone(), b], 24);
     check_reuses(
         &Op::Binary { f: BinaryOp::Sub },
