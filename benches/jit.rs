@@ -14,7 +14,7 @@
 
 use kiln::gluon::init::{FactorType, RandType, Xavier};
 use kiln::gluon::loss::SoftmaxCrossEntropyLoss;
-use kiln::gluon::nn::{ActivationKind, Dense, Sequential};
+use kiln::gluon::nn::{ActivationKind, Dense, HybridSequential};
 use kiln::gluon::{Block, HybridBlock, Trainer};
 use kiln::hybrid::{BackendChoice, HybridizeOptions};
 use kiln::prelude::*;
@@ -124,7 +124,7 @@ fn bench_chain(jit: &JitBackend, n: usize, rounds: usize) {
         "{}",
         json!({"bench": "chain", "elements": n, "copy_gb_s": gb(copy), "eager_cpu_gb_s": gb(eager),
                "jit_gb_s": gb(jitted), "jit_native": native, "speedup": eager / jitted,
-               "jit_vs_copy": copy / jitted, "threads": kiln_backends::threads()})
+               "jit_vs_copy": copy / jitted, "threads": kiln_backends::cpu::threads()})
     );
 }
 
@@ -165,7 +165,7 @@ fn bench_softmax(jit: &JitBackend, rows: usize, cols: usize, rounds: usize) {
 fn mlp_step_rate(backend: BackendChoice, steps: usize, rounds: usize) -> Result<f64> {
     kiln::random::seed(1);
     let batch = 64;
-    let net = Sequential::new();
+    let net = HybridSequential::new();
     net.name_scope(|| {
         net.add(Dense::new(256).activation(ActivationKind::Relu));
         net.add(Dense::new(256).activation(ActivationKind::Relu));

@@ -16,6 +16,17 @@ pub trait Kernels: Send + Sync {
     fn name(&self) -> &'static str;
     /// Runs `op` on `inputs`, returning its output.
     fn execute(&self, op: &Op, inputs: &[TensorView<'_>]) -> Result<Tensor>;
+
+    /// [`Kernels::execute`], offered `out` as memory to reuse: a backend may build the result
+    /// in `out`'s allocation (its shape and contents do not matter; it needs the result's
+    /// dtype and enough capacity) instead of allocating. The result is the same either way.
+    ///
+    /// Executors pass a recycled buffer here (see the memory plan in `kiln_passes::memory`).
+    /// The default ignores `out`.
+    fn execute_into(&self, op: &Op, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
+        drop(out);
+        self.execute(op, inputs)
+    }
 }
 
 /// The reference interpreter as a backend: slow, simple, the semantics others must match.

@@ -5,8 +5,8 @@
 //!   (see [`manager`] and, for the environment variables, [`mod@env`]);
 //! - [`rewrite`]: a small declarative pattern language over the IR, one named rule a line;
 //! - the passes: [`simplify`] (algebraic rules), [`const_fold`], [`cse`], [`dce`], [`fuse`]
-//!   (fusion into kernels), and the inference rewrites [`inference`] (dropout removal,
-//!   batch-norm folding);
+//!   (fusion into kernels), [`memory`] (memory planning: buffer reuse and in-place updates),
+//!   and the inference rewrites [`inference`] (dropout removal, batch-norm folding);
 //! - [`mod@verify`]: graph invariants and shape/dtype re-inference;
 //! - [`autodiff`]: a graph into a forward and a backward graph.
 
@@ -18,6 +18,7 @@ pub mod env;
 pub mod fuse;
 pub mod inference;
 pub mod manager;
+pub mod memory;
 pub mod rewrite;
 pub mod simplify;
 pub mod stats;
@@ -31,8 +32,9 @@ pub use dce::Dce;
 pub use fuse::Fuse;
 pub use inference::{FoldBatchNorm, RemoveDropout};
 pub use manager::{DumpOptions, PassManager, Pipeline};
+pub use memory::{MemoryPlan, PlanMemory};
 pub use simplify::Simplify;
-pub use stats::{PassStats, StatsTable};
+pub use stats::{MemoryStats, PassStats, StatsTable};
 pub use verify::verify;
 
 use kiln_ir::{Graph, Result};
@@ -49,6 +51,11 @@ pub struct PassReport {
     /// How often each rewrite fired, as `(rule or rewrite name, count)`, in first-firing
     /// order (empty for passes without named rewrites).
     pub firings: Vec<(String, usize)>,
+    /// Memory the pass planned (only `plan_memory` reports it).
+    pub memory: Option<MemoryStats>,
+    /// Extra text the pass produced, as `(file suffix, text)`: the manager's dumps write it
+    /// to `NN-pass.SUFFIX` (`plan_memory` gives `("plan.txt", plan)`).
+    pub artifacts: Vec<(String, String)>,
 }
 
 impl PassReport {
@@ -61,6 +68,8 @@ impl PassReport {
             nodes_after: after,
             changed,
             firings,
+            memory: None,
+            artifacts: Vec::new(),
         }
     }
 

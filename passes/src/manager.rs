@@ -4,16 +4,16 @@
 //! The default pipelines ([`Pipeline`]):
 //!
 //! ```text
-//! training:   simplify -> fold -> cse -> dce -> fuse [-> plan_memory]
-//! inference:  dropout -> bn_fold -> simplify -> fold -> cse -> dce -> fuse [-> plan_memory]
+//! training:   simplify -> fold -> cse -> dce -> fuse -> plan_memory
+//! inference:  dropout -> bn_fold -> simplify -> fold -> cse -> dce -> fuse -> plan_memory
 //! ```
 //!
 //! Shape/dtype inference runs when each node is built, and the verifier ([`crate::verify()`])
 //! runs it again over the whole graph before the first pass and after each pass (always in
 //! debug builds and tests; in release builds when [`PassManager::set_verify`] or
-//! `KILN_VERIFY=1` asks). The bracketed slot, `plan_memory` (memory planning), is a reserved
-//! name: switching it is accepted and does nothing until that pass exists.
-//! `KILN_PASSES=-fuse` turns fusion off (every op then stays its own kernel).
+//! `KILN_VERIFY=1` asks). `KILN_PASSES=-fuse` turns fusion off (every op then stays its own
+//! kernel). `plan_memory` ([`crate::memory`]) leaves the graph as it is and puts its plan in
+//! the statistics and the dumps (`NN-plan_memory.plan.txt`).
 //!
 //! `dropout` is not optional: an inference graph with dropout left in computes the wrong
 //! function, so `KILN_PASSES=none` keeps it (naming it, `-dropout`, turns it off).
@@ -41,13 +41,13 @@
 use crate::env::{EnvConfig, Switch};
 use crate::stats::{GraphCost, PassStats, StatsTable};
 use crate::verify::verify;
-use crate::{ConstFold, Cse, Dce, FoldBatchNorm, Fuse, Pass, RemoveDropout, Simplify};
+use crate::{ConstFold, Cse, Dce, FoldBatchNorm, Fuse, Pass, PlanMemory, RemoveDropout, Simplify};
 use kiln_ir::{Error, Graph, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Pass names reserved for passes that do not exist yet; switching them is a no-op.
-pub const RESERVED: [&str; 1] = ["plan_memory"];
+pub const RESERVED: [&str; 0] = [];
 
 /// Which default pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +101,7 @@ impl PassManager {
                 Box::new(Cse),
                 Box::new(Dce),
                 Box::new(Fuse::default()),
+                Box::new(PlanMemory),
             ],
             Pipeline::Inference => vec![
                 Box::new(RemoveDropout),
@@ -110,6 +111,7 @@ impl PassManager {
                 Box::new(Cse),
                 Box::new(Dce),
                 Box::new(Fuse::default()),
+                Box::new(PlanMemory),
             ],
             Pipeline::Empty => Vec::new(),
         };
@@ -243,7 +245,7 @@ impl PassManager {
         if self.verify {
             verify(graph).map_err(|e| Error::Graph(format!("input graph: {e}")))?;
         }
-        self.dump_after(0, "input", graph)?;
+        self.dump_after(0, "input", graph, &[])?;
         let mut table = StatsTable::default();
         for (i, e) in self.entries.iter().filter(|e| e.enabled).enumerate() {
             let name = e.pass.name();
@@ -258,24 +260,34 @@ impl PassManager {
                 verify(graph)
                     .map_err(|err| Error::Graph(format!("pass {name} broke the graph: {err}")))?;
             }
-            self.dump_after(i + 1, name, graph)?;
+            self.dump_after(i + 1, name, graph, &report.artifacts)?;
             table.rows.push(PassStats {
                 pass: name.to_string(),
                 before,
                 after: GraphCost::of(graph),
                 firings: report.firings,
                 time,
+                memory: report.memory,
             });
         }
         Ok(table)
     }
 
-    fn dump_after(&self, index: usize, name: &str, graph: &Graph) -> Result<()> {
+    fn dump_after(
+        &self,
+        index: usize,
+        name: &str,
+        graph: &Graph,
+        artifacts: &[(String, String)],
+    ) -> Result<()> {
         if index > 0 && self.dump.prints(name) {
             eprintln!("--- after {name} ---\n{}", graph.to_text());
+            for (suffix, text) in artifacts {
+                eprintln!("--- {name} {suffix} ---\n{text}");
+            }
         }
         if let Some(dir) = &self.dump.dir {
-            write_dump(dir, index, name, graph)?;
+            write_dump(dir, index, name, graph, artifacts)?;
         }
         Ok(())
     }
@@ -292,7 +304,13 @@ impl std::fmt::Debug for PassManager {
     }
 }
 
-fn write_dump(dir: &Path, index: usize, name: &str, graph: &Graph) -> Result<()> {
+fn write_dump(
+    dir: &Path,
+    index: usize,
+    name: &str,
+    graph: &Graph,
+    artifacts: &[(String, String)],
+) -> Result<()> {
     let io = |path: &Path, source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -300,6 +318,10 @@ fn write_dump(dir: &Path, index: usize, name: &str, graph: &Graph) -> Result<()>
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     for (ext, body) in [("txt", graph.to_text()), ("dot", graph.to_dot())] {
         let path = dir.join(format!("{index:02}-{name}.{ext}"));
+        std::fs::write(&path, body).map_err(|e| io(&path, e))?;
+    }
+    for (suffix, body) in artifacts {
+        let path = dir.join(format!("{index:02}-{name}.{suffix}"));
         std::fs::write(&path, body).map_err(|e| io(&path, e))?;
     }
     Ok(())

@@ -54,6 +54,19 @@ impl GraphCost {
     }
 }
 
+/// What the memory planner planned (see [`crate::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes of all planned buffers together.
+    pub peak_bytes: usize,
+    /// Bytes with one buffer per op value.
+    pub naive_bytes: usize,
+    /// Buffers planned.
+    pub buffers: usize,
+    /// Ops planned to run in place.
+    pub in_place: usize,
+}
+
 /// What one pass did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PassStats {
@@ -67,6 +80,8 @@ pub struct PassStats {
     pub firings: Vec<(String, usize)>,
     /// Wall time of the pass (verification and dumps not included).
     pub time: Duration,
+    /// Planned memory (the `plan_memory` row only).
+    pub memory: Option<MemoryStats>,
 }
 
 impl PassStats {
@@ -89,6 +104,11 @@ impl StatsTable {
         self.rows.iter().find(|r| r.pass == name)
     }
 
+    /// Planned peak bytes and one-buffer-per-value bytes, when `plan_memory` ran.
+    pub fn memory(&self) -> Option<MemoryStats> {
+        self.rows.iter().rev().find_map(|r| r.memory)
+    }
+
     /// Total time over all passes.
     pub fn total_time(&self) -> Duration {
         self.rows.iter().map(|r| r.time).sum()
@@ -96,7 +116,8 @@ impl StatsTable {
 }
 
 impl fmt::Display for StatsTable {
-    /// A fixed-width table, then one line per pass listing its rule firings:
+    /// A fixed-width table, then one line per pass listing its rule firings, then the memory
+    /// plan's bytes when `plan_memory` ran:
     ///
     /// ```text
     /// pass        nodes        kernels      bytes moved          fired  time
@@ -123,6 +144,15 @@ impl fmt::Display for StatsTable {
         for r in self.rows.iter().filter(|r| !r.firings.is_empty()) {
             let parts: Vec<String> = r.firings.iter().map(|(n, c)| format!("{n} x{c}")).collect();
             writeln!(f, "  {}: {}", r.pass, parts.join(", "))?;
+        }
+        for r in &self.rows {
+            if let Some(m) = r.memory {
+                writeln!(
+                    f,
+                    "  {}: peak {} bytes planned vs {} bytes naive, {} buffers, {} in place",
+                    r.pass, m.peak_bytes, m.naive_bytes, m.buffers, m.in_place
+                )?;
+            }
         }
         Ok(())
     }

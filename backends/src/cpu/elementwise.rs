@@ -12,7 +12,7 @@
 //!   apply the same formula as the interpreter and round once, so they agree bit for bit;
 //! - NaN propagates through `maximum`, `minimum`, `relu`, `softrelu` and `sign`, as numpy does.
 
-use super::{checked_numel, data_of, tensor_of, threads, with_real, zeros, Real};
+use super::{checked_numel, data_of, take_recycled, tensor_of, threads, with_real, zeros, Real};
 use kiln_ir::{BinaryOp, Tensor, TensorView, UnaryOp};
 use num_traits::{One, Zero};
 use rayon::prelude::*;
@@ -259,6 +259,12 @@ fn chunk_len(n: usize) -> usize {
 /// `out[i] = k(x[i])`, split across threads from `par_min` elements.
 fn map1<T: Real, K: Fn(T) -> T + Sync>(x: &[T], k: K, par_min: usize) -> Vec<T> {
     if x.len() < par_min.min(SEQ_COLLECT_MAX) || (threads() < 2 && x.len() < SEQ_COLLECT_MAX) {
+        if let Some(mut out) = take_recycled::<T>(x.len()) {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = k(v);
+            }
+            return out;
+        }
         return x.iter().map(|&v| k(v)).collect();
     }
     let mut out = zeros::<T>(x.len());
@@ -504,6 +510,12 @@ fn binary_typed<T: Real>(f: BinaryOp, a: &TensorView<'_>, b: &TensorView<'_>) ->
 /// `out[i] = k(a[i], b[i])`, split across threads from `par_min` elements.
 fn zip_map<T: Real, K: Fn(T, T) -> T + Sync>(a: &[T], b: &[T], k: K, par_min: usize) -> Vec<T> {
     if a.len() < par_min.min(SEQ_COLLECT_MAX) || (threads() < 2 && a.len() < SEQ_COLLECT_MAX) {
+        if let Some(mut out) = take_recycled::<T>(a.len()) {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = k(x, y);
+            }
+            return out;
+        }
         return a.iter().zip(b).map(|(&x, &y)| k(x, y)).collect();
     }
     let mut out = zeros::<T>(a.len());

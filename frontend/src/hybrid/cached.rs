@@ -10,6 +10,7 @@
 //! in imperative mode.
 
 use super::executor::{BackendChoice, Executor, HybridizeOptions};
+use super::optimize::optimize;
 use crate::autograd;
 use crate::context::Context;
 use crate::gluon::parameter::{Parameter, ParameterDict};
@@ -17,6 +18,7 @@ use crate::ndarray::{read_storage, NDArray};
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{Error, Graph, Result, Storage, Tensor, TensorType, TensorView};
 use kiln_passes::autodiff::{differentiate, Differentiated};
+use kiln_passes::StatsTable;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -63,6 +65,10 @@ pub struct CachedGraph {
     state_updates: Vec<(String, usize)>,
     seed_slots: usize,
     options: HybridizeOptions,
+    /// The graph the forward plan runs: `graph` after the pass pipeline.
+    optimized: Graph,
+    /// What the pass pipeline did to `graph`.
+    pass_stats: StatsTable,
     /// The forward plan (no saved values).
     forward: Executor,
     /// Per binding of `forward`, in its order.
@@ -191,7 +197,8 @@ impl CachedGraph {
                 ),
             ));
         }
-        let forward = Executor::new(&graph, seed_slots, options.backend)?;
+        let (optimized, pass_stats) = optimize(&graph)?;
+        let forward = Executor::new(&optimized, seed_slots, options.backend)?;
         let bound = bindings_of(&forward, &input_names, &graph)?;
         Ok(CachedGraph {
             graph,
@@ -200,11 +207,24 @@ impl CachedGraph {
             state_updates,
             seed_slots,
             options: *options,
+            optimized,
+            pass_stats,
             forward,
             bound,
             grad_plans: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
         })
+    }
+
+    /// The forward graph as the backend runs it: the traced graph after the pass pipeline
+    /// (see [`super::optimize`]).
+    pub fn optimized_graph(&self) -> &Graph {
+        &self.optimized
+    }
+
+    /// What each pass did to the forward graph (nodes, kernels, bytes before and after).
+    pub fn pass_stats(&self) -> &StatsTable {
+        &self.pass_stats
     }
 
     /// The graph as given to [`CachedGraph::new`].
@@ -676,7 +696,7 @@ impl GradPlan {
         }
         let mut forward_graph = d.forward.clone();
         forward_graph.set_outputs(outputs)?;
-        let forward = Executor::new(&forward_graph, seed_slots, backend)?;
+        let forward = Executor::new(&optimize(&forward_graph)?.0, seed_slots, backend)?;
         let forward_bound = bindings_of(&forward, input_names, &d.forward)?;
         let mut names = saved_bindings.iter();
         let saved_from = kinds
@@ -699,7 +719,7 @@ impl GradPlan {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let backward = Executor::new(&d.backward, seed_slots, backend)?;
+        let backward = Executor::new(&optimize(&d.backward)?.0, seed_slots, backend)?;
         let backward_feed = backward
             .bindings()
             .map(|(name, _)| {

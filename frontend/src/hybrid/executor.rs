@@ -6,6 +6,15 @@
 //! op node runs through the chosen backend's [`Kernels`], and a value is dropped as soon as
 //! its last user has run, so a deep chain holds two values at a time, not all of them.
 //!
+//! Buffers are recycled according to the graph's memory plan ([`kiln_passes::memory`]): each
+//! step's value belongs to one of the plan's buffers; when a value is freed its allocation
+//! returns to its buffer's pool, and the next step planned into that buffer hands it to the
+//! backend through [`Kernels::execute_into`], in this run and the following ones. Outputs
+//! leave with the caller and are always allocated afresh. An in-place step
+//! writes into its input's *buffer*, which a backend API with borrowed inputs cannot
+//! alias, so such a buffer keeps two allocations that alternate. `KILN_PASSES=-plan_memory`
+//! (or `none`) or [`Executor::set_buffer_reuse`] turns recycling off.
+//!
 //! Random ops are pure functions of their `seed` attribute. A traced graph gives each random
 //! op a placeholder seed equal to its *seed slot* (0, 1, 2, ... in trace order); the plan
 //! remembers which steps carry which slot, and every run receives the real seeds, one per
@@ -14,8 +23,9 @@
 use kiln_backends::jit::JitBackend;
 use kiln_backends::{CpuBackend, Interpreter, Kernels};
 use kiln_ir::graph::NodeKind;
-use kiln_ir::{Error, Graph, NodeId, Op, Result, Tensor, TensorType, TensorView};
+use kiln_ir::{Error, Graph, NodeId, Op, Result, Storage, Tensor, TensorType, TensorView};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Which engine runs compiled graphs.
 ///
@@ -115,6 +125,11 @@ struct Step {
     ty: TensorType,
     /// Steps whose values are used for the last time by this step (freed right after it).
     frees: Vec<usize>,
+    /// The memory plan's buffer for this step's value.
+    buffer: usize,
+    /// Whether the value is an output (it leaves with the caller: never given a recycled
+    /// allocation, which may be larger than it needs).
+    is_output: bool,
     /// A readable label for errors (`%3 (relu)`).
     label: String,
 }
@@ -127,6 +142,49 @@ pub struct RunStats {
     /// The most computed values held at once (a step's output counts while its inputs are
     /// still held).
     pub peak_values: usize,
+    /// Steps that were offered a recycled allocation from their planned buffer.
+    pub buffers_recycled: usize,
+}
+
+/// Most allocations one plan buffer keeps between values (two: an in-place step and the
+/// value it overwrites are alive together).
+const POOL_DEPTH: usize = 2;
+
+/// Recycled allocations, one small stack per plan buffer, kept across runs. A clone starts
+/// empty; concurrent runs of one executor each take the whole pool or find it empty.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<Vec<Storage>>>);
+
+impl BufferPool {
+    fn take(&self) -> Vec<Vec<Storage>> {
+        self.0
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    fn put(&self, pool: Vec<Vec<Storage>>) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = pool;
+        }
+    }
+}
+
+impl Clone for BufferPool {
+    fn clone(&self) -> Self {
+        BufferPool::default()
+    }
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .0
+            .lock()
+            .map(|p| p.iter().map(Vec::len).sum::<usize>())
+            .unwrap_or(0);
+        write!(f, "BufferPool({held} allocations)")
+    }
 }
 
 /// A graph compiled into a plan for one backend (see the module documentation).
@@ -139,6 +197,11 @@ pub struct Executor {
     outputs: Vec<Source>,
     seed_slots: usize,
     backend: BackendChoice,
+    /// Buffers in the memory plan.
+    buffers: usize,
+    /// Whether runs recycle allocations (see the module docs).
+    reuse: bool,
+    pool: BufferPool,
 }
 
 /// The seed attribute of a random op.
@@ -194,7 +257,8 @@ impl Executor {
     /// Compiles `graph` for `backend`. Random ops whose seed is below `seed_slots` take the
     /// seed drawn for that slot at each run; other seeds are kept as they are.
     ///
-    /// Errors on a graph without outputs.
+    /// Errors on a graph without outputs, and on a `KILN_PASSES` that does not parse (it
+    /// decides whether buffers are recycled).
     pub fn new(graph: &Graph, seed_slots: usize, backend: BackendChoice) -> Result<Executor> {
         if graph.outputs().is_empty() {
             return Err(Error::Graph(
@@ -230,6 +294,7 @@ impl Executor {
             }
         }
 
+        let plan = kiln_passes::memory::plan(graph)?;
         let order = graph.topo_order();
         let mut source: HashMap<NodeId, Source> = HashMap::new();
         let mut consts = Vec::new();
@@ -266,12 +331,20 @@ impl Executor {
                     let seed_slot = op_seed(op)
                         .filter(|&s| s < seed_slots as u64)
                         .map(|s| s as usize);
+                    let buffer = plan.buffer_of(id).ok_or_else(|| {
+                        Error::Graph(format!(
+                            "compile: %{k} ({}) has no buffer in the memory plan",
+                            op.name()
+                        ))
+                    })?;
                     steps.push(Step {
                         op: op.clone(),
                         seed_slot,
                         args,
                         ty: node.ty.clone(),
                         frees: Vec::new(),
+                        buffer,
+                        is_output: graph.outputs().contains(&id),
                         label: format!("%{k} ({})", op.name()),
                     });
                     Source::Step(steps.len() - 1)
@@ -317,7 +390,29 @@ impl Executor {
             outputs,
             seed_slots,
             backend,
+            buffers: plan.buffers.len(),
+            reuse: kiln_passes::memory::enabled_by_env()?,
+            pool: BufferPool::default(),
         })
+    }
+
+    /// Turns recycling of allocations through the memory plan on or off (on unless
+    /// `KILN_PASSES` turns `plan_memory` off). Turning it off drops what the pool holds.
+    pub fn set_buffer_reuse(&mut self, on: bool) {
+        self.reuse = on;
+        if !on {
+            self.pool = BufferPool::default();
+        }
+    }
+
+    /// Whether runs recycle allocations.
+    pub fn buffer_reuse(&self) -> bool {
+        self.reuse
+    }
+
+    /// Number of buffers in the memory plan the runs follow.
+    pub fn num_buffers(&self) -> usize {
+        self.buffers
     }
 
     /// The bindings (inputs and parameters) in the order [`Executor::run`] takes them.
@@ -386,6 +481,14 @@ impl Executor {
         let mut values: Vec<Option<Tensor>> = (0..self.steps.len()).map(|_| None).collect();
         let mut stats = RunStats::default();
         let mut held = 0usize;
+        let mut pool = if self.reuse {
+            self.pool.take()
+        } else {
+            Vec::new()
+        };
+        if self.reuse {
+            pool.resize_with(self.buffers, Vec::new);
+        }
         for (s, step) in self.steps.iter().enumerate() {
             let out = {
                 let views = step
@@ -393,9 +496,28 @@ impl Executor {
                     .iter()
                     .map(|a| self.view(*a, bindings, &values, step))
                     .collect::<Result<Vec<_>>>()?;
-                match step.seed_slot {
-                    Some(slot) => kernels.execute(&with_seed(&step.op, seeds[slot]), &views),
-                    None => kernels.execute(&step.op, &views),
+                let seeded;
+                let op = match step.seed_slot {
+                    Some(slot) => {
+                        seeded = with_seed(&step.op, seeds[slot]);
+                        &seeded
+                    }
+                    None => &step.op,
+                };
+                let recycled = if step.is_output {
+                    None
+                } else {
+                    pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                        let n = st.len();
+                        Tensor::new([n], st).ok()
+                    })
+                };
+                match recycled {
+                    Some(buf) => {
+                        stats.buffers_recycled += 1;
+                        kernels.execute_into(op, &views, buf)
+                    }
+                    None => kernels.execute(op, &views),
                 }
                 .map_err(|e| match e {
                     Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
@@ -414,8 +536,13 @@ impl Executor {
             stats.ops_run += 1;
             stats.peak_values = stats.peak_values.max(held + 1);
             for &p in &step.frees {
-                if values[p].take().is_some() {
+                if let Some(v) = values[p].take() {
                     held -= 1;
+                    if let Some(slot) = pool.get_mut(self.steps[p].buffer) {
+                        if slot.len() < POOL_DEPTH {
+                            slot.push(v.into_parts().1);
+                        }
+                    }
                 }
             }
             values[s] = Some(out);
@@ -434,6 +561,9 @@ impl Executor {
                 Source::Const(c) => self.consts.get(*c).cloned(),
             };
             results.push(t.ok_or_else(|| Error::Graph(format!("run: output {i} has no value")))?);
+        }
+        if self.reuse {
+            self.pool.put(pool);
         }
         Ok((results, stats))
     }
@@ -454,6 +584,101 @@ impl Executor {
                 .and_then(Option::as_ref)
                 .map(Tensor::view)
                 .ok_or_else(missing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::graph::testing::{random_feed, random_graph};
+    use kiln_ir::{DType, UnaryOp};
+
+    /// `softmax(relu(x·w1ᵀ + b1)·w2ᵀ + b2)`, and its feed.
+    fn mlp() -> (Graph, Vec<Tensor>) {
+        let mut g = Graph::new();
+        let f32s = |d: &[usize]| TensorType::new(d, DType::F32);
+        let x = g.add_input("x", f32s(&[8, 12])).unwrap();
+        let w1 = g.add_param("w1", f32s(&[16, 12])).unwrap();
+        let b1 = g.add_param("b1", f32s(&[16])).unwrap();
+        let w2 = g.add_param("w2", f32s(&[4, 16])).unwrap();
+        let b2 = g.add_param("b2", f32s(&[4])).unwrap();
+        let fc = Op::FullyConnected {
+            flatten: true,
+            no_bias: false,
+        };
+        let h = g.add_op(fc.clone(), &[x, w1, b1]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[h]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[h]).unwrap();
+        let o = g.add_op(fc, &[h, w2, b2]).unwrap();
+        let y = g.add_op(Op::Softmax { axis: -1 }, &[o]).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        let feed = [96usize, 192, 16, 64, 4]
+            .iter()
+            .zip([[8, 12], [16, 12], [16, 1], [4, 16], [4, 1]])
+            .map(|(&n, d)| {
+                let v: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37 % 23) as f32 - 11.0) / 13.0)
+                    .collect();
+                let dims: Vec<usize> = if d[1] == 1 { vec![d[0]] } else { d.to_vec() };
+                Tensor::from_vec(v, dims).unwrap()
+            })
+            .collect();
+        (g, feed)
+    }
+
+    fn runs(exec: &Executor, feed: &[Tensor], n: usize) -> Vec<(Vec<Tensor>, RunStats)> {
+        let views: Vec<TensorView<'_>> = feed.iter().map(Tensor::view).collect();
+        (0..n)
+            .map(|_| exec.run_with_stats(&views, &[]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn recycled_buffers_give_bitwise_the_same_results() {
+        let (g, feed) = mlp();
+        let mut exec = Executor::new(&g, 0, BackendChoice::Cpu).unwrap();
+        exec.set_buffer_reuse(false);
+        let plain = runs(&exec, &feed, 1);
+        assert_eq!(plain[0].1.buffers_recycled, 0);
+        exec.set_buffer_reuse(true);
+        let reused = runs(&exec, &feed, 4);
+        for (out, _) in &reused {
+            assert_eq!(out, &plain[0].0);
+        }
+        // Plan: fc -> buf0, relu and tanh in place in buf0, fc -> buf1, softmax -> buf0.
+        assert_eq!(exec.num_buffers(), 2);
+        // Run 1: only tanh finds an allocation (the first fc's, freed after relu). buf0 then
+        // keeps two (relu's and tanh's: an in-place step and its input are alive together),
+        // so from run 2 on every step but the output's is handed one.
+        let recycled: Vec<usize> = reused.iter().map(|(_, s)| s.buffers_recycled).collect();
+        assert_eq!(recycled, vec![1, 4, 4, 4]);
+    }
+
+    #[test]
+    fn random_graphs_run_the_same_with_and_without_recycling() {
+        for seed in 0..24u64 {
+            let g = random_graph(seed, 16);
+            let feed = random_feed(&g, seed);
+            let values: Vec<Tensor> = g
+                .bindings()
+                .iter()
+                .map(|(name, _)| {
+                    feed.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.clone())
+                        .unwrap()
+                })
+                .collect();
+            for backend in [BackendChoice::Cpu, BackendChoice::Interpreter] {
+                let mut exec = Executor::new(&g, 0, backend).unwrap();
+                exec.set_buffer_reuse(false);
+                let want = runs(&exec, &values, 1).remove(0).0;
+                exec.set_buffer_reuse(true);
+                for (got, _) in runs(&exec, &values, 3) {
+                    assert_eq!(got, want, "seed {seed} on {}", backend.name());
+                }
+            }
         }
     }
 }

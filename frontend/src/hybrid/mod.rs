@@ -8,6 +8,7 @@
 //! - [`symbol_block`]: [`SymbolBlock`], a block running a loaded graph;
 //! - [`export`](mod@export): writing a graph and its parameters ([`export()`]), the format
 //!   `SymbolBlock::imports` reads;
+//! - [`optimize`](mod@optimize): the pass pipeline compiled graphs go through;
 //! - [`trace`]: running a forward on symbolic arrays to record its graph;
 //! - [`hybridize`]: the per-block, per-signature cache behind `HybridBlock::hybridize`.
 
@@ -15,6 +16,7 @@ pub mod cached;
 pub mod executor;
 pub mod export;
 pub mod hybridize;
+pub mod optimize;
 pub mod symbol_block;
 pub mod trace;
 
