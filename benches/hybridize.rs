@@ -163,15 +163,19 @@ fn interleaved(
 ) -> Result<(f64, f64)> {
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for (f, t) in [(&mut *a, &mut ta), (&mut *b, &mut tb)] {
-            let start = Instant::now();
-            for _ in 0..steps {
-                f()?;
-            }
-            t.push(start.elapsed().as_secs_f64() / steps as f64);
-        }
+        ta.push(seconds_per_call(steps, a)?);
+        tb.push(seconds_per_call(steps, b)?);
     }
     Ok((median(&mut ta), median(&mut tb)))
+}
+
+/// Seconds per call of `f` over `steps` calls.
+fn seconds_per_call(steps: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    for _ in 0..steps {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / steps as f64)
 }
 
 fn line(fields: &[(&str, serde_json::Value)]) {
@@ -290,7 +294,7 @@ fn bench(model: &str, opts: &Options) -> Result<()> {
     let signatures: [(&str, usize); 3] = [("predict", 1), ("predict", 64), ("train", 64)];
     for (mode, batch) in signatures {
         let x = if batch == 1 { &x1 } else { &x64 };
-        let mut call = |trainer: &mut Trainer| -> Result<()> {
+        let call = |trainer: &mut Trainer| -> Result<()> {
             if mode == "train" {
                 step(net, trainer)
             } else {

@@ -3,7 +3,7 @@
 //! then the inference pipeline runs pass by pass:
 //!
 //! ```text
-//! dropout -> bn_fold -> simplify -> fold -> cse -> dce -> fuse
+//! dropout -> bn_fold -> simplify -> fold -> cse -> dce -> fuse -> plan_memory
 //! ```
 //!
 //! For each model the example prints the traced graph, the graph after each pass that

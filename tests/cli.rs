@@ -164,7 +164,8 @@ fn passes_prints_optimized_graph_stats_dumps_and_json() {
             "02-fold.dot",
             "03-cse.dot",
             "04-dce.dot",
-            "05-fuse.dot"
+            "05-fuse.dot",
+            "06-plan_memory.dot"
         ]
     );
     // fuse made relu, exp and the two adds one kernel: x, w, b, fc, fused.

@@ -22,17 +22,22 @@ fn ch07_passes_shows_every_pass_and_the_fused_kernels() {
 
     assert_eq!(summary.models.len(), 2);
     for m in &summary.models {
-        // Every pass of the inference pipeline ran and has a row, fuse last.
+        // Every pass of the inference pipeline ran and has a row: fuse, then plan_memory.
         let passes: Vec<&str> = m.stats.rows.iter().map(|r| r.pass.as_str()).collect();
-        assert_eq!(passes.last(), Some(&"fuse"), "{passes:?}");
+        assert_eq!(
+            passes[passes.len() - 2..],
+            ["fuse", "plan_memory"],
+            "{passes:?}"
+        );
         for (i, pass) in passes.iter().enumerate() {
             for ext in ["txt", "dot"] {
                 let f = m.dump_dir.join(format!("{:02}-{pass}.{ext}", i + 1));
                 assert!(f.is_file(), "{} missing", f.display());
             }
         }
-        let dot = std::fs::read_to_string(m.dump_dir.join(format!("{:02}-fuse.dot", passes.len())))
-            .unwrap();
+        let dot =
+            std::fs::read_to_string(m.dump_dir.join(format!("{:02}-fuse.dot", passes.len() - 1)))
+                .unwrap();
         assert!(dot.starts_with("digraph"), "{dot}");
         assert!(dot.contains("fused"), "{dot}");
         assert!(

@@ -370,9 +370,31 @@ fn compare(case: &str, mode: &str, hybrid: &Run, eager: &Run) {
     let e = rel_err(&hybrid.output, &eager.output);
     assert!(e <= TOL, "{case} ({mode}): output rel err {e:e}");
     assert_eq!(hybrid.params.len(), eager.params.len());
+    // A gradient that is mathematically zero (a conv bias before a train-mode batch norm,
+    // whose mean subtraction cancels it) is rounding noise in both modes, and any change in
+    // summation order (fused, vectorized reductions) changes that noise completely. Such a
+    // gradient, five orders of magnitude below the model's largest, is compared at the
+    // model's gradient scale instead of its own.
+    let model_scale = eager
+        .params
+        .iter()
+        .flat_map(|(_, w)| w.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     for ((name, h), (_, w)) in hybrid.params.iter().zip(&eager.params) {
-        let e = rel_err(h, w);
-        assert!(e <= TOL, "{case} ({mode}): {name} rel err {e:e}");
+        let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let e = if scale < 1e-5 * model_scale {
+            let diff = h
+                .iter()
+                .zip(w)
+                .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+            diff / model_scale
+        } else {
+            rel_err(h, w)
+        };
+        assert!(
+            e <= TOL,
+            "{case} ({mode}): {name} rel err {e:e} (max |want| {scale:e})"
+        );
     }
     if let (Some(h), Some(w)) = (&hybrid.input_grad, &eager.input_grad) {
         let e = rel_err(h, w);

@@ -329,9 +329,9 @@ fn dumps_write_the_plan_next_to_the_graph() {
         dir: Some(dir.clone()),
     });
     pm.run(&mut g).unwrap();
-    let written = std::fs::read_to_string(dir.join("05-plan_memory.plan.txt")).unwrap();
+    let written = std::fs::read_to_string(dir.join("06-plan_memory.plan.txt")).unwrap();
     assert_eq!(written, plan(&g).unwrap().to_string());
-    assert!(dir.join("05-plan_memory.txt").exists());
+    assert!(dir.join("06-plan_memory.txt").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -508,10 +508,16 @@ fn env_values_parse_into_switches() {
 #[test]
 fn switches_apply_in_order_and_unknown_names_are_errors() {
     let mut pm = PassManager::new(Pipeline::Training);
-    assert_eq!(pm.pass_names(), vec!["simplify", "fold", "cse", "dce", "fuse"]);
+    assert_eq!(
+        pm.pass_names(),
+        vec!["simplify", "fold", "cse", "dce", "fuse", "plan_memory"]
+    );
     pm.apply_env(&EnvConfig::parse(Some("-cse,-fuse"), None, None, None).unwrap())
         .unwrap();
-    assert_eq!(pm.enabled_names(), vec!["simplify", "fold", "dce"]);
+    assert_eq!(
+        pm.enabled_names(),
+        vec!["simplify", "fold", "dce", "plan_memory"]
+    );
     pm.apply_env(&EnvConfig::parse(Some("none,+cse"), None, None, None).unwrap())
         .unwrap();
     assert_eq!(pm.enabled_names(), vec!["cse"]);
@@ -530,7 +536,7 @@ fn switches_apply_in_order_and_unknown_names_are_errors() {
     );
     inf.apply_env(&EnvConfig::parse(Some("all"), None, None, None).unwrap())
         .unwrap();
-    assert_eq!(inf.enabled_names().len(), 7);
+    assert_eq!(inf.enabled_names().len(), 8);
 }
 
 #[test]
@@ -538,7 +544,10 @@ fn statistics_count_nodes_kernels_bytes_and_firings() {
     let mut g = sample();
     let stats = PassManager::new(Pipeline::Training).run(&mut g).unwrap();
     let names: Vec<&str> = stats.rows.iter().map(|r| r.pass.as_str()).collect();
-    assert_eq!(names, vec!["simplify", "fold", "cse", "dce", "fuse"]);
+    assert_eq!(
+        names,
+        vec!["simplify", "fold", "cse", "dce", "fuse", "plan_memory"]
+    );
     let s = stats.get("simplify").unwrap();
     assert_eq!(s.firings, vec![("mul-one".to_string(), 1)]);
     assert_eq!((s.before.nodes, s.after.nodes), (6, 5));
@@ -622,7 +631,10 @@ fn dump_dir_gets_numbered_text_and_dot_files() {
             "03-dce.dot",
             "03-dce.txt",
             "04-fuse.dot",
-            "04-fuse.txt"
+            "04-fuse.txt",
+            "05-plan_memory.dot",
+            "05-plan_memory.plan.txt",
+            "05-plan_memory.txt"
         ]
     );
     assert_eq!(
