@@ -79,25 +79,21 @@ fn check_model(index: usize) {
 }
 
 #[test]
-#[ignore = "golden files not generated yet: KILN_BLESS=1 cargo test --test golden_dumps -- --ignored"]
 fn softmax_regression_graphs_match_the_golden_dumps() {
     check_model(0);
 }
 
 #[test]
-#[ignore = "golden files not generated yet: KILN_BLESS=1 cargo test --test golden_dumps -- --ignored"]
 fn mlp_graphs_match_the_golden_dumps() {
     check_model(1);
 }
 
 #[test]
-#[ignore = "golden files not generated yet: KILN_BLESS=1 cargo test --test golden_dumps -- --ignored"]
 fn lenet_graphs_match_the_golden_dumps() {
     check_model(2);
 }
 
 #[test]
-#[ignore = "golden files not generated yet: KILN_BLESS=1 cargo test --test golden_dumps -- --ignored"]
 fn bn_cnn_graphs_match_the_golden_dumps() {
     check_model(3);
 }
