@@ -10,7 +10,9 @@
 //!   `SymbolBlock::imports` reads;
 //! - [`optimize`](mod@optimize): the pass pipeline compiled graphs go through;
 //! - [`trace`]: running a forward on symbolic arrays to record its graph;
-//! - [`hybridize`]: the per-block, per-signature cache behind `HybridBlock::hybridize`.
+//! - [`hybridize`]: the per-block, per-signature cache behind `HybridBlock::hybridize`;
+//! - [`train_step`]: [`TrainStep`], a whole training step (forward, loss, backward and the
+//!   optimizer update) compiled into one graph and run as one executor call.
 
 pub mod cached;
 pub mod executor;
@@ -19,6 +21,7 @@ pub mod hybridize;
 pub mod optimize;
 pub mod symbol_block;
 pub mod trace;
+pub mod train_step;
 
 pub use cached::CachedGraph;
 pub use executor::{BackendChoice, Executor, HybridizeOptions, RunStats};
@@ -26,3 +29,4 @@ pub use export::export;
 pub use hybridize::{CacheStats, HybridState, Signature};
 pub use symbol_block::SymbolBlock;
 pub use trace::is_tracing;
+pub use train_step::{TrainStep, TrainStepOptions};

@@ -80,6 +80,14 @@ impl Optimizer for Adam {
         &mut self.core
     }
 
+    fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("epsilon", self.epsilon),
+        ]
+    }
+
     fn create_state(&self, _index: usize, weight: &NDArray) -> Result<State> {
         State::zeros_like(weight, 2)
     }

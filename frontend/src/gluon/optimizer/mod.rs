@@ -278,6 +278,14 @@ pub trait Optimizer: Debug + Send {
         state: &mut State,
     ) -> Result<()>;
 
+    /// This optimizer's own hyperparameters by name (`momentum`; Adam's `beta1`, `beta2`,
+    /// `epsilon`), the names [`create`] takes; the shared ones are in [`Optimizer::core`].
+    /// What a compiled training step (`hybrid::TrainStep`) reads to build the same update;
+    /// empty for optimizers that do not list theirs.
+    fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+
     /// The current learning rate (the scheduler's value when one is set).
     fn learning_rate(&self) -> f64 {
         self.core().current_learning_rate()

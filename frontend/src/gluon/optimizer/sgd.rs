@@ -59,6 +59,10 @@ impl Optimizer for SGD {
         &mut self.core
     }
 
+    fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
+        vec![("momentum", self.momentum)]
+    }
+
     fn create_state(&self, _index: usize, weight: &NDArray) -> Result<State> {
         State::zeros_like(weight, usize::from(self.momentum != 0.0))
     }
