@@ -38,10 +38,7 @@ fn regression_batches(n: usize, batch: usize, seed: u64) -> Vec<(NDArray, NDArra
         .map(|i| {
             let x = normal(&[batch, 2], seed + i as u64);
             let v = x.to_vec::<f32>().unwrap();
-            let y: Vec<f32> = v
-                .chunks(2)
-                .map(|r| 2.0 * r[0] - 3.4 * r[1] + 4.2)
-                .collect();
+            let y: Vec<f32> = v.chunks(2).map(|r| 2.0 * r[0] - 3.4 * r[1] + 4.2).collect();
             (x, nd::array(&y).unwrap())
         })
         .collect()
@@ -210,7 +207,14 @@ fn compare(
     let names: Vec<String> = params_of(net).iter().map(|p| p.name()).collect();
 
     restore(net, &start);
-    let mut step = TrainStep::new(net, loss, make(), Hyper::new(), &TrainStepOptions::default()).unwrap();
+    let mut step = TrainStep::new(
+        net,
+        loss,
+        make(),
+        Hyper::new(),
+        &TrainStepOptions::default(),
+    )
+    .unwrap();
     kiln_frontend::random::seed(seed);
     let losses = compiled_steps(&mut step, batches);
     close_losses(&losses, &eager_losses);
@@ -246,9 +250,8 @@ fn sgd_momentum_with_weight_decay_matches_eager_trainer() {
     params[1].set_lr_mult(2.0);
     params[1].set_wd_mult(0.0);
     let batches = class_batches(5, 6, 5, 3, 20);
-    let make = || -> Box<dyn Optimizer> {
-        Box::new(SGD::new(0.1).with_momentum(0.9).with_wd(0.01))
-    };
+    let make =
+        || -> Box<dyn Optimizer> { Box::new(SGD::new(0.1).with_momentum(0.9).with_wd(0.01)) };
     compare(&net, &SoftmaxCrossEntropyLoss::new(), &make, &batches, 2);
 }
 
@@ -302,7 +305,12 @@ fn a_new_learning_rate_or_schedule_compiles_nothing() {
     let loss = L2Loss::new();
     let batches = regression_batches(6, 4, 60);
     let start = snapshot(&net);
-    let mut trainer = Trainer::new(&net.collect_params().unwrap(), "sgd", [("learning_rate", 0.05), ("momentum", 0.9)]).unwrap();
+    let mut trainer = Trainer::new(
+        &net.collect_params().unwrap(),
+        "sgd",
+        [("learning_rate", 0.05), ("momentum", 0.9)],
+    )
+    .unwrap();
     eager_steps(&net, &loss, &mut trainer, &batches[..3]);
     trainer.set_learning_rate(0.01).unwrap();
     eager_steps(&net, &loss, &mut trainer, &batches[3..]);
@@ -381,8 +389,14 @@ fn the_step_is_one_compiled_graph_with_the_update_in_it() {
     let _serial = serial();
     let net = linear();
     let loss = L2Loss::new();
-    let mut step = TrainStep::new(&net, &loss, "sgd", [("learning_rate", 0.1)], &TrainStepOptions::default())
-        .unwrap();
+    let mut step = TrainStep::new(
+        &net,
+        &loss,
+        "sgd",
+        [("learning_rate", 0.1)],
+        &TrainStepOptions::default(),
+    )
+    .unwrap();
     assert!(step.graph().is_none());
     let (x, y) = regression_batches(1, 4, 110).remove(0);
     let l = step.step(&x, &y).unwrap();
@@ -406,7 +420,10 @@ fn unsupported_optimizers_and_gradient_settings_are_clear_errors() {
     let err = TrainStep::new(&net, &loss, "rmsprop", [("learning_rate", 0.1)], &opts)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("rmsprop") && err.contains("sgd, adam"), "{err}");
+    assert!(
+        err.contains("rmsprop") && err.contains("sgd, adam"),
+        "{err}"
+    );
     let err = TrainStep::new(&net, &loss, "adam", [("beta1", 1.0)], &opts)
         .unwrap_err()
         .to_string();
@@ -433,7 +450,10 @@ fn unsupported_optimizers_and_gradient_settings_are_clear_errors() {
     let bias = net.bias().unwrap().data().unwrap().to_vec::<f32>().unwrap();
     let before = weight.data().unwrap().to_vec::<f32>().unwrap();
     step.step(&x, &y).unwrap();
-    assert_eq!(net.bias().unwrap().data().unwrap().to_vec::<f32>().unwrap(), bias);
+    assert_eq!(
+        net.bias().unwrap().data().unwrap().to_vec::<f32>().unwrap(),
+        bias
+    );
     assert_ne!(weight.data().unwrap().to_vec::<f32>().unwrap(), before);
 
     // Data of another feature count: the network's own shape error, and nothing changes.
@@ -497,11 +517,20 @@ fn a_parameter_no_gradient_reaches_is_a_clear_error() {
         .initialize(Arc::new(Normal::new(1.0)), Context::cpu(), false)
         .unwrap();
     let loss = L2Loss::new();
-    let mut step = TrainStep::new(&net, &loss, "sgd", [("learning_rate", 0.1)], &TrainStepOptions::default())
-        .unwrap();
+    let mut step = TrainStep::new(
+        &net,
+        &loss,
+        "sgd",
+        [("learning_rate", 0.1)],
+        &TrainStepOptions::default(),
+    )
+    .unwrap();
     let (x, y) = regression_batches(1, 4, 130).remove(0);
     let err = step.step(&x, &y).unwrap_err().to_string();
-    assert!(err.contains("unused0_spare") && err.contains("grad_req to null"), "{err}");
+    assert!(
+        err.contains("unused0_spare") && err.contains("grad_req to null"),
+        "{err}"
+    );
     net.spare.set_grad_req(GradReq::Null).unwrap();
     step.step(&x, &y).unwrap();
 }
@@ -514,16 +543,33 @@ fn deferred_initialization_finishes_on_the_first_step() {
         .unwrap();
     assert!(!net.weight().is_initialized());
     let loss = L2Loss::new();
-    let mut step = TrainStep::new(&net, &loss, "sgd", [("learning_rate", 0.1)], &TrainStepOptions::default())
-        .unwrap();
+    let mut step = TrainStep::new(
+        &net,
+        &loss,
+        "sgd",
+        [("learning_rate", 0.1)],
+        &TrainStepOptions::default(),
+    )
+    .unwrap();
     let x = normal(&[4, 3], 140);
     let y = normal(&[4, 2], 141);
-    let first = step.step(&x, &y).unwrap().mean().unwrap().as_scalar::<f32>().unwrap();
+    let first = step
+        .step(&x, &y)
+        .unwrap()
+        .mean()
+        .unwrap()
+        .as_scalar::<f32>()
+        .unwrap();
     assert_eq!(net.weight().shape().dims(), &[2, 3]);
     for _ in 0..50 {
         step.step(&x, &y).unwrap();
     }
-    let last = step.step(&x, &y).unwrap().mean().unwrap().as_scalar::<f32>().unwrap();
+    let last = step
+        .step(&x, &y)
+        .unwrap()
+        .mean()
+        .unwrap()
+        .as_scalar::<f32>()
+        .unwrap();
     assert!(last < first * 0.5, "{first} -> {last}");
 }
-

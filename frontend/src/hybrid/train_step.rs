@@ -460,11 +460,9 @@ impl<'a> TrainStep<'a> {
             for feed in &plan.feeds {
                 let view = match *feed {
                     Feed::Data | Feed::Label | Feed::Param(_) => next.next(),
-                    Feed::State(i, j) => self
-                        .states
-                        .get(&i)
-                        .and_then(|s| s.get(j))
-                        .map(Tensor::view),
+                    Feed::State(i, j) => {
+                        self.states.get(&i).and_then(|s| s.get(j)).map(Tensor::view)
+                    }
                     Feed::Lr => Some(lr.view()),
                     Feed::Count => Some(count.view()),
                 };
@@ -666,7 +664,12 @@ impl<'a> TrainStep<'a> {
                 .copied()
                 .ok_or_else(|| Error::Graph("TrainStep: a forward value was not copied".into()))
         };
-        let fwd_outputs: Vec<NodeId> = d.forward.outputs().iter().map(mapped).collect::<Result<_>>()?;
+        let fwd_outputs: Vec<NodeId> = d
+            .forward
+            .outputs()
+            .iter()
+            .map(mapped)
+            .collect::<Result<_>>()?;
         let loss_node = fwd_outputs[0];
         let loss_ty = g.ty(loss_node)?.clone();
         let ones = g.add_op(
@@ -699,9 +702,9 @@ impl<'a> TrainStep<'a> {
             .outputs()
             .iter()
             .map(|id| {
-                bwd.get(id).copied().ok_or_else(|| {
-                    Error::Graph("TrainStep: a gradient was not copied".into())
-                })
+                bwd.get(id)
+                    .copied()
+                    .ok_or_else(|| Error::Graph("TrainStep: a gradient was not copied".into()))
             })
             .collect::<Result<_>>()?;
 
@@ -771,12 +774,13 @@ impl<'a> TrainStep<'a> {
                 outputs.push(s);
                 out_kinds.push(Out::State(i, j));
             }
-            let _ = k;
         }
         // Running statistics (BatchNorm's state updates) are written like a hybridized call's.
         for (name, index) in &traced.state_updates {
             let i = index_of.get(name).copied().ok_or_else(|| {
-                Error::Graph(format!("TrainStep: state update of unknown parameter {name:?}"))
+                Error::Graph(format!(
+                    "TrainStep: state update of unknown parameter {name:?}"
+                ))
             })?;
             let node = fwd_outputs.get(*index).copied().ok_or_else(|| {
                 Error::Graph(format!("TrainStep: state update of {name:?} has no output"))
