@@ -38,7 +38,12 @@ fn the_three_ways_learn_the_same_linear_regression() {
     }
     // Forward, loss, backward and update: a handful of kernels.
     assert!(s.kernels >= 3 && s.kernels <= 40, "{}\n{text}", s.kernels);
-    assert!(s.mlp_rel_err <= 1e-4, "{}\n{text}", s.mlp_rel_err);
+    // The compiled MLP step stays as close to eager as the hybridized loop does.
+    assert!(
+        s.mlp_rel_err[1] <= 1e-4_f64.max(10.0 * s.mlp_rel_err[0]),
+        "{:?}\n{text}",
+        s.mlp_rel_err
+    );
     for t in [s.linear, s.mlp] {
         for us in [t.eager_us, t.hybridized_us, t.train_step_us] {
             assert!(us.is_finite() && us > 0.0, "{t:?}");
