@@ -29,7 +29,7 @@
 //! the training pipeline turned off in turn (`"off":"all"` is `KILN_PASSES=none`, `"none"`
 //! the full pipeline): kernels of the forward and backward graphs, the median step time, and
 //! the largest gradient difference from the full pipeline, relative to the gradient's
-//! largest magnitude:
+//! largest magnitude. The full pipeline runs first and again last, which shows the noise:
 //!
 //! ```text
 //! {"bench":"pass_off","model":"mlp","off":"fuse","kernels_forward":...,"kernels_backward":...,"ms_per_step":...,"grad_rel_diff":...}
@@ -327,9 +327,10 @@ fn bench_pass_off(model: &str, raw: &Step, steps: usize, rounds: usize) -> Resul
         .map(|n| n.to_string())
         .collect();
     let mut reference: Option<Vec<Tensor>> = None;
+    // The full pipeline runs first and again last: the two show how noisy the machine is.
     for off in std::iter::once("none")
         .chain(names.iter().map(String::as_str))
-        .chain(std::iter::once("all"))
+        .chain(["all", "none"])
     {
         let step = Step {
             forward: optimized_without(&raw.forward, off)?,
@@ -341,7 +342,9 @@ fn bench_pass_off(model: &str, raw: &Step, steps: usize, rounds: usize) -> Resul
         let fwd = Executor::new(&step.forward, step.seed_slots, BackendChoice::Cranelift)?;
         let bwd = Executor::new(&step.backward, step.seed_slots, BackendChoice::Cranelift)?;
         let grads = train_step(&fwd, &bwd, &step, &seeds)?;
-        train_step(&fwd, &bwd, &step, &seeds)?;
+        for _ in 0..3 {
+            train_step(&fwd, &bwd, &step, &seeds)?;
+        }
         let mut secs = Vec::new();
         for _ in 0..rounds {
             let t = Instant::now();
