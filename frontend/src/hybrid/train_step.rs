@@ -790,7 +790,7 @@ impl<'a> TrainStep<'a> {
         }
         g.set_outputs(outputs)?;
 
-        let (optimized, pass_stats) = optimize(&g)?;
+        let (optimized, pass_stats) = optimize(g.clone())?;
         let exec = Executor::new(&optimized, traced.seed_slots, self.options.backend)?;
         let data_name = &traced.input_names[0];
         let label_name = &traced.input_names[1];
