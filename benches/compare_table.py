@@ -125,11 +125,6 @@ def table(rows, threads, as_json):
         if bench == "copy":
             title = "copy (NDArray copy; memcpy {})".format(
                 fmt(med.get(("kiln", "memcpy")), unit))
-            batch_s = str(batch)
-        elif bench == "chain":
-            batch_s = str(batch)
-        else:
-            batch_s = str(batch)
         summary[key] = {"unit": unit, **{f"{f}_{m}": v for (f, m), v in med.items()},
                         "hyb_over_eager": me, "hyb_over_mxnet_hyb": mm}
         if as_json:
@@ -137,7 +132,7 @@ def table(rows, threads, as_json):
                                    "threads": threads, **summary[key]}))
         else:
             vals = [fmt(med.get(c), unit) for c in COLUMNS]
-            out.append(f"| {title} | {batch_s} | {unit} | " + " | ".join(vals)
+            out.append(f"| {title} | {batch} | {unit} | " + " | ".join(vals)
                        + f" | {re} | {rm} |")
     if not as_json:
         out.append("")
