@@ -220,10 +220,7 @@ fn batches(
     let mut out = Vec::with_capacity(BATCHES);
     for i in 0..BATCHES {
         let r = i * batch..(i + 1) * batch;
-        out.push((
-            x.slice_axis0(r.clone())?.copy()?,
-            y.slice_axis0(r)?.copy()?,
-        ));
+        out.push((x.slice_axis0(r.clone())?.copy()?, y.slice_axis0(r)?.copy()?));
     }
     Ok((out, source))
 }
@@ -314,13 +311,9 @@ fn bench_train(opts: &Options, model: ChapterModel, batch: usize) -> Result<()> 
         (ChapterModel::LeNet, true) => (1, 2),
         (_, true) => (3, 10),
     };
-    let (e, h) = interleaved(
-        warm,
-        opts.rounds(),
-        calls,
-        &mut || te.step(),
-        &mut || th.step(),
-    )?;
+    let (e, h) = interleaved(warm, opts.rounds(), calls, &mut || te.step(), &mut || {
+        th.step()
+    })?;
     for (mode, secs, t) in [("eager", e, &te), ("hybridized", h, &th)] {
         if !t.loss.is_finite() {
             return Err(Error::invalid(
@@ -358,13 +351,9 @@ fn bench_inference(opts: &Options, model: ChapterModel, batch: usize) -> Result<
     let run = |net: &HybridSequential| -> Result<()> {
         autograd::predict_mode(|| net.forward(&x)).map(|_| ())
     };
-    let (e, h) = interleaved(
-        warm,
-        opts.rounds(),
-        calls,
-        &mut || run(&eager),
-        &mut || run(&hybrid),
-    )?;
+    let (e, h) = interleaved(warm, opts.rounds(), calls, &mut || run(&eager), &mut || {
+        run(&hybrid)
+    })?;
     for (mode, secs) in [("eager", e), ("hybridized", h)] {
         let mut f = head(mode, "inference", model.name(), batch);
         f.extend([
@@ -417,13 +406,9 @@ fn bench_chain(opts: &Options) -> Result<()> {
     let (warm, calls) = (2, if opts.quick { 2 } else { 5 });
     let gb_s = |secs: f64| (8 * n) as f64 / secs / 1e9;
     let run = |c: &Chain| autograd::predict_mode(|| c.forward(&x)).map(|_| ());
-    let (e, h) = interleaved(
-        warm,
-        opts.rounds(),
-        calls,
-        &mut || run(&eager),
-        &mut || run(&hybrid),
-    )?;
+    let (e, h) = interleaved(warm, opts.rounds(), calls, &mut || run(&eager), &mut || {
+        run(&hybrid)
+    })?;
     let max_diff = eager
         .forward(&x)?
         .to_vec::<f32>()?

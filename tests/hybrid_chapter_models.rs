@@ -112,21 +112,14 @@ fn batches(setup: &Setup, x: &NDArray, y: &NDArray) -> Result<Vec<(NDArray, NDAr
                 .iter()
                 .map(|&d| d as i64)
                 .collect();
-            Ok((
-                x.slice_axis0(r.clone())?.reshape(&dims)?,
-                y.slice_axis0(r)?,
-            ))
+            Ok((x.slice_axis0(r.clone())?.reshape(&dims)?, y.slice_axis0(r)?))
         })
         .collect()
 }
 
 /// Runs the training steps; returns every step's mean loss.
 fn train(setup: &Setup, net: &HybridSequential, data: &[(NDArray, NDArray)]) -> Result<Vec<f64>> {
-    let mut trainer = Trainer::new(
-        &net.collect_params()?,
-        "sgd",
-        [("learning_rate", setup.lr)],
-    )?;
+    let mut trainer = Trainer::new(&net.collect_params()?, "sgd", [("learning_rate", setup.lr)])?;
     let regression = setup.model == ChapterModel::LinearRegression;
     let mut losses = Vec::with_capacity(data.len());
     for (x, y) in data {
@@ -242,7 +235,10 @@ fn check_agreement(setup: &Setup, o: &Outcome) {
     let name = setup.model.name();
     assert_eq!(o.eager_losses.len(), setup.steps);
     assert!(
-        o.eager_losses.iter().chain(&o.hybrid_losses).all(|l| l.is_finite()),
+        o.eager_losses
+            .iter()
+            .chain(&o.hybrid_losses)
+            .all(|l| l.is_finite()),
         "{name}: losses eager {:?}, hybridized {:?}",
         o.eager_losses,
         o.hybrid_losses
@@ -432,8 +428,14 @@ fn chapter_models_have_the_notebooks_sizes() -> Result<()> {
     let expected = [
         (ChapterModel::LinearRegression, 2 + 1),
         (ChapterModel::SoftmaxRegression, 784 * 10 + 10),
-        (ChapterModel::Mlp, 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10),
-        (ChapterModel::MlpDropout, 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10),
+        (
+            ChapterModel::Mlp,
+            784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
+        ),
+        (
+            ChapterModel::MlpDropout,
+            784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
+        ),
         (
             ChapterModel::LeNet,
             (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 512 + 512) + (512 * 10 + 10),
