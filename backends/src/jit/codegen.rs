@@ -3,7 +3,8 @@
 //! Every compiled kernel has one signature (all arguments pointer-sized):
 //!
 //! ```text
-//! fn(rows, inner, ins: *const *const f32, row_strides: *const isize, out: *mut f32, out_row: isize)
+//! fn(rows, inner, ins: *const *const f32, row_strides: *const isize, out: *mut f32, out_row: isize,
+//!    aux: *mut f32)
 //! ```
 //!
 //! It processes `rows` rows of `inner` elements. Input `k`'s row starts at `ins[k]` and moves
@@ -14,13 +15,24 @@
 //! that do not collapse into one row stride.
 //!
 //! Inside a row: a vector loop over `4⌊inner/4⌋` elements in f32x4, then a scalar tail.
+//! `aux` is scratch memory laid out like `out`, used only by [`Body::ArgCol`] (the running
+//! best values); other kernels ignore it.
+//!
+//! **Summation order of a row fold** ([`Body::RowFold`], softmax's sums): four f32x4
+//! accumulators `a0..a3` take consecutive vectors of each 16-element block (lane `j` of `ak`
+//! sees the elements `i ≡ 4k + j (mod 16)`); the remaining whole vectors go to `a0`; then
+//! `v = (a0 ∘ a1) ∘ (a2 ∘ a3)`, its lanes combine as `(v0 ∘ v1) ∘ (v2 ∘ v3)`, and the scalar
+//! tail is folded in, in order. A [`Body::RowFold`] then combines that row result into the
+//! output element (`out = out ∘ row`), so rows reduced into one output (outer reduced axes)
+//! are added row after row. A [`Body::ColFold`] adds each row into the output elementwise, row
+//! after row: every output element is a plain sequential fold over its reduced positions.
 
 use super::emit::{self, LANES, VEC};
 use super::program::{Node, Program};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use kiln_ir::{BinaryOp, ReduceOp, UnaryOp};
+use kiln_ir::{BinaryOp, UnaryOp};
 
 /// How an input moves along the inner (contiguous) loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,8 +48,21 @@ pub(crate) enum Mode {
 pub(crate) enum Body {
     /// `out[i] = program(inputs[i])`.
     Map(Program),
-    /// `out[row] = reduce(program(inputs[i]))` over the row.
-    Reduce(ReduceOp, Program),
+    /// `out[row] = out[row] ∘ fold(program(inputs[i]) over the row)`: a reduction whose
+    /// reduced axes end with the contiguous one. `out_row` is 0 when the rows are reduced
+    /// too (they all fold into one output element).
+    RowFold { comb: Comb, prog: Program },
+    /// `out[row, i] = out[row, i] ∘ program(inputs)[row, i]`: a reduction over rows whose
+    /// kept axis is the contiguous one (`out_row` is 0: every row folds into the same output
+    /// row), with vector loads and stores of the output.
+    ColFold { comb: Comb, prog: Program },
+    /// `out[row] = argmax (argmin unless max) of program(inputs) over the row`, as an f32
+    /// index. Ties take the first index; a NaN is the extremum (the first NaN wins).
+    ArgRow { max: bool, prog: Program },
+    /// Argmax/argmin over rows, the contiguous axis kept: for each row `r` and element `i`,
+    /// where `program(inputs)[r, i]` beats `aux[i]`, `aux[i]` takes it and `out[i] = r`.
+    /// The driver starts `aux` at `∓inf` and `out` at 0 (both with `out_row` 0).
+    ArgCol { max: bool, prog: Program },
     /// `out[i] = softmax(program(inputs))[i]` (log-softmax when `log`) along the row.
     Softmax { log: bool, prog: Program },
     /// `out[row] = -log_softmax(program(inputs))[row, label]`, with the label read from input
@@ -46,10 +71,53 @@ pub(crate) enum Body {
     SoftmaxXent { label: usize, prog: Program },
 }
 
+/// How a fold combines two values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Comb {
+    /// `a + x` (identity 0).
+    Add,
+    /// `a * x` (identity 1).
+    Mul,
+    /// The interpreter's NaN-propagating `maximum` (identity -inf).
+    Max,
+    /// The interpreter's NaN-propagating `minimum` (identity +inf).
+    Min,
+    /// `x > a ? x : a`: a maximum that skips NaN (softmax's row maximum, like `f64::max`).
+    MaxSkipNan,
+}
+
+impl Comb {
+    /// The value that leaves any `x` unchanged (`-0 + 0` aside).
+    pub(crate) fn identity(self) -> f32 {
+        match self {
+            Comb::Add => 0.0,
+            Comb::Mul => 1.0,
+            Comb::Max | Comb::MaxSkipNan => f32::NEG_INFINITY,
+            Comb::Min => f32::INFINITY,
+        }
+    }
+
+    fn apply(self, b: &mut FunctionBuilder<'_>, a: Value, x: Value) -> Value {
+        match self {
+            Comb::Add => b.ins().fadd(a, x),
+            Comb::Mul => b.ins().fmul(a, x),
+            Comb::Max => emit::maximum(b, a, x),
+            Comb::Min => emit::minimum(b, a, x),
+            Comb::MaxSkipNan => {
+                let m = emit::cmp(b, FloatCC::GreaterThan, x, a);
+                emit::select(b, m, x, a)
+            }
+        }
+    }
+}
+
+/// Number of arguments of every kernel (see the module documentation).
+const N_PARAMS: usize = 7;
+
 /// The machine-level signature shared by every kernel.
 pub(crate) fn signature(call_conv: cranelift_codegen::isa::CallConv, ptr: Type) -> Signature {
     let mut sig = Signature::new(call_conv);
-    for _ in 0..6 {
+    for _ in 0..N_PARAMS {
         sig.params.push(AbiParam::new(ptr));
     }
     sig
@@ -180,12 +248,15 @@ pub(crate) fn build(
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     let params = b.block_params(entry).to_vec();
-    let (rows, inner, ins, strides, out, out_row) = (
-        params[0], params[1], params[2], params[3], params[4], params[5],
+    let (rows, inner, ins, strides, out, out_row, aux) = (
+        params[0], params[1], params[2], params[3], params[4], params[5], params[6],
     );
     let prog = match body {
         Body::Map(p)
-        | Body::Reduce(_, p)
+        | Body::RowFold { prog: p, .. }
+        | Body::ColFold { prog: p, .. }
+        | Body::ArgRow { prog: p, .. }
+        | Body::ArgCol { prog: p, .. }
         | Body::Softmax { prog: p, .. }
         | Body::SoftmaxXent { prog: p, .. } => p,
     };
@@ -257,29 +328,54 @@ pub(crate) fn build(
                 Some(())
             })?;
         }
-        Body::Reduce(f, _) => {
-            let (init, op): (f32, ReduceOp) = match f {
-                ReduceOp::Sum | ReduceOp::Mean => (0.0, ReduceOp::Sum),
-                ReduceOp::Max => (f32::NEG_INFINITY, ReduceOp::Max),
-                ReduceOp::Min => (f32::INFINITY, ReduceOp::Min),
-                _ => return None,
-            };
-            let s = ctx.fold(b, init, op, |b, ty, off| em.eval(b, ty, off))?;
-            let s = if *f == ReduceOp::Mean {
-                let n = b.ins().fcvt_from_uint(types::F32, inner);
-                b.ins().fdiv(s, n)
-            } else {
-                s
-            };
+        Body::RowFold { comb, .. } => {
+            let s = ctx.fold(b, *comb, |b, ty, off| em.eval(b, ty, off))?;
             let o = b.use_var(out_var);
-            b.ins().store(mf(), s, o, 0);
+            let prev = b.ins().load(types::F32, mf(), o, 0);
+            let v = comb.apply(b, prev, s);
+            b.ins().store(mf(), v, o, 0);
+        }
+        Body::ColFold { comb, .. } => {
+            ctx.for_each(b, |b, ty, off| {
+                let x = em.eval(b, ty, off)?;
+                let o = b.use_var(out_var);
+                let a = b.ins().iadd(o, off);
+                let prev = b.ins().load(ty, mf(), a, 0);
+                let v = comb.apply(b, prev, x);
+                b.ins().store(mf(), v, a, 0);
+                Some(())
+            })?;
+        }
+        Body::ArgRow { max, .. } => {
+            let idx = ctx.arg_fold(b, *max, |b, ty, off| em.eval(b, ty, off))?;
+            let o = b.use_var(out_var);
+            b.ins().store(mf(), idx, o, 0);
+        }
+        Body::ArgCol { max, .. } => {
+            let r = b.use_var(r_var);
+            let rf = b.ins().fcvt_from_uint(types::F32, r);
+            let rv = b.ins().splat(VEC, rf);
+            let max = *max;
+            ctx.for_each(b, |b, ty, off| {
+                let x = em.eval(b, ty, off)?;
+                let ba = b.ins().iadd(aux, off);
+                let best = b.ins().load(ty, mf(), ba, 0);
+                let m = better(b, max, x, best);
+                let nb = emit::select(b, m, x, best);
+                b.ins().store(mf(), nb, ba, 0);
+                let o = b.use_var(out_var);
+                let oa = b.ins().iadd(o, off);
+                let cur = b.ins().load(ty, mf(), oa, 0);
+                let ri = if ty.is_vector() { rv } else { rf };
+                let ni = emit::select(b, m, ri, cur);
+                b.ins().store(mf(), ni, oa, 0);
+                Some(())
+            })?;
         }
         Body::SoftmaxXent { label, .. } => {
-            let m = ctx.fold(b, f32::NEG_INFINITY, ReduceOp::Norm, |b, ty, off| {
-                em.eval(b, ty, off)
-            })?;
+            let m = ctx.fold(b, Comb::MaxSkipNan, |b, ty, off| em.eval(b, ty, off))?;
             let mv = b.ins().splat(VEC, m);
-            let sum = ctx.fold(b, 0.0, ReduceOp::Sum, |b, ty, off| {
+            let sum = ctx.fold(b, Comb::Add, |b, ty, off| {
                 let x = em.eval(b, ty, off)?;
                 let mm = if ty.is_vector() { mv } else { m };
                 let d = b.ins().fsub(x, mm);
@@ -303,9 +399,7 @@ pub(crate) fn build(
         }
         Body::Softmax { log, .. } => {
             // Pass 1: the row maximum (NaN-ignoring like f64::max; a NaN reaches the sum).
-            let m = ctx.fold(b, f32::NEG_INFINITY, ReduceOp::Norm, |b, ty, off| {
-                em.eval(b, ty, off)
-            })?;
+            let m = ctx.fold(b, Comb::MaxSkipNan, |b, ty, off| em.eval(b, ty, off))?;
             let mv = b.ins().splat(VEC, m);
             let shifted = |b: &mut FunctionBuilder<'_>, ty: Type, off: Value| -> Option<Value> {
                 let x = em.eval(b, ty, off)?;
@@ -314,7 +408,7 @@ pub(crate) fn build(
             };
             // Pass 2: the sum of exp(x - max) (softmax also stores the exponentials).
             let log = *log;
-            let sum = ctx.fold(b, 0.0, ReduceOp::Sum, |b, ty, off| {
+            let sum = ctx.fold(b, Comb::Add, |b, ty, off| {
                 let d = shifted(b, ty, off)?;
                 let e = emit::unary(b, UnaryOp::Exp, d)?;
                 if !log {
@@ -377,6 +471,21 @@ struct Loops {
     inner_vec: Value,
 }
 
+/// `x` beats `best` for argmax (`max`) or argmin: strictly greater (less), or `x` is the first
+/// NaN (a NaN best is never beaten). Lane by lane for vectors.
+fn better(b: &mut FunctionBuilder<'_>, max: bool, x: Value, best: Value) -> emit::Mask {
+    let cc = if max {
+        FloatCC::GreaterThan
+    } else {
+        FloatCC::LessThan
+    };
+    let strict = emit::cmp(b, cc, x, best);
+    let xn = emit::cmp(b, FloatCC::Unordered, x, x);
+    let bn = emit::cmp(b, FloatCC::Unordered, best, best);
+    let first_nan = emit::and_not(b, xn, bn);
+    emit::or(b, strict, first_nan)
+}
+
 impl Loops {
     /// Runs `f(ty, byte_offset)` for every element of the row: f32x4 blocks, then the scalar
     /// tail. Leaves the builder in a fresh block after the loops.
@@ -388,57 +497,162 @@ impl Loops {
         self.loops(b, &mut |b, ty, off| f(b, ty, off), None)
     }
 
-    /// Folds `f`'s values over the row with `op` (Sum: `+`; Max/Min: NaN-propagating
-    /// `maximum`/`minimum`; Norm here means the NaN-ignoring maximum used by softmax) from
-    /// `init`. Summation order: lane `j` of a vector accumulator takes the elements
-    /// `i ≡ j (mod 4)` of the vector part, the lanes combine as `(l0 ∘ l1) ∘ (l2 ∘ l3)`, then
-    /// the tail elements are added in order.
+    /// Folds `f`'s values over the row with `comb`, from its identity, in the summation
+    /// order of the module documentation (four vector accumulators, then one, then lanes,
+    /// then the scalar tail).
     fn fold(
         &self,
         b: &mut FunctionBuilder<'_>,
-        init: f32,
-        op: ReduceOp,
+        comb: Comb,
         mut f: impl FnMut(&mut FunctionBuilder<'_>, Type, Value) -> Option<Value>,
     ) -> Option<Value> {
-        let acc_v = b.declare_var(VEC);
+        const UNROLL: usize = 4;
+        let ptr = types::I64;
+        let accs: Vec<Variable> = (0..UNROLL).map(|_| b.declare_var(VEC)).collect();
         let acc_s = b.declare_var(types::F32);
-        let iv = emit::fconst(b, VEC, init);
-        b.def_var(acc_v, iv);
-        let combine = move |b: &mut FunctionBuilder<'_>, a: Value, x: Value| -> Value {
-            match op {
-                ReduceOp::Max => emit::maximum(b, a, x),
-                ReduceOp::Min => emit::minimum(b, a, x),
-                ReduceOp::Norm => {
-                    // x > a ? x : a (a NaN x is skipped).
-                    let m = emit::cmp(b, FloatCC::GreaterThan, x, a);
-                    emit::select(b, m, x, a)
-                }
-                _ => b.ins().fadd(a, x),
-            }
-        };
-        self.loops(
+        let iv = emit::fconst(b, VEC, comb.identity());
+        for &a in &accs {
+            b.def_var(a, iv);
+        }
+        // The unrolled block loop: 16 elements per iteration into four accumulators.
+        let i_var = b.declare_var(ptr);
+        let zero = b.ins().iconst(ptr, 0);
+        b.def_var(i_var, zero);
+        let block = (LANES * UNROLL) as i64;
+        let mask = b.ins().iconst(ptr, -block);
+        let inner_blk = b.ins().band(self.inner, mask);
+        let head = b.create_block();
+        let body = b.create_block();
+        let after = b.create_block();
+        b.ins().jump(head, &[]);
+        b.switch_to_block(head);
+        let i = b.use_var(i_var);
+        let c = b.ins().icmp(IntCC::UnsignedLessThan, i, inner_blk);
+        b.ins().brif(c, body, &[], after, &[]);
+        b.switch_to_block(body);
+        let i = b.use_var(i_var);
+        let base = b.ins().ishl_imm_u(i, 2);
+        for (k, &a) in accs.iter().enumerate() {
+            let off = b.ins().iadd_imm_s(base, (k * LANES * 4) as i64);
+            let x = f(b, VEC, off)?;
+            let av = b.use_var(a);
+            let r = comb.apply(b, av, x);
+            b.def_var(a, r);
+        }
+        let i = b.use_var(i_var);
+        let i = b.ins().iadd_imm_s(i, block);
+        b.def_var(i_var, i);
+        b.ins().jump(head, &[]);
+        b.switch_to_block(after);
+        // Then whole vectors into a0, the accumulators and lanes together, and the tail.
+        let a0 = accs[0];
+        self.loops_from(
             b,
+            i_var,
             &mut |b, ty, off| {
                 let x = f(b, ty, off)?;
-                let var = if ty.is_vector() { acc_v } else { acc_s };
+                let var = if ty.is_vector() { a0 } else { acc_s };
                 let a = b.use_var(var);
-                let r = combine(b, a, x);
+                let r = comb.apply(b, a, x);
                 b.def_var(var, r);
                 Some(())
             },
             Some(&mut |b: &mut FunctionBuilder<'_>| {
-                // Between the loops: reduce the vector accumulator into the scalar one.
-                let v = b.use_var(acc_v);
+                let v: Vec<Value> = accs.iter().map(|&a| b.use_var(a)).collect();
+                let x = comb.apply(b, v[0], v[1]);
+                let y = comb.apply(b, v[2], v[3]);
+                let v = comb.apply(b, x, y);
                 let l: Vec<Value> = (0..LANES as u8)
                     .map(|k| b.ins().extractlane(v, k))
                     .collect();
-                let x = combine(b, l[0], l[1]);
-                let y = combine(b, l[2], l[3]);
-                let s = combine(b, x, y);
+                let x = comb.apply(b, l[0], l[1]);
+                let y = comb.apply(b, l[2], l[3]);
+                let s = comb.apply(b, x, y);
                 b.def_var(acc_s, s);
             }),
         )?;
         Some(b.use_var(acc_s))
+    }
+
+    /// The index (as f32) of the row's maximum (`max`) or minimum of `f`'s values: ties take
+    /// the first index, the first NaN wins. Lane `j` tracks the elements `i ≡ j (mod 4)` of
+    /// the vector part, starting as if element `j` were `∓inf` (harmless: a real element at
+    /// an index ≥ 0 beats or ties it, and a tie takes the smaller index); the lanes combine
+    /// with ties broken by index, then the scalar tail continues strictly.
+    fn arg_fold(
+        &self,
+        b: &mut FunctionBuilder<'_>,
+        max: bool,
+        mut f: impl FnMut(&mut FunctionBuilder<'_>, Type, Value) -> Option<Value>,
+    ) -> Option<Value> {
+        let worst = if max {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        };
+        let bv = b.declare_var(VEC);
+        let bi = b.declare_var(VEC);
+        let sv = b.declare_var(types::F32);
+        let si = b.declare_var(types::F32);
+        let w = emit::fconst(b, VEC, worst);
+        b.def_var(bv, w);
+        let lane_ids = {
+            let l: Vec<Value> = (0..LANES).map(|k| b.ins().f32const(k as f32)).collect();
+            let mut v = b.ins().splat(VEC, l[0]);
+            for (k, &x) in l.iter().enumerate().skip(1) {
+                v = b.ins().insertlane(v, x, k as u8);
+            }
+            v
+        };
+        b.def_var(bi, lane_ids);
+        self.loops(
+            b,
+            &mut |b, ty, off| {
+                let x = f(b, ty, off)?;
+                let i = b.ins().ushr_imm(off, 2);
+                let fi = b.ins().fcvt_from_uint(types::F32, i);
+                let (vv, iv, idx) = if ty.is_vector() {
+                    let s = b.ins().splat(VEC, fi);
+                    (bv, bi, b.ins().fadd(s, lane_ids))
+                } else {
+                    (sv, si, fi)
+                };
+                let best = b.use_var(vv);
+                let m = better(b, max, x, best);
+                let nb = emit::select(b, m, x, best);
+                b.def_var(vv, nb);
+                let cur = b.use_var(iv);
+                let ni = emit::select(b, m, idx, cur);
+                b.def_var(iv, ni);
+                Some(())
+            },
+            Some(&mut |b: &mut FunctionBuilder<'_>| {
+                let v = b.use_var(bv);
+                let ix = b.use_var(bi);
+                let lanes: Vec<(Value, Value)> = (0..LANES as u8)
+                    .map(|k| (b.ins().extractlane(v, k), b.ins().extractlane(ix, k)))
+                    .collect();
+                let pick = |b: &mut FunctionBuilder<'_>, p: (Value, Value), q: (Value, Value)| {
+                    // q wins when better, or equal (or both NaN) with a smaller index.
+                    let m = better(b, max, q.0, p.0);
+                    let eq = emit::cmp(b, FloatCC::Equal, q.0, p.0);
+                    let qn = emit::cmp(b, FloatCC::Unordered, q.0, q.0);
+                    let pn = emit::cmp(b, FloatCC::Unordered, p.0, p.0);
+                    let both = emit::and(b, qn, pn);
+                    let tie = emit::or(b, eq, both);
+                    let lower = emit::cmp(b, FloatCC::LessThan, q.1, p.1);
+                    let tie_low = emit::and(b, tie, lower);
+                    let m = emit::or(b, m, tie_low);
+                    (emit::select(b, m, q.0, p.0), emit::select(b, m, q.1, p.1))
+                };
+                let x = pick(b, lanes[0], lanes[1]);
+                let y = pick(b, lanes[2], lanes[3]);
+                let (v, i) = pick(b, x, y);
+                b.def_var(sv, v);
+                b.def_var(si, i);
+            }),
+        )?;
+        Some(b.use_var(si))
     }
 
     fn loops(
@@ -447,10 +661,20 @@ impl Loops {
         f: &mut dyn FnMut(&mut FunctionBuilder<'_>, Type, Value) -> Option<()>,
         between: Option<&mut dyn FnMut(&mut FunctionBuilder<'_>)>,
     ) -> Option<()> {
-        let ptr = types::I64;
-        let i_var = b.declare_var(ptr);
-        let zero = b.ins().iconst(ptr, 0);
+        let i_var = b.declare_var(types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
         b.def_var(i_var, zero);
+        self.loops_from(b, i_var, f, between)
+    }
+
+    /// The vector loop and the scalar tail, starting at element `i_var`.
+    fn loops_from(
+        &self,
+        b: &mut FunctionBuilder<'_>,
+        i_var: Variable,
+        f: &mut dyn FnMut(&mut FunctionBuilder<'_>, Type, Value) -> Option<()>,
+        between: Option<&mut dyn FnMut(&mut FunctionBuilder<'_>)>,
+    ) -> Option<()> {
         let vhead = b.create_block();
         let vbody = b.create_block();
         let mid = b.create_block();

@@ -48,18 +48,21 @@
 mod codegen;
 mod emit;
 mod program;
+mod reduce;
 
 use crate::{CpuBackend, Kernels};
-use codegen::{Body, Mode};
+use codegen::{Body, Comb, Mode};
 use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 use kiln_ir::shape::normalize_axis;
 use kiln_ir::{
-    DType, Error, FusedArg, FusedKernel, FusedKind, Op, ReduceOp, Result, Tensor, TensorView,
+    ArgReduceOp, DType, Error, FusedArg, FusedInst, FusedKernel, FusedKind, Op, ReduceOp, Result,
+    Tensor, TensorView,
 };
 use program::Program;
+use reduce::{FoldKind, RedLayout};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,8 +70,15 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The machine signature of every kernel (see [`codegen`]).
-type KernelFn =
-    unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize);
+type KernelFn = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const *const f32,
+    *const isize,
+    *mut f32,
+    isize,
+    *mut f32,
+);
 
 /// Settings of a [`JitBackend`].
 #[derive(Clone, Debug)]
@@ -305,6 +315,24 @@ impl JitBackend {
         self.plan(kernel, inputs).is_some()
     }
 
+    /// A one-instruction kernel for a bare f32 reduction (the graph runs a reduction whose
+    /// result has several users, such as batch-norm's mean, unfused), so that it compiles
+    /// like a fused one; `None` to run it on [`CpuBackend`].
+    fn single_op_kernel(&self, op: &Op, inputs: &[TensorView<'_>]) -> Option<FusedKernel> {
+        self.state.as_ref()?;
+        let [x] = inputs else { return None };
+        if x.dtype() != DType::F32 {
+            return None;
+        }
+        let ty = kiln_ir::infer::infer(op, &[x.ty()]).ok()?;
+        FusedKernel::new(
+            vec![x.ty()],
+            vec![FusedInst::new(op.clone(), vec![FusedArg::Input(0)], ty)],
+            0,
+        )
+        .ok()
+    }
+
     /// Runs a fused kernel: natively when it compiles, otherwise op by op on [`CpuBackend`].
     pub fn run_fused(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Tensor> {
         if let Some(plan) = self.plan(kernel, inputs) {
@@ -418,6 +446,10 @@ impl Kernels for JitBackend {
     fn execute(&self, op: &Op, inputs: &[TensorView<'_>]) -> Result<Tensor> {
         match op {
             Op::Fused { kernel } => self.run_fused(kernel, inputs),
+            Op::Reduce { .. } | Op::ArgReduce { .. } => match self.single_op_kernel(op, inputs) {
+                Some(k) => self.run_fused(&k, inputs),
+                None => CpuBackend.execute(op, inputs),
+            },
             _ => CpuBackend.execute(op, inputs),
         }
     }
@@ -570,6 +602,51 @@ enum Plan {
     },
     /// `body[0]` on the CPU backend, then a compiled elementwise pass.
     Epilogue { f: KernelFn, layout: Layout },
+    /// A reduction over any axes (or an argmax/argmin), then optionally an elementwise
+    /// epilogue over its result.
+    Fold {
+        f: KernelFn,
+        layout: RedLayout,
+        /// The output's starting value (the fold's identity; 0 for an index).
+        init: f32,
+        /// Argmax/argmin over a non-contiguous axis: the running best values start here.
+        aux: Option<f32>,
+        post: Post,
+        /// Elements folded into each output.
+        count: usize,
+        n_out: usize,
+        x_numel: usize,
+        epilogue: Option<(KernelFn, Layout)>,
+    },
+}
+
+/// What happens to a fold's result before the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Post {
+    None,
+    /// Divide by the count (in f64, rounded once, as the interpreter's mean).
+    Mean,
+    /// Square root (the L2 norm).
+    Sqrt,
+}
+
+/// The index of a kernel's single `ArgReduce`, when every other instruction is elementwise,
+/// those after it have its output shape, and no other reduction-like op is present.
+fn arg_reduction(kernel: &FusedKernel) -> Option<usize> {
+    let mut found = None;
+    for (j, inst) in kernel.body.iter().enumerate() {
+        match inst.op {
+            Op::ArgReduce { .. } if found.is_none() => found = Some(j),
+            _ if inst.op.is_elementwise() => {}
+            _ => return None,
+        }
+    }
+    let r = found?;
+    let shape = &kernel.body[r].ty.shape;
+    kernel.body[r + 1..]
+        .iter()
+        .all(|i| &i.ty.shape == shape)
+        .then_some(r)
 }
 
 /// The shapes of the inputs `prog` reads (`None` for the others).
@@ -611,6 +688,10 @@ impl JitBackend {
                 Some(Plan::Map { f, layout })
             }
             FusedKind::Reduction => self.plan_reduction(kernel, &shapes, &out_dims),
+            // Argmax/argmin with elementwise producers and consumers.
+            FusedKind::Generic if arg_reduction(kernel).is_some() => {
+                self.plan_fold(kernel, arg_reduction(kernel)?, &shapes, &out_dims)
+            }
             FusedKind::Epilogue => {
                 let head = kernel.body.first()?;
                 if head.ty.dtype != DType::F32 || kernel.output == 0 {
@@ -640,6 +721,111 @@ impl JitBackend {
         Some((f, layout))
     }
 
+    /// Plans a `Reduce`/`ArgReduce` at body index `ri` (see [`reduce`]).
+    fn plan_fold(
+        &self,
+        kernel: &FusedKernel,
+        ri: usize,
+        shapes: &[&[usize]],
+        out_dims: &[usize],
+    ) -> Option<Plan> {
+        let inst = kernel.body.get(ri)?;
+        let arg = inst.args.first()?;
+        let x_ty = match *arg {
+            FusedArg::Input(i) => kernel.inputs.get(i)?,
+            FusedArg::Value(j) => &kernel.body.get(j)?.ty,
+        };
+        if x_ty.dtype != DType::F32 || inst.ty.dtype != DType::F32 {
+            return None;
+        }
+        let x_dims = x_ty.shape.dims();
+        let rank = x_dims.len();
+        let mut flags = vec![false; rank];
+        let mut set = |axis: isize| -> Option<()> {
+            let a = normalize_axis(axis, rank, "fused").ok()?;
+            // A repeated axis is an error in inference; never compile one.
+            (!std::mem::replace(&mut flags[a], true)).then_some(())
+        };
+        let (kind, post, variant) = match &inst.op {
+            Op::Reduce { f, axes, .. } => {
+                match axes {
+                    None => (0..rank).try_for_each(|a| set(a as isize))?,
+                    Some(axes) => axes.iter().try_for_each(|&a| set(a))?,
+                }
+                let (comb, post) = match f {
+                    ReduceOp::Sum => (Comb::Add, Post::None),
+                    ReduceOp::Mean => (Comb::Add, Post::Mean),
+                    ReduceOp::Norm => (Comb::Add, Post::Sqrt),
+                    ReduceOp::Prod => (Comb::Mul, Post::None),
+                    ReduceOp::Max => (Comb::Max, Post::None),
+                    ReduceOp::Min => (Comb::Min, Post::None),
+                };
+                (FoldKind::Comb(comb), post, "reduce")
+            }
+            Op::ArgReduce { f, axis, .. } => {
+                match axis {
+                    None => (0..rank).try_for_each(|a| set(a as isize))?,
+                    Some(a) => set(*a)?,
+                }
+                let max = *f == ArgReduceOp::Argmax;
+                (FoldKind::Arg { max }, Post::None, "argreduce")
+            }
+            _ => return None,
+        };
+        let mut prog = match *arg {
+            FusedArg::Value(j) => Program::from_kernel(kernel, j, &HashMap::new())?,
+            FusedArg::Input(i) => Program::input_only(i),
+        };
+        if post == Post::Sqrt {
+            prog.push_square();
+        }
+        let layout = RedLayout::new(x_dims, &flags, &used_shapes(&prog, shapes))?;
+        if matches!(kind, FoldKind::Arg { .. }) && layout.reduced_groups > 1 {
+            // The flattened index over several strided groups: not lowered.
+            return None;
+        }
+        let body = layout.body(kind, prog);
+        let key = format!("{variant}|{}|{body:?}", modes_key(&layout.modes));
+        let f = self.function(key, variant, &body, &layout.modes)?;
+        let count: usize = x_dims
+            .iter()
+            .zip(&flags)
+            .filter(|(_, r)| **r)
+            .map(|(d, _)| *d)
+            .product();
+        let (init, aux) = match kind {
+            FoldKind::Comb(c) => (c.identity(), None),
+            FoldKind::Arg { max } => {
+                let worst = if max {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::INFINITY
+                };
+                (0.0, (!layout.inner_reduced).then_some(worst))
+            }
+        };
+        let epilogue = if kernel.output == ri {
+            None
+        } else {
+            let extra = HashMap::from([(ri, kernel.inputs.len())]);
+            let prog = Program::from_kernel(kernel, kernel.output, &extra)?;
+            let mut sh = shapes.to_vec();
+            sh.push(inst.ty.shape.dims());
+            Some(self.map_fn(&prog, out_dims, &sh)?)
+        };
+        Some(Plan::Fold {
+            f,
+            layout,
+            init,
+            aux,
+            post,
+            count,
+            n_out: inst.ty.shape.numel(),
+            x_numel: x_ty.shape.numel(),
+            epilogue,
+        })
+    }
+
     fn plan_reduction(
         &self,
         kernel: &FusedKernel,
@@ -662,23 +848,10 @@ impl JitBackend {
             return None;
         }
         let last = |axis: isize| normalize_axis(axis, rank, "fused").ok() == Some(rank - 1);
+        if matches!(inst.op, Op::Reduce { .. } | Op::ArgReduce { .. }) {
+            return self.plan_fold(kernel, ri, shapes, out_dims);
+        }
         let (variant, body_of): (&'static str, Box<dyn Fn(Program) -> Body>) = match &inst.op {
-            Op::Reduce { f, axes, .. } => {
-                let ok_axes = match axes {
-                    None => rank == 1,
-                    Some(a) => a.len() == 1 && last(a[0]),
-                };
-                if !ok_axes
-                    || !matches!(
-                        f,
-                        ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min
-                    )
-                {
-                    return None;
-                }
-                let f = *f;
-                ("reduce", Box::new(move |p| Body::Reduce(f, p)))
-            }
             Op::Softmax { axis } if last(*axis) => (
                 "softmax",
                 Box::new(|prog| Body::Softmax { log: false, prog }),
@@ -784,6 +957,48 @@ impl JitBackend {
                 let out = self.map(*f, layout, &ptrs, out_n);
                 Ok(Some(Tensor::from_vec(out, out_dims)?))
             }
+            Plan::Fold {
+                f,
+                layout,
+                init,
+                aux,
+                post,
+                count,
+                n_out,
+                x_numel,
+                epilogue,
+            } => {
+                let mut red = vec![*init; *n_out];
+                let mut scratch = aux.map(|w| vec![w; *n_out]);
+                if *n_out > 0 && *x_numel > 0 {
+                    let aux_ptr = scratch
+                        .as_mut()
+                        .map_or(std::ptr::null_mut(), |v| v.as_mut_ptr());
+                    let parallel = *x_numel >= self.opts.parallel_min_elems;
+                    // SAFETY: `ptrs` are the kernel inputs, whose shapes (checked against the
+                    // kernel's input types in `plan`) built `layout`; `red` and `scratch`
+                    // have the reduction's output size.
+                    unsafe {
+                        reduce::drive(*f, layout, &ptrs, red.as_mut_ptr(), aux_ptr, parallel)
+                    };
+                }
+                match post {
+                    Post::None => {}
+                    Post::Mean => {
+                        let c = *count as f64;
+                        red.iter_mut().for_each(|v| *v = (*v as f64 / c) as f32);
+                    }
+                    Post::Sqrt => red.iter_mut().for_each(|v| *v = v.sqrt()),
+                }
+                match epilogue {
+                    None => Ok(Some(Tensor::from_vec(red, out_dims)?)),
+                    Some((g, l2)) => {
+                        ptrs.push(red.as_ptr());
+                        let out = self.map(*g, l2, &ptrs, out_n);
+                        Ok(Some(Tensor::from_vec(out, out_dims)?))
+                    }
+                }
+            }
             Plan::Reduce {
                 f,
                 layout,
@@ -844,6 +1059,7 @@ impl JitBackend {
                     zero.as_ptr(),
                     out.as_mut_ptr().add(main),
                     0,
+                    std::ptr::null_mut(),
                 );
             }
         }
@@ -892,6 +1108,15 @@ impl JitBackend {
 }
 
 impl Program {
+    /// Squares the program's result (the L2 norm folds squares).
+    fn push_square(&mut self) {
+        let out = self.out;
+        self.uses[out] += 1;
+        self.nodes.push(program::Node::Unary(kiln_ir::UnaryOp::Square, out));
+        self.uses.push(0);
+        self.out = self.nodes.len() - 1;
+    }
+
     /// The program that returns kernel input `i` unchanged.
     fn input_only(i: usize) -> Program {
         Program {
@@ -947,6 +1172,7 @@ unsafe fn segment(
                 row_bytes.as_ptr(),
                 o,
                 (per_row * 4) as isize,
+                std::ptr::null_mut(),
             )
         };
         idx += cnt;
