@@ -14,7 +14,7 @@ use jit_support::*;
 use kiln_backends::jit::{JitBackend, JitOptions};
 use kiln_backends::{CpuBackend, Kernels};
 use kiln_ir::{
-    infer::infer, BinaryOp, DType, FusedInst, FusedKernel, Op, ReduceOp, Tensor, TensorType,
+    BinaryOp, DType, FusedInst, FusedKernel, Op, ReduceOp, Tensor, TensorType,
     UnaryOp,
 };
 

@@ -32,7 +32,7 @@ use super::program::{Node, Program};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use kiln_ir::{BinaryOp, UnaryOp};
+use kiln_ir::{BinaryOp, DType, UnaryOp};
 
 /// How an input moves along the inner (contiguous) loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,8 +138,197 @@ struct Emitter<'a> {
     splats: Vec<Option<(Value, Value)>>,
 }
 
+/// The Cranelift type of a [`SUPPORTED`] dtype's scalars.
+fn clif_type(t: DType) -> Option<Type> {
+    match t {
+        DType::F32 => Some(types::F32),
+        DType::F64 => Some(types::F64),
+        DType::I32 => Some(types::I32),
+        _ => None,
+    }
+}
+
+/// The byte offset of an element of `size` bytes, from its f32 byte offset (`4 i`).
+fn scale(b: &mut FunctionBuilder<'_>, off: Value, size: usize) -> Value {
+    match size {
+        8 => b.ins().ishl_imm_u(off, 1),
+        2 => b.ins().ushr_imm_u(off, 1),
+        1 => b.ins().ushr_imm_u(off, 2),
+        _ => off,
+    }
+}
+
+/// `v` as a scalar constant of `t`.
+fn tconst(b: &mut FunctionBuilder<'_>, t: DType, v: f64) -> Value {
+    match t {
+        DType::F64 => b.ins().f64const(v),
+        DType::I32 => b.ins().iconst(types::I32, v as i32 as i64),
+        _ => b.ins().f32const(v as f32),
+    }
+}
+
 impl Emitter<'_> {
+    /// One node of a program that is not all f32, on scalars (the typed, scalar-loop path).
+    /// f32 nodes use the same lowering as the vector path; f64 and i32 nodes have the exact
+    /// ops (arithmetic, comparisons, `where`, `clip`, `maximum`/`minimum`, casts).
+    fn typed_node(
+        &self,
+        b: &mut FunctionBuilder<'_>,
+        k: usize,
+        vals: &[Value],
+        off: Value,
+    ) -> Option<Value> {
+        let t = self.prog.types[k];
+        let is_int = t == DType::I32;
+        let flag = |b: &mut FunctionBuilder<'_>, m: Value| {
+            let one = tconst(b, t, 1.0);
+            let zero = tconst(b, t, 0.0);
+            b.ins().select(m, one, zero)
+        };
+        let bin = |b: &mut FunctionBuilder<'_>, f: BinaryOp, x: Value, y: Value| -> Option<Value> {
+            if t == DType::F32 {
+                return emit::binary(b, f, x, y);
+            }
+            let fcc = |f: BinaryOp| match f {
+                BinaryOp::Eq => Some(FloatCC::Equal),
+                BinaryOp::Ne => Some(FloatCC::NotEqual),
+                BinaryOp::Gt => Some(FloatCC::GreaterThan),
+                BinaryOp::Ge => Some(FloatCC::GreaterThanOrEqual),
+                BinaryOp::Lt => Some(FloatCC::LessThan),
+                BinaryOp::Le => Some(FloatCC::LessThanOrEqual),
+                _ => None,
+            };
+            let icc = |f: BinaryOp| match f {
+                BinaryOp::Eq => Some(IntCC::Equal),
+                BinaryOp::Ne => Some(IntCC::NotEqual),
+                BinaryOp::Gt => Some(IntCC::SignedGreaterThan),
+                BinaryOp::Ge => Some(IntCC::SignedGreaterThanOrEqual),
+                BinaryOp::Lt => Some(IntCC::SignedLessThan),
+                BinaryOp::Le => Some(IntCC::SignedLessThanOrEqual),
+                _ => None,
+            };
+            Some(match (f, is_int) {
+                (BinaryOp::Add, false) => b.ins().fadd(x, y),
+                (BinaryOp::Sub, false) => b.ins().fsub(x, y),
+                (BinaryOp::Mul, false) => b.ins().fmul(x, y),
+                (BinaryOp::Div, false) => b.ins().fdiv(x, y),
+                (BinaryOp::Maximum, false) => emit::maximum(b, x, y),
+                (BinaryOp::Minimum, false) => emit::minimum(b, x, y),
+                // Wrapping, as the interpreter's i64 arithmetic truncated to i32.
+                (BinaryOp::Add, true) => b.ins().iadd(x, y),
+                (BinaryOp::Sub, true) => b.ins().isub(x, y),
+                (BinaryOp::Mul, true) => b.ins().imul(x, y),
+                (BinaryOp::Maximum, true) => b.ins().smax(x, y),
+                (BinaryOp::Minimum, true) => b.ins().smin(x, y),
+                (f, false) if f.is_comparison() => {
+                    let m = b.ins().fcmp(fcc(f)?, x, y);
+                    flag(b, m)
+                }
+                (f, true) if f.is_comparison() => {
+                    let m = b.ins().icmp(icc(f)?, x, y);
+                    flag(b, m)
+                }
+                _ => return None,
+            })
+        };
+        Some(match self.prog.nodes[k] {
+            Node::Input(i) => match *self.modes.get(i)? {
+                Mode::Splat => (*self.splats.get(i)?)?.0,
+                Mode::Contig => {
+                    let p = b.use_var((*self.ptrs.get(i)?)?);
+                    let o = scale(b, off, t.size_of());
+                    let a = b.ins().iadd(p, o);
+                    b.ins().load(clif_type(t)?, mf(), a, 0)
+                }
+            },
+            Node::Unary(f, a) => {
+                let x = vals[a];
+                match (t, f) {
+                    (DType::F32, f) => emit::unary(b, f, x)?,
+                    (DType::F64, UnaryOp::Neg) => b.ins().fneg(x),
+                    (DType::F64, UnaryOp::Abs) => b.ins().fabs(x),
+                    (DType::F64, UnaryOp::Sqrt) => b.ins().sqrt(x),
+                    (DType::F64, UnaryOp::Floor) => b.ins().floor(x),
+                    (DType::F64, UnaryOp::Ceil) => b.ins().ceil(x),
+                    (DType::F64, UnaryOp::Square) => b.ins().fmul(x, x),
+                    (DType::I32, UnaryOp::Neg) => b.ins().ineg(x),
+                    (DType::I32, UnaryOp::Abs) => b.ins().iabs(x),
+                    (DType::I32, UnaryOp::Square) => b.ins().imul(x, x),
+                    (DType::I32, UnaryOp::Relu) => {
+                        let zero = tconst(b, t, 0.0);
+                        b.ins().smax(x, zero)
+                    }
+                    _ => return None,
+                }
+            }
+            Node::Binary(f, a, c) => bin(b, f, vals[a], vals[c])?,
+            Node::Scalar(f, c, rev, a) => {
+                if t == DType::F32 {
+                    emit::scalar(b, f, c as f32, rev, vals[a])?
+                } else {
+                    let k = tconst(b, t, c);
+                    if rev {
+                        bin(b, f, k, vals[a])?
+                    } else {
+                        bin(b, f, vals[a], k)?
+                    }
+                }
+            }
+            Node::Where(c, x, y) => {
+                let tc = self.prog.types[c];
+                let zero = tconst(b, tc, 0.0);
+                // A NaN condition counts as non-zero (`ne` is unordered-or-not-equal).
+                let m = if tc == DType::I32 {
+                    b.ins().icmp(IntCC::NotEqual, vals[c], zero)
+                } else {
+                    b.ins().fcmp(FloatCC::NotEqual, vals[c], zero)
+                };
+                b.ins().select(m, vals[x], vals[y])
+            }
+            Node::Clip(lo, hi, a) => match t {
+                DType::F32 => emit::clip(b, vals[a], lo as f32, hi as f32),
+                DType::I32 => {
+                    let (l, h) = (tconst(b, t, lo), tconst(b, t, hi));
+                    let v = b.ins().smax(vals[a], l);
+                    b.ins().smin(v, h)
+                }
+                _ => {
+                    let (l, h) = (tconst(b, t, lo), tconst(b, t, hi));
+                    let below = b.ins().fcmp(FloatCC::LessThan, vals[a], l);
+                    let v = b.ins().select(below, l, vals[a]);
+                    let above = b.ins().fcmp(FloatCC::GreaterThan, v, h);
+                    b.ins().select(above, h, v)
+                }
+            },
+            Node::Cast(a) => {
+                let x = vals[a];
+                // The interpreter casts through f64: float -> int truncates toward zero and
+                // saturates (NaN gives 0), which is `fcvt_to_sint_sat`; i32 -> f64 is exact,
+                // so i32 -> f32 rounds once either way.
+                match (self.prog.types[a], t) {
+                    (DType::F32, DType::F64) => b.ins().fpromote(types::F64, x),
+                    (DType::F64, DType::F32) => b.ins().fdemote(types::F32, x),
+                    (DType::F32 | DType::F64, DType::I32) => b.ins().fcvt_to_sint_sat(types::I32, x),
+                    (DType::I32, DType::F32) => b.ins().fcvt_from_sint(types::F32, x),
+                    (DType::I32, DType::F64) => b.ins().fcvt_from_sint(types::F64, x),
+                    _ => return None,
+                }
+            }
+        })
+    }
+
     fn eval(&self, b: &mut FunctionBuilder<'_>, ty: Type, off: Value) -> Option<Value> {
+        if !self.prog.all_f32() {
+            if ty.is_vector() {
+                return None;
+            }
+            let mut vals: Vec<Value> = Vec::with_capacity(self.prog.nodes.len());
+            for k in 0..self.prog.nodes.len() {
+                let v = self.typed_node(b, k, &vals, off)?;
+                vals.push(v);
+            }
+            return Some(vals[self.prog.out]);
+        }
         let mut vals: Vec<Value> = Vec::with_capacity(self.prog.nodes.len());
         // For FMA contraction: the factors of single-use products.
         let mut factors: Vec<Option<(Value, Value)>> = vec![None; self.prog.nodes.len()];
@@ -173,6 +362,7 @@ impl Emitter<'_> {
                     }
                 }
                 Node::Scalar(f, c, rev, a) => {
+                    let c = c as f32;
                     if self.fma && matches!(f, BinaryOp::Add | BinaryOp::Sub) {
                         if let Some((x, y)) = factors[a] {
                             let k = emit::fconst(b, ty, c);
@@ -191,13 +381,15 @@ impl Emitter<'_> {
                     emit::scalar(b, f, c, rev, vals[a])?
                 }
                 Node::Where(c, x, y) => emit::where_(b, vals[c], vals[x], vals[y]),
-                Node::Clip(lo, hi, a) => emit::clip(b, vals[a], lo, hi),
+                Node::Clip(lo, hi, a) => emit::clip(b, vals[a], lo as f32, hi as f32),
+                // An all-f32 program has no casts (same-type casts are removed).
+                Node::Cast(_) => return None,
             };
             if self.prog.uses[k] == 1 && k != self.prog.out {
                 factors[k] = match *n {
                     Node::Binary(BinaryOp::Mul, a, c) => Some((vals[a], vals[c])),
                     Node::Scalar(BinaryOp::Mul, c, _, a) => {
-                        let kc = emit::fconst(b, ty, c);
+                        let kc = emit::fconst(b, ty, c as f32);
                         Some((vals[a], kc))
                     }
                     _ => None,
@@ -299,13 +491,23 @@ pub(crate) fn build(
     b.ins().brif(more, row_body, &[], exit, &[]);
 
     b.switch_to_block(row_body);
-    // Splatted inputs: one load per row.
+    // Splatted inputs: one load per row (in the input's dtype; vectors only for f32).
+    let mut in_types: Vec<DType> = vec![DType::F32; n_inputs];
+    for (n, &t) in prog.nodes.iter().zip(&prog.types) {
+        if let Node::Input(i) = *n {
+            *in_types.get_mut(i)? = t;
+        }
+    }
     let mut splats: Vec<Option<(Value, Value)>> = vec![None; n_inputs];
     for &i in &used {
         if modes[i] == Mode::Splat {
             let p = b.use_var(ptrs[i]?);
-            let s = b.ins().load(types::F32, mf(), p, 0);
-            let v = b.ins().splat(VEC, s);
+            let s = b.ins().load(clif_type(in_types[i])?, mf(), p, 0);
+            let v = if in_types[i] == DType::F32 {
+                b.ins().splat(VEC, s)
+            } else {
+                s
+            };
             splats[i] = Some((s, v));
         }
     }
@@ -316,13 +518,24 @@ pub(crate) fn build(
         ptrs,
         splats,
     };
-    let ctx = Loops { inner, inner_vec };
+    let scalar_only = !prog.all_f32();
+    if scalar_only && !matches!(body, Body::Map(_)) {
+        // Reductions and softmax compute in f32 only.
+        return None;
+    }
+    let ctx = Loops {
+        inner,
+        inner_vec,
+        scalar_only,
+    };
+    let out_size = prog.out_type().size_of();
 
     match body {
         Body::Map(_) => {
             ctx.for_each(b, |b, ty, off| {
                 let v = em.eval(b, ty, off)?;
                 let o = b.use_var(out_var);
+                let off = scale(b, off, out_size);
                 let a = b.ins().iadd(o, off);
                 b.ins().store(mf(), v, a, 0);
                 Some(())
@@ -469,6 +682,8 @@ pub(crate) fn build(
 struct Loops {
     inner: Value,
     inner_vec: Value,
+    /// No vector loop (a program with non-f32 values).
+    scalar_only: bool,
 }
 
 /// `x` beats `best` for argmax (`max`) or argmin: strictly greater (less), or `x` is the first
@@ -609,7 +824,7 @@ impl Loops {
             b,
             &mut |b, ty, off| {
                 let x = f(b, ty, off)?;
-                let i = b.ins().ushr_imm(off, 2);
+                let i = b.ins().ushr_imm_u(off, 2);
                 let fi = b.ins().fcvt_from_uint(types::F32, i);
                 let (vv, iv, idx) = if ty.is_vector() {
                     let s = b.ins().splat(VEC, fi);
@@ -684,18 +899,27 @@ impl Loops {
         b.ins().jump(vhead, &[]);
 
         b.switch_to_block(vhead);
-        let i = b.use_var(i_var);
-        let c = b.ins().icmp(IntCC::UnsignedLessThan, i, self.inner_vec);
-        b.ins().brif(c, vbody, &[], mid, &[]);
+        if self.scalar_only {
+            b.ins().jump(mid, &[]);
+        } else {
+            let i = b.use_var(i_var);
+            let c = b.ins().icmp(IntCC::UnsignedLessThan, i, self.inner_vec);
+            b.ins().brif(c, vbody, &[], mid, &[]);
+        }
 
         b.switch_to_block(vbody);
-        let i = b.use_var(i_var);
-        let off = b.ins().ishl_imm_u(i, 2);
-        f(b, VEC, off)?;
-        let i = b.use_var(i_var);
-        let i = b.ins().iadd_imm_s(i, LANES as i64);
-        b.def_var(i_var, i);
-        b.ins().jump(vhead, &[]);
+        if self.scalar_only {
+            // Unreachable; a block must still end in a terminator.
+            b.ins().jump(vhead, &[]);
+        } else {
+            let i = b.use_var(i_var);
+            let off = b.ins().ishl_imm_u(i, 2);
+            f(b, VEC, off)?;
+            let i = b.use_var(i_var);
+            let i = b.ins().iadd_imm_s(i, LANES as i64);
+            b.def_var(i_var, i);
+            b.ins().jump(vhead, &[]);
+        }
 
         b.switch_to_block(mid);
         if let Some(g) = between {

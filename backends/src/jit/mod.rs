@@ -466,6 +466,10 @@ struct Layout {
     strides: Vec<Vec<isize>>,
     inner: usize,
     modes: Vec<Mode>,
+    /// Per input, its element size in bytes.
+    sizes: Vec<usize>,
+    /// The output's element size in bytes.
+    out_size: usize,
 }
 
 impl Layout {
@@ -561,6 +565,8 @@ impl Layout {
             strides: os,
             inner,
             modes,
+            sizes: vec![4; shapes.len()],
+            out_size: 4,
         })
     }
 
@@ -671,7 +677,7 @@ impl JitBackend {
     fn plan(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Option<Plan> {
         self.state.as_ref()?;
         if inputs.len() != kernel.inputs.len()
-            || kernel.output_type().dtype != DType::F32
+            || !program::SUPPORTED.contains(&kernel.output_type().dtype)
             || inputs
                 .iter()
                 .zip(&kernel.inputs)
@@ -687,6 +693,7 @@ impl JitBackend {
                 let (f, layout) = self.map_fn(&prog, &out_dims, &shapes)?;
                 Some(Plan::Map { f, layout })
             }
+            _ if kernel.output_type().dtype != DType::F32 => None,
             FusedKind::Reduction => self.plan_reduction(kernel, &shapes, &out_dims),
             // Argmax/argmin with elementwise producers and consumers.
             FusedKind::Generic if arg_reduction(kernel).is_some() => {
@@ -715,7 +722,13 @@ impl JitBackend {
         dims: &[usize],
         shapes: &[&[usize]],
     ) -> Option<(KernelFn, Layout)> {
-        let layout = Layout::new(dims, &used_shapes(prog, shapes), false)?;
+        let mut layout = Layout::new(dims, &used_shapes(prog, shapes), false)?;
+        for (n, t) in prog.nodes.iter().zip(&prog.types) {
+            if let program::Node::Input(i) = *n {
+                *layout.sizes.get_mut(i)? = t.size_of();
+            }
+        }
+        layout.out_size = prog.out_type().size_of();
         let key = format!("map|{}|{prog:?}", modes_key(&layout.modes));
         let f = self.function(key, "map", &Body::Map(prog.clone()), &layout.modes)?;
         Some((f, layout))
@@ -921,16 +934,36 @@ impl JitBackend {
         kernel: &FusedKernel,
         inputs: &[TensorView<'_>],
     ) -> Result<Option<Tensor>> {
-        let mut ptrs: Vec<*const f32> = Vec::with_capacity(inputs.len() + 1);
-        for v in inputs {
-            match v.data {
-                kiln_ir::DataRef::F32(s) => ptrs.push(s.as_ptr()),
-                _ => return Ok(None),
-            }
-        }
-        let out_dims = kernel.output_type().shape.dims().to_vec();
-        let out_n = kernel.output_type().shape.numel();
+        use kiln_ir::DataRef as D;
+        // Kernels take untyped element pointers (the program knows each input's dtype).
+        let ptrs: Vec<*const f32> = inputs
+            .iter()
+            .map(|v| match v.data {
+                D::F32(s) => s.as_ptr(),
+                D::F64(s) => s.as_ptr().cast(),
+                D::I32(s) => s.as_ptr().cast(),
+                D::I64(s) => s.as_ptr().cast(),
+                D::U8(s) => s.as_ptr().cast(),
+                D::Bool(s) => s.as_ptr().cast(),
+            })
+            .collect();
+        let mut ptrs = ptrs;
+        let out_ty = kernel.output_type();
+        let out_dims = out_ty.shape.dims().to_vec();
+        let out_n = out_ty.shape.numel();
         match plan {
+            Plan::Map { f, layout } if out_ty.dtype != DType::F32 => {
+                let mut st = kiln_ir::Storage::zeros(out_ty.dtype, out_n);
+                let p: *mut f32 = match &mut st {
+                    kiln_ir::Storage::F64(v) => v.as_mut_ptr().cast(),
+                    kiln_ir::Storage::I32(v) => v.as_mut_ptr().cast(),
+                    _ => return Ok(None),
+                };
+                if out_n > 0 {
+                    self.map_into(*f, layout, &ptrs, p, out_n);
+                }
+                Ok(Some(Tensor::new(out_dims, st)?))
+            }
             Plan::Map { f, layout } => {
                 let out = self.map(*f, layout, &ptrs, out_n);
                 Ok(Some(Tensor::from_vec(out, out_dims)?))
@@ -1029,19 +1062,33 @@ impl JitBackend {
         if n == 0 {
             return out;
         }
+        self.map_into(f, layout, ptrs, out.as_mut_ptr(), n);
+        out
+    }
+
+    /// Runs an elementwise function into `out`: `n > 0` elements of the layout's output
+    /// size.
+    fn map_into(
+        &self,
+        f: KernelFn,
+        layout: &Layout,
+        ptrs: &[*const f32],
+        out: *mut f32,
+        n: usize,
+    ) {
         let mut l = layout.clone();
         let block = 1 << 14;
         let rem = l.split_row(block);
         let main = n - rem;
-        self.drive(f, &l, ptrs, out.as_mut_ptr(), l.inner);
+        self.drive(f, &l, ptrs, out, l.inner);
         if rem > 0 {
             // The remainder of a split row: one row of `rem` elements.
             let tail: Vec<*const f32> = ptrs
                 .iter()
-                .zip(&layout.modes)
-                .map(|(&p, m)| {
+                .zip(layout.modes.iter().zip(&layout.sizes))
+                .map(|(&p, (m, &size))| {
                     if *m == Mode::Contig {
-                        p.wrapping_add(main)
+                        p.cast::<u8>().wrapping_add(main * size).cast()
                     } else {
                         p
                     }
@@ -1057,13 +1104,12 @@ impl JitBackend {
                     rem,
                     tail.as_ptr(),
                     zero.as_ptr(),
-                    out.as_mut_ptr().add(main),
+                    out.cast::<u8>().add(main * layout.out_size).cast(),
                     0,
                     std::ptr::null_mut(),
                 );
             }
         }
-        out
     }
 
     /// Calls `f` over the whole outer space of `layout`, in parallel when it is large.
@@ -1113,6 +1159,7 @@ impl Program {
         let out = self.out;
         self.uses[out] += 1;
         self.nodes.push(program::Node::Unary(kiln_ir::UnaryOp::Square, out));
+        self.types.push(self.types[out]);
         self.uses.push(0);
         self.out = self.nodes.len() - 1;
     }
@@ -1121,6 +1168,7 @@ impl Program {
     fn input_only(i: usize) -> Program {
         Program {
             nodes: vec![program::Node::Input(i)],
+            types: vec![DType::F32],
             out: 0,
             uses: vec![0],
         }
@@ -1144,7 +1192,12 @@ unsafe fn segment(
 ) {
     let k = layout.outer.len();
     let rows = layout.outer[k - 1];
-    let row_bytes: Vec<isize> = layout.strides.iter().map(|s| s[k - 1] * 4).collect();
+    let row_bytes: Vec<isize> = layout
+        .strides
+        .iter()
+        .zip(&layout.sizes)
+        .map(|(s, &size)| s[k - 1] * size as isize)
+        .collect();
     let mut ptrs: Vec<*const f32> = vec![std::ptr::null(); bases.len()];
     let mut idx = start;
     while idx < end {
@@ -1162,7 +1215,9 @@ unsafe fn segment(
             }
             *p = (*base as *const f32).wrapping_offset(off);
         }
-        let o = (out as *mut f32).wrapping_add(idx * per_row);
+        let o: *mut f32 = (out as *mut u8)
+            .wrapping_add(idx * per_row * layout.out_size)
+            .cast();
         // SAFETY: the caller's contract; rows [idx, idx + cnt) are in range.
         unsafe {
             f(
@@ -1171,7 +1226,7 @@ unsafe fn segment(
                 ptrs.as_ptr(),
                 row_bytes.as_ptr(),
                 o,
-                (per_row * 4) as isize,
+                (per_row * layout.out_size) as isize,
                 std::ptr::null_mut(),
             )
         };

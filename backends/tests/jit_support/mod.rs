@@ -3,10 +3,9 @@
 #![allow(dead_code)]
 
 use kiln_backends::jit::{JitBackend, JitOptions};
-use kiln_backends::{CpuBackend, Kernels};
+use kiln_backends::Kernels;
 use kiln_ir::{
-    infer::infer, interp, BinaryOp, DType, FusedArg, FusedInst, FusedKernel, Op, ReduceOp, Tensor,
-    TensorType, UnaryOp,
+    infer::infer, interp, DType, FusedArg, FusedInst, FusedKernel, Op, Tensor, TensorType,
 };
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
