@@ -307,19 +307,9 @@ fn reductions_over_the_last_axis_with_prologue_and_epilogue() {
 }
 
 #[test]
-fn other_reduction_axes_run_op_by_op() {
+fn softmax_over_a_leading_axis_runs_op_by_op() {
     let jit = exact();
-    let k = kernel(
-        &[&[4, 6]],
-        vec![(
-            Op::Reduce {
-                f: ReduceOp::Sum,
-                axes: Some(vec![0]),
-                keepdims: false,
-            },
-            vec![I(0)],
-        )],
-    );
+    let k = kernel(&[&[4, 6]], vec![(Op::Softmax { axis: 0 }, vec![I(0)])]);
     let x = data(&[4, 6], 26, false);
     let before = jit.stats().fallback_runs;
     check(&jit, &k, &[&x], FMA, false);
@@ -451,17 +441,204 @@ fn a_new_batch_size_hits_the_cache() {
     assert!(jit.stats().compile_time >= r[0].compile_time);
 }
 
+/// A kernel over typed inputs: `shapes[i]` with dtype `dtypes[i]`.
+fn typed_kernel(
+    ins: &[(&[usize], DType)],
+    insts: Vec<(Op, Vec<kiln_ir::FusedArg>)>,
+) -> FusedKernel {
+    let inputs: Vec<TensorType> = ins
+        .iter()
+        .map(|(s, d)| TensorType::new(s.to_vec(), *d))
+        .collect();
+    let mut body: Vec<FusedInst> = Vec::new();
+    for (op, args) in insts {
+        let tys: Vec<TensorType> = args
+            .iter()
+            .map(|a| match *a {
+                I(i) => inputs[i].clone(),
+                V(j) => body[j].ty.clone(),
+            })
+            .collect();
+        let ty = kiln_ir::infer::infer(&op, &tys).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        body.push(FusedInst { op, args, ty });
+    }
+    let out = body.len() - 1;
+    FusedKernel::new(inputs, body, out).unwrap()
+}
+
+/// Runs a typed kernel natively and checks it bitwise against the interpreter (casts,
+/// integer arithmetic, f64 arithmetic and comparisons are exact).
+fn check_typed(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor]) {
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    assert!(jit.compiles(k, &views), "does not compile:\n{}", k.body_text());
+    let want = k
+        .eval(&views, &mut |op, ins| kiln_ir::interp::eval(op, ins))
+        .unwrap();
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
+    assert_eq!(got.ty(), want.ty(), "{}", k.body_text());
+    for (i, (a, b)) in got.to_f64_vec().iter().zip(want.to_f64_vec()).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "element {i}: jit {a:e} vs interp {b:e}\n{}",
+            k.body_text()
+        );
+    }
+}
+
+fn cast(dtype: DType) -> Op {
+    Op::Cast { dtype }
+}
+
 #[test]
-fn non_f32_kernels_and_plain_ops_fall_back() {
+fn casts_between_f32_f64_and_i32_compile_in_a_scalar_loop() {
     let jit = exact();
-    let inputs = vec![TensorType::new(vec![5], DType::I32)];
+    // Values at the conversions' edges: NaN, ±inf, beyond i32's range, halves, -0.
+    let mut v: Vec<f32> = data(&[3, 37], 60, true).as_slice::<f32>().unwrap().to_vec();
+    v[1] = 3e9;
+    v[2] = -3e9;
+    v[4] = 2147483520.0;
+    v[5] = -2.5;
+    v[6] = 16777217.0;
+    let x = Tensor::from_vec(v, [3, 37]).unwrap();
+    for via in [DType::F64, DType::I32] {
+        // f32 -> via -> f32, and f32 -> via.
+        let k = typed_kernel(
+            &[(&[3, 37], DType::F32)],
+            vec![(cast(via), vec![I(0)]), (cast(DType::F32), vec![V(0)])],
+        );
+        check_typed(&jit, &k, &[&x]);
+        let k = typed_kernel(&[(&[3, 37], DType::F32)], vec![(cast(via), vec![I(0)])]);
+        check_typed(&jit, &k, &[&x]);
+    }
+    // i32 and f64 inputs, odd sizes, a broadcast row.
+    for n in [0usize, 1, 3, 5, 19, 1031] {
+        let xi: Vec<i32> = (0..n as i32 * 3)
+            .map(|i| i.wrapping_mul(2_654_435_761u32 as i32) >> 3)
+            .collect();
+        let xi = Tensor::from_vec(xi, [3, n]).unwrap();
+        let xd: Vec<f64> = (0..n * 3).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+        let xd = Tensor::from_vec(xd, [3, n]).unwrap();
+        let row: Vec<f64> = (0..n).map(|i| i as f64 - 2.5).collect();
+        let row = Tensor::from_vec(row, [n]).unwrap();
+        // (f32) (i32 * 3 - 7) + (f32) f64 * row
+        let k = typed_kernel(
+            &[(&[3, n], DType::I32), (&[3, n], DType::F64), (&[n], DType::F64)],
+            vec![
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 3.0,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Sub,
+                        scalar: 7.0,
+                        reverse: false,
+                    },
+                    vec![V(0)],
+                ),
+                (cast(DType::F32), vec![V(1)]),
+                (Op::Binary { f: BinaryOp::Mul }, vec![I(1), I(2)]),
+                (cast(DType::F32), vec![V(3)]),
+                (Op::Binary { f: BinaryOp::Add }, vec![V(2), V(4)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi, &xd, &row]);
+        // Integer ops producing i32: max(x, -x) wraps at i32::MIN, clip, square, comparisons.
+        let k = typed_kernel(
+            &[(&[3, n], DType::I32)],
+            vec![
+                (Op::Unary { f: UnaryOp::Neg }, vec![I(0)]),
+                (Op::Binary { f: BinaryOp::Maximum }, vec![I(0), V(0)]),
+                (Op::Clip { min: -5e8, max: 7e8 }, vec![V(1)]),
+                (Op::Unary { f: UnaryOp::Square }, vec![V(2)]),
+                (Op::Binary { f: BinaryOp::Gt }, vec![V(3), I(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi]);
+    }
+}
+
+#[test]
+fn comparisons_and_where_with_non_f32_operands() {
+    let jit = exact();
+    let n = 23;
+    let xd: Vec<f64> = (0..n).map(|i| (i as f64 - 11.0) * 0.5).collect();
+    let mut xd = xd;
+    xd[3] = f64::NAN;
+    let xd = Tensor::from_vec(xd, [n]).unwrap();
+    let xf = data(&[n], 61, true);
+    let xi: Vec<i32> = (0..n as i32).map(|i| (i % 5) - 2).collect();
+    let xi = Tensor::from_vec(xi, [n]).unwrap();
+    for f in [
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+    ] {
+        // f64 comparison -> where on f32 data.
+        let k = typed_kernel(
+            &[(&[n], DType::F64), (&[n], DType::F32)],
+            vec![
+                (
+                    Op::Scalar {
+                        f,
+                        scalar: 0.5,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
+                (Op::Unary { f: UnaryOp::Neg }, vec![I(1)]),
+                (Op::Where, vec![V(0), I(1), V(1)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xd, &xf]);
+        // i32 comparison against a cast of f32 data, giving i32; where picks i32 values.
+        let k = typed_kernel(
+            &[(&[n], DType::I32), (&[n], DType::F32)],
+            vec![
+                (cast(DType::I32), vec![I(1)]),
+                (Op::Binary { f }, vec![I(0), V(0)]),
+                (Op::Where, vec![V(1), I(0), V(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi, &xf]);
+        // An f32 condition choosing between f64 values.
+        let k = typed_kernel(
+            &[(&[n], DType::F32), (&[n], DType::F64)],
+            vec![
+                (Op::Unary { f: UnaryOp::Abs }, vec![I(1)]),
+                (Op::Where, vec![I(0), I(1), V(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xf, &xd]);
+    }
+}
+
+#[test]
+fn unsupported_dtypes_and_plain_ops_fall_back() {
+    let jit = exact();
+    // i64 has no lowering: the kernel runs op by op.
+    let inputs = vec![TensorType::new(vec![5], DType::I64)];
     let body = vec![FusedInst {
         op: Op::Unary { f: UnaryOp::Neg },
         args: vec![I(0)],
-        ty: TensorType::new(vec![5], DType::I32),
+        ty: TensorType::new(vec![5], DType::I64),
     }];
     let k = FusedKernel::new(inputs, body, 0).unwrap();
-    let x = Tensor::from_vec(vec![1i32, -2, 3, i32::MIN, 0], [5]).unwrap();
+    let x = Tensor::from_vec(vec![1i64, -2, 3, i64::MIN, 0], [5]).unwrap();
     let got = jit
         .execute(
             &Op::Fused {
@@ -470,9 +647,31 @@ fn non_f32_kernels_and_plain_ops_fall_back() {
             &[x.view()],
         )
         .unwrap();
-    assert_eq!(got.as_slice::<i32>().unwrap(), &[-1, 2, -3, i32::MIN, 0]);
+    assert_eq!(got.as_slice::<i64>().unwrap(), &[-1, 2, -3, i64::MIN, 0]);
     assert_eq!(jit.stats().fallback_runs, 1);
     assert_eq!(jit.stats().kernels_compiled, 0);
+    // An i32 op with no integer lowering (division) falls back too, with the
+    // interpreter's result (division by zero gives 0).
+    let k = typed_kernel(
+        &[(&[4], DType::I32), (&[4], DType::I32)],
+        vec![(Op::Binary { f: BinaryOp::Div }, vec![I(0), I(1)])],
+    );
+    let a = Tensor::from_vec(vec![7i32, -7, i32::MIN, 5], [4]).unwrap();
+    let b = Tensor::from_vec(vec![2i32, 2, -1, 0], [4]).unwrap();
+    let views = [a.view(), b.view()];
+    assert!(!jit.compiles(&k, &views));
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
+    let want = k
+        .eval(&views, &mut |op, ins| kiln_ir::interp::eval(op, ins))
+        .unwrap();
+    assert_eq!(got, want);
     // A plain op runs on the CPU backend.
     let a = data(&[8], 35, false);
     let op = Op::Unary { f: UnaryOp::Tanh };
