@@ -8,7 +8,8 @@
 //! graph (fused kernels compiled, everything else on the CPU kernels) and the interpreter
 //! runs the original.
 //!
-//! Tolerance: `|jit - interp| <= 1e-4 · max(1, |jit|, |interp|)`, NaN equal to NaN. The
+//! Tolerance: `|jit - interp| <= 1e-5 · max(1, |jit|, |interp|)`, NaN equal to NaN (the worst
+//! seen over the default 48 training graphs is 5.6e-7). The
 //! differences are f32 accumulation in another order (reductions, GEMM), fused
 //! multiply-adds, the polynomial transcendentals (≤ 2 ulp each) and the pipeline's own
 //! rewrites (within `kiln_passes::testing::TOL`), compounded through a few dozen ops.
@@ -20,7 +21,7 @@ use kiln_ir::{DType, Graph, Tensor, TensorView};
 use kiln_passes::testing::{feed, gen_graph, run, GenOptions};
 use kiln_passes::{autodiff, PassManager, Pipeline};
 
-const TOL: f64 = 1e-4;
+const TOL: f64 = 1e-5;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

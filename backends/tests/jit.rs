@@ -573,8 +573,7 @@ fn casts_between_f32_f64_and_i32_compile_in_a_scalar_loop() {
 fn comparisons_and_where_with_non_f32_operands() {
     let jit = exact();
     let n = 23;
-    let xd: Vec<f64> = (0..n).map(|i| (i as f64 - 11.0) * 0.5).collect();
-    let mut xd = xd;
+    let mut xd: Vec<f64> = (0..n).map(|i| (i as f64 - 11.0) * 0.5).collect();
     xd[3] = f64::NAN;
     let xd = Tensor::from_vec(xd, [n]).unwrap();
     let xf = data(&[n], 61, true);

@@ -378,3 +378,96 @@ fn unlowered_flattened_argmax_falls_back() {
     check(&jit, &k, &[&data(&[4, 5], 1, false), &data(&[5], 2, false)], EXACT, false);
     assert_eq!(jit.stats().fallback_runs, before + 1);
 }
+
+/// Timing of compiled reductions against the CPU backend (not a test: run with
+/// `cargo test --release -p kiln-backends --test jit_reduce -- --ignored --nocapture`).
+/// Prints one JSON line per case: ns per input element and GB/s of input read.
+#[test]
+#[ignore]
+fn reduction_speed_against_the_cpu_backend() {
+    use kiln_backends::CpuBackend;
+    use std::time::Instant;
+    let jit = JitBackend::new();
+    let time = |f: &mut dyn FnMut()| -> f64 {
+        f();
+        let mut best = f64::INFINITY;
+        for _ in 0..7 {
+            let t = Instant::now();
+            f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        best
+    };
+    let cases: Vec<(&str, Vec<usize>, Op)> = vec![
+        ("bn_mean_0_2_3", vec![64, 64, 32, 32], reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true)),
+        ("bn_mean_0_2_3_small", vec![4, 20, 24, 24], reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true)),
+        ("row_sum", vec![4096, 1024], reduce(ReduceOp::Sum, Some(vec![1]), false)),
+        ("col_sum", vec![4096, 1024], reduce(ReduceOp::Sum, Some(vec![0]), false)),
+        ("middle_max", vec![64, 256, 256], reduce(ReduceOp::Max, Some(vec![1]), false)),
+        ("full_sum", vec![1 << 22], reduce(ReduceOp::Sum, None, false)),
+        ("row_argmax", vec![4096, 1000], arg(ArgReduceOp::Argmax, Some(1), false)),
+        ("col_argmax", vec![1000, 4096], arg(ArgReduceOp::Argmax, Some(0), false)),
+    ];
+    for (name, shape, op) in cases {
+        let x = data(&shape, 1, false);
+        let n = x.shape().numel() as f64;
+        let t_jit = time(&mut || {
+            std::hint::black_box(jit.execute(&op, &[x.view()]).unwrap());
+        });
+        let t_cpu = time(&mut || {
+            std::hint::black_box(CpuBackend.execute(&op, &[x.view()]).unwrap());
+        });
+        // The variance kernel of the same input: mean((x - m)^2) over the same axes.
+        println!(
+            "{{\"case\":\"{name}\",\"shape\":{shape:?},\"jit_ns_per_elem\":{:.3},\"jit_gb_s\":{:.2},\
+             \"cpu_ns_per_elem\":{:.3},\"cpu_gb_s\":{:.2},\"speedup\":{:.2}}}",
+            t_jit * 1e9 / n,
+            n * 4.0 / t_jit / 1e9,
+            t_cpu * 1e9 / n,
+            n * 4.0 / t_cpu / 1e9,
+            t_cpu / t_jit
+        );
+    }
+    let x = data(&[1 << 22], 2, false);
+    let t_copy = time(&mut || {
+        std::hint::black_box(x.as_slice::<f32>().unwrap().to_vec());
+    });
+    println!(
+        "{{\"case\":\"copy\",\"n\":{},\"gb_s\":{:.2}}}",
+        1 << 22,
+        (1u64 << 22) as f64 * 8.0 / t_copy / 1e9
+    );
+    // BN variance as one fused kernel, against the CPU backend's three ops.
+    let (n, c, h, w) = (64, 64, 32, 32);
+    let x = data(&[n, c, h, w], 3, false);
+    let m = CpuBackend
+        .execute(&reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true), &[x.view()])
+        .unwrap();
+    let k = kernel(
+        &[&[n, c, h, w], &[1, c, 1, 1]],
+        vec![
+            (Op::Binary { f: BinaryOp::Sub }, vec![I(0), I(1)]),
+            (Op::Unary { f: UnaryOp::Square }, vec![V(0)]),
+            (reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), false), vec![V(1)]),
+        ],
+    );
+    let fused = Op::Fused {
+        kernel: Box::new(k.clone()),
+    };
+    let t_jit = time(&mut || {
+        std::hint::black_box(jit.execute(&fused, &[x.view(), m.view()]).unwrap());
+    });
+    let t_cpu = time(&mut || {
+        std::hint::black_box(CpuBackend.execute(&fused, &[x.view(), m.view()]).unwrap());
+    });
+    let e = (n * c * h * w) as f64;
+    println!(
+        "{{\"case\":\"bn_var_fused\",\"jit_ns_per_elem\":{:.3},\"jit_gb_s\":{:.2},\
+         \"cpu_op_by_op_ns_per_elem\":{:.3},\"speedup\":{:.2}}}",
+        t_jit * 1e9 / e,
+        e * 4.0 / t_jit / 1e9,
+        t_cpu * 1e9 / e,
+        t_cpu / t_jit
+    );
+    assert_eq!(jit.stats().fallback_runs, 0);
+}

@@ -5,18 +5,29 @@
 //! through [`CpuBackend`] (a fused kernel op by op with [`FusedKernel::eval`]), so any graph
 //! runs and results match the interpreter's semantics.
 //!
-//! What compiles (f32 data; other dtypes run op by op):
-//! - **Elementwise** kernels: any chain of `Unary`/`Binary`/`Scalar`/`Where`/`Clip`/same-type
-//!   `Cast` ops with broadcasting inputs. The output is iterated as `[outer.., rows, inner]`:
+//! What compiles:
+//! - **Elementwise** kernels: any chain of `Unary`/`Binary`/`Scalar`/`Where`/`Clip`/`Cast`
+//!   ops with broadcasting inputs. The output is iterated as `[outer.., rows, inner]`:
 //!   dimensions are collapsed as far as every input's strides allow, each input is contiguous
 //!   or one repeated value along `inner` (compiled in), and moves by a runtime row stride
-//!   along `rows` (0 for a row-broadcast input such as a bias). The inner loop runs in f32x4
-//!   with a scalar tail; `a*b+c` becomes a fused multiply-add when the host has FMA.
-//! - **Reduction** kernels whose reduction is `sum`/`mean`/`max`/`min` over the last axis, or
-//!   `softmax`/`log_softmax` along the last axis, with their elementwise prologue compiled
-//!   into the same loop (an elementwise epilogue after a reduction runs as a second compiled
-//!   elementwise kernel over the result). Accumulators are f32x4 vectors; see
-//!   [`codegen`] for the summation order.
+//!   along `rows` (0 for a row-broadcast input such as a bias); the driver walks the outer
+//!   dimensions with precomputed strides and the kernel bumps pointers (no per-element index
+//!   arithmetic). An all-f32 kernel's inner loop runs in f32x4 with a scalar tail; `a*b+c`
+//!   becomes a fused multiply-add when the host has FMA. Kernels with f64 or i32 values
+//!   (casts between f32/f64/i32, integer arithmetic, comparisons and `where` on any of them)
+//!   run a scalar loop with the interpreter's exact semantics; other dtypes (i64, u8, bool)
+//!   and ops without an exact lowering (integer division, f64 transcendentals) run op by op.
+//! - **Reductions over any axis set** — `sum`, `mean`, `prod`, `max`, `min`, `norm`, and
+//!   `argmax`/`argmin` over one axis or the flattened array — with their elementwise
+//!   prologue compiled into the same loop and their elementwise epilogue run as a second
+//!   compiled pass over the (small) result. Inner reductions fold rows with four f32x4
+//!   accumulators; reductions that keep the contiguous axis (e.g. `sum(axis=0)`, batch-norm
+//!   statistics over `(0, 2, 3)` walk `[N, C, HW]` rows) add whole rows into the output in
+//!   vectors. See [`reduce`] for the walk and [`codegen`] for the summation order. Bare
+//!   `Reduce`/`ArgReduce` nodes (not fused because their result has several users, such as
+//!   batch norm's mean) compile the same way through [`Kernels::execute`].
+//! - **Softmax**, **log-softmax** along the last axis and **softmax cross-entropy**, each one
+//!   kernel with its prologue.
 //! - **Epilogue** kernels: the GEMM/convolution (`body[0]`) runs on [`CpuBackend`], then the
 //!   elementwise remainder runs as one compiled pass over its result.
 //!

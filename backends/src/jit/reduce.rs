@@ -147,10 +147,15 @@ impl RedLayout {
         // The row loop: the last kept group for an inner reduction (else a reduced one), the
         // last reduced group for an inner kept axis.
         let want_reduced = !inner.reduced;
+        let fallback = if inner.reduced {
+            groups.len().checked_sub(1)
+        } else {
+            None
+        };
         let pos = groups
             .iter()
             .rposition(|g| g.1 == want_reduced)
-            .or_else(|| (inner.reduced).then(|| groups.len().checked_sub(1)).flatten());
+            .or(fallback);
         let rows = match pos {
             Some(p) => to_group(groups.remove(p)),
             None => unit(true),
