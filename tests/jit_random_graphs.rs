@@ -101,8 +101,14 @@ fn random_training_graphs_agree_with_the_interpreter() {
          {} kernels compiled in {:?}; worst relative difference {worst:e}",
         s.native_runs, s.fallback_runs, s.kernels_compiled, s.compile_time
     );
-    assert!(differentiated * 2 >= cases as usize, "most graphs differentiate");
-    assert!(s.native_runs > 0, "the JIT compiled some of the fused kernels");
+    assert!(
+        differentiated * 2 >= cases as usize,
+        "most graphs differentiate"
+    );
+    assert!(
+        s.native_runs > 0,
+        "the JIT compiled some of the fused kernels"
+    );
 }
 
 /// The inference pipeline (dropout removed, batch norm folded) on graphs with dense +

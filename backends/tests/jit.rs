@@ -13,10 +13,7 @@ mod jit_support;
 use jit_support::*;
 use kiln_backends::jit::{JitBackend, JitOptions};
 use kiln_backends::{CpuBackend, Kernels};
-use kiln_ir::{
-    BinaryOp, DType, FusedInst, FusedKernel, Op, ReduceOp, Tensor, TensorType,
-    UnaryOp,
-};
+use kiln_ir::{BinaryOp, DType, FusedInst, FusedKernel, Op, ReduceOp, Tensor, TensorType, UnaryOp};
 
 const EXACT_UNARY: [UnaryOp; 12] = [
     UnaryOp::Neg,
@@ -470,7 +467,11 @@ fn typed_kernel(
 /// integer arithmetic, f64 arithmetic and comparisons are exact).
 fn check_typed(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor]) {
     let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
-    assert!(jit.compiles(k, &views), "does not compile:\n{}", k.body_text());
+    assert!(
+        jit.compiles(k, &views),
+        "does not compile:\n{}",
+        k.body_text()
+    );
     let want = k
         .eval(&views, &mut |op, ins| kiln_ir::interp::eval(op, ins))
         .unwrap();
@@ -529,7 +530,11 @@ fn casts_between_f32_f64_and_i32_compile_in_a_scalar_loop() {
         let row = Tensor::from_vec(row, [n]).unwrap();
         // (f32) (i32 * 3 - 7) + (f32) f64 * row
         let k = typed_kernel(
-            &[(&[3, n], DType::I32), (&[3, n], DType::F64), (&[n], DType::F64)],
+            &[
+                (&[3, n], DType::I32),
+                (&[3, n], DType::F64),
+                (&[n], DType::F64),
+            ],
             vec![
                 (
                     Op::Scalar {
@@ -559,8 +564,19 @@ fn casts_between_f32_f64_and_i32_compile_in_a_scalar_loop() {
             &[(&[3, n], DType::I32)],
             vec![
                 (Op::Unary { f: UnaryOp::Neg }, vec![I(0)]),
-                (Op::Binary { f: BinaryOp::Maximum }, vec![I(0), V(0)]),
-                (Op::Clip { min: -5e8, max: 7e8 }, vec![V(1)]),
+                (
+                    Op::Binary {
+                        f: BinaryOp::Maximum,
+                    },
+                    vec![I(0), V(0)],
+                ),
+                (
+                    Op::Clip {
+                        min: -5e8,
+                        max: 7e8,
+                    },
+                    vec![V(1)],
+                ),
                 (Op::Unary { f: UnaryOp::Square }, vec![V(2)]),
                 (Op::Binary { f: BinaryOp::Gt }, vec![V(3), I(0)]),
             ],

@@ -145,7 +145,10 @@ fn empty_reductions_give_the_identity() {
         (ReduceOp::Mean, None),
     ] {
         for axes in [Some(vec![1]), Some(vec![0, 1])] {
-            let k = kernel(&[&[3, 0]], vec![(reduce(f, axes.clone(), false), vec![I(0)])]);
+            let k = kernel(
+                &[&[3, 0]],
+                vec![(reduce(f, axes.clone(), false), vec![I(0)])],
+            );
             let x = Tensor::from_vec(Vec::<f32>::new(), [3, 0]).unwrap();
             let got = check(&jit, &k, &[&x], EXACT, true);
             for &v in got.as_slice::<f32>().unwrap() {
@@ -156,7 +159,10 @@ fn empty_reductions_give_the_identity() {
             }
         }
         // Reducing the non-empty axis of an empty array: an empty result.
-        let k = kernel(&[&[3, 0]], vec![(reduce(f, Some(vec![0]), false), vec![I(0)])]);
+        let k = kernel(
+            &[&[3, 0]],
+            vec![(reduce(f, Some(vec![0]), false), vec![I(0)])],
+        );
         let x = Tensor::from_vec(Vec::<f32>::new(), [3, 0]).unwrap();
         let got = check(&jit, &k, &[&x], EXACT, true);
         assert_eq!(got.shape().dims(), &[0]);
@@ -169,7 +175,10 @@ fn nan_and_infinities_propagate_through_max_min_and_sum() {
     let x = data(&[6, 9, 14], 23, true);
     for f in [ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
         for axes in [vec![0], vec![1], vec![2], vec![0, 2]] {
-            let k = kernel(&[&[6, 9, 14]], vec![(reduce(f, Some(axes), false), vec![I(0)])]);
+            let k = kernel(
+                &[&[6, 9, 14]],
+                vec![(reduce(f, Some(axes), false), vec![I(0)])],
+            );
             check(&jit, &k, &[&x], tol(f), true);
         }
     }
@@ -195,7 +204,12 @@ fn tied(shape: &[usize], seed: u64, specials: bool) -> Tensor {
 fn argmax_and_argmin_over_each_axis_with_ties_and_nan() {
     let jit = exact();
     for f in [ArgReduceOp::Argmax, ArgReduceOp::Argmin] {
-        for x in [vec![3usize, 5, 7], vec![2, 19, 1], vec![4, 1, 33], vec![1, 1, 1]] {
+        for x in [
+            vec![3usize, 5, 7],
+            vec![2, 19, 1],
+            vec![4, 1, 33],
+            vec![1, 1, 1],
+        ] {
             for axis in [Some(0), Some(1), Some(2), Some(-1), None] {
                 for keep in [false, true] {
                     for specials in [false, true] {
@@ -237,7 +251,11 @@ fn argmax_with_a_prologue_and_an_epilogue_compiles_as_one_kernel() {
             (scalar(BinaryOp::Add, 1.0), vec![V(2)]),
         ],
     );
-    let (x, w, b) = (tied(&[6, 13], 1, false), data(&[13], 2, false), data(&[6, 1], 3, false));
+    let (x, w, b) = (
+        tied(&[6, 13], 1, false),
+        data(&[13], 2, false),
+        data(&[6, 1], 3, false),
+    );
     check(&jit, &k, &[&x, &w, &b], EXACT, true);
     // Over axis 0 (the strided one).
     let k = kernel(
@@ -257,14 +275,23 @@ fn argmax_with_a_prologue_and_an_epilogue_compiles_as_one_kernel() {
 #[test]
 fn batch_norm_statistics_are_single_compiled_kernels() {
     let jit = exact();
-    for (n, c, h, w) in [(4usize, 20usize, 24usize, 24usize), (3, 5, 7, 7), (2, 3, 1, 1), (1, 8, 5, 3)] {
+    for (n, c, h, w) in [
+        (4usize, 20usize, 24usize, 24usize),
+        (3, 5, 7, 7),
+        (2, 3, 1, 1),
+        (1, 8, 5, 3),
+    ] {
         let x = data(&[n, c, h, w], 40, false);
         let before = jit.stats().native_runs;
         // mean over (0,2,3), keepdims: a bare op through `execute`.
         let mean_op = reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true);
         let got = jit.execute(&mean_op, &[x.view()]).unwrap();
         let want = interp::eval(&mean_op, &[x.view()]).unwrap();
-        assert_eq!(jit.stats().native_runs, before + 1, "the bare mean compiled");
+        assert_eq!(
+            jit.stats().native_runs,
+            before + 1,
+            "the bare mean compiled"
+        );
         assert_close(&got, &want, RED);
         // var = mean((x - mean)^2) over (0,2,3), then 0.9 * running + 0.1 * var.
         let k = kernel(
@@ -272,7 +299,10 @@ fn batch_norm_statistics_are_single_compiled_kernels() {
             vec![
                 (Op::Binary { f: BinaryOp::Sub }, vec![I(0), I(1)]),
                 (Op::Unary { f: UnaryOp::Square }, vec![V(0)]),
-                (reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), false), vec![V(1)]),
+                (
+                    reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), false),
+                    vec![V(1)],
+                ),
                 (scalar(BinaryOp::Mul, 0.1), vec![V(2)]),
                 (scalar(BinaryOp::Mul, 0.9), vec![I(2)]),
                 (Op::Binary { f: BinaryOp::Add }, vec![V(3), V(4)]),
@@ -296,7 +326,10 @@ fn batch_norm_statistics_are_single_compiled_kernels() {
 
 fn assert_close(got: &Tensor, want: &Tensor, tol: Tol) {
     assert_eq!(got.shape(), want.shape());
-    let (g, w) = (got.as_slice::<f32>().unwrap(), want.as_slice::<f32>().unwrap());
+    let (g, w) = (
+        got.as_slice::<f32>().unwrap(),
+        want.as_slice::<f32>().unwrap(),
+    );
     let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
     for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
         let err = (a as f64 - b as f64).abs();
@@ -322,13 +355,27 @@ fn threaded_reductions_are_deterministic() {
         ..JitOptions::default()
     });
     let x = data(&[3, 37, 1031], 50, false);
-    for f in [ReduceOp::Sum, ReduceOp::Max] {
-        for axes in [Some(vec![2]), Some(vec![0]), Some(vec![1]), Some(vec![0, 2]), None] {
-            let op = reduce(f, axes.clone(), false);
+    for f in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+        for axes in [
+            Some(vec![2]),
+            Some(vec![0]),
+            Some(vec![1]),
+            Some(vec![0, 2]),
+            None,
+        ] {
+            // As a one-op fused kernel (a bare op keeping the last axis may run on the CPU).
+            let op = Op::Fused {
+                kernel: Box::new(kernel(
+                    &[&[3, 37, 1031]],
+                    vec![(reduce(f, axes.clone(), false), vec![I(0)])],
+                )),
+            };
             let a = serial.execute(&op, &[x.view()]).unwrap();
             let b = parallel.execute(&op, &[x.view()]).unwrap();
             assert_eq!(a, b, "{f:?} {axes:?}");
-            assert_close(&a, &interp::eval(&op, &[x.view()]).unwrap(), tol(f));
+            let plain = reduce(f, axes.clone(), false);
+            let want = interp::eval(&plain, &[x.view()]).unwrap();
+            assert_close(&a, &want, tol(f));
         }
     }
     for axis in [0, 1, 2] {
@@ -350,7 +397,10 @@ fn a_new_batch_size_reuses_the_compiled_reduction() {
             &[&[n, 6, 5, 5]],
             vec![
                 (Op::Unary { f: UnaryOp::Square }, vec![I(0)]),
-                (reduce(ReduceOp::Sum, Some(vec![0, 2, 3]), false), vec![V(0)]),
+                (
+                    reduce(ReduceOp::Sum, Some(vec![0, 2, 3]), false),
+                    vec![V(0)],
+                ),
             ],
         )
     };
@@ -359,7 +409,9 @@ fn a_new_batch_size_reuses_the_compiled_reduction() {
     check(&jit, &mk(7), &[&data(&[7, 6, 5, 5], 2, false)], RED, true);
     assert_eq!(jit.stats().kernels_compiled, compiled);
     let rec = jit.records();
-    assert!(rec.iter().any(|r| r.variant == "reduce" && r.compile_time.as_nanos() > 0));
+    assert!(rec
+        .iter()
+        .any(|r| r.variant == "reduce" && r.compile_time.as_nanos() > 0));
 }
 
 /// A kernel the JIT does not lower (an argmax over several strided groups of a broadcast
@@ -375,7 +427,13 @@ fn unlowered_flattened_argmax_falls_back() {
         ],
     );
     let before = jit.stats().fallback_runs;
-    check(&jit, &k, &[&data(&[4, 5], 1, false), &data(&[5], 2, false)], EXACT, false);
+    check(
+        &jit,
+        &k,
+        &[&data(&[4, 5], 1, false), &data(&[5], 2, false)],
+        EXACT,
+        false,
+    );
     assert_eq!(jit.stats().fallback_runs, before + 1);
 }
 
@@ -399,14 +457,46 @@ fn reduction_speed_against_the_cpu_backend() {
         best
     };
     let cases: Vec<(&str, Vec<usize>, Op)> = vec![
-        ("bn_mean_0_2_3", vec![64, 64, 32, 32], reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true)),
-        ("bn_mean_0_2_3_small", vec![4, 20, 24, 24], reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true)),
-        ("row_sum", vec![4096, 1024], reduce(ReduceOp::Sum, Some(vec![1]), false)),
-        ("col_sum", vec![4096, 1024], reduce(ReduceOp::Sum, Some(vec![0]), false)),
-        ("middle_max", vec![64, 256, 256], reduce(ReduceOp::Max, Some(vec![1]), false)),
-        ("full_sum", vec![1 << 22], reduce(ReduceOp::Sum, None, false)),
-        ("row_argmax", vec![4096, 1000], arg(ArgReduceOp::Argmax, Some(1), false)),
-        ("col_argmax", vec![1000, 4096], arg(ArgReduceOp::Argmax, Some(0), false)),
+        (
+            "bn_mean_0_2_3",
+            vec![64, 64, 32, 32],
+            reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true),
+        ),
+        (
+            "bn_mean_0_2_3_small",
+            vec![4, 20, 24, 24],
+            reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true),
+        ),
+        (
+            "row_sum",
+            vec![4096, 1024],
+            reduce(ReduceOp::Sum, Some(vec![1]), false),
+        ),
+        (
+            "col_sum",
+            vec![4096, 1024],
+            reduce(ReduceOp::Sum, Some(vec![0]), false),
+        ),
+        (
+            "middle_max",
+            vec![64, 256, 256],
+            reduce(ReduceOp::Max, Some(vec![1]), false),
+        ),
+        (
+            "full_sum",
+            vec![1 << 22],
+            reduce(ReduceOp::Sum, None, false),
+        ),
+        (
+            "row_argmax",
+            vec![4096, 1000],
+            arg(ArgReduceOp::Argmax, Some(1), false),
+        ),
+        (
+            "col_argmax",
+            vec![1000, 4096],
+            arg(ArgReduceOp::Argmax, Some(0), false),
+        ),
     ];
     for (name, shape, op) in cases {
         let x = data(&shape, 1, false);
@@ -441,14 +531,20 @@ fn reduction_speed_against_the_cpu_backend() {
     let (n, c, h, w) = (64, 64, 32, 32);
     let x = data(&[n, c, h, w], 3, false);
     let m = CpuBackend
-        .execute(&reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true), &[x.view()])
+        .execute(
+            &reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), true),
+            &[x.view()],
+        )
         .unwrap();
     let k = kernel(
         &[&[n, c, h, w], &[1, c, 1, 1]],
         vec![
             (Op::Binary { f: BinaryOp::Sub }, vec![I(0), I(1)]),
             (Op::Unary { f: UnaryOp::Square }, vec![V(0)]),
-            (reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), false), vec![V(1)]),
+            (
+                reduce(ReduceOp::Mean, Some(vec![0, 2, 3]), false),
+                vec![V(1)],
+            ),
         ],
     );
     let fused = Op::Fused {

@@ -308,7 +308,9 @@ impl Emitter<'_> {
                 match (self.prog.types[a], t) {
                     (DType::F32, DType::F64) => b.ins().fpromote(types::F64, x),
                     (DType::F64, DType::F32) => b.ins().fdemote(types::F32, x),
-                    (DType::F32 | DType::F64, DType::I32) => b.ins().fcvt_to_sint_sat(types::I32, x),
+                    (DType::F32 | DType::F64, DType::I32) => {
+                        b.ins().fcvt_to_sint_sat(types::I32, x)
+                    }
                     (DType::I32, DType::F32) => b.ins().fcvt_from_sint(types::F32, x),
                     (DType::I32, DType::F64) => b.ins().fcvt_from_sint(types::F64, x),
                     _ => return None,

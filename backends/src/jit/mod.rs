@@ -73,23 +73,16 @@ use kiln_ir::{
     Tensor, TensorView,
 };
 use program::Program;
-use reduce::{FoldKind, RedLayout};
 use rayon::prelude::*;
+use reduce::{FoldKind, RedLayout};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The machine signature of every kernel (see [`codegen`]).
-type KernelFn = unsafe extern "C" fn(
-    usize,
-    usize,
-    *const *const f32,
-    *const isize,
-    *mut f32,
-    isize,
-    *mut f32,
-);
+type KernelFn =
+    unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize, *mut f32);
 
 /// Settings of a [`JitBackend`].
 #[derive(Clone, Debug)]
@@ -334,6 +327,25 @@ impl JitBackend {
         let [x] = inputs else { return None };
         if x.dtype() != DType::F32 {
             return None;
+        }
+        // A bare sum/mean/max that keeps the last axis (a bias gradient's `sum(axis=0)`)
+        // runs on the CPU kernels: measured in release on [4096, 1024], they read 14.9 GB/s
+        // against the compiled column fold's 9.8 (which still pays off inside a fused kernel,
+        // where it saves the prologue's round trip through memory).
+        if let Op::Reduce {
+            f: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max,
+            axes: Some(axes),
+            ..
+        } = op
+        {
+            let rank = x.shape.rank();
+            let last = rank.checked_sub(1)?;
+            let reduces_last = axes
+                .iter()
+                .any(|&a| normalize_axis(a, rank, "reduce").ok() == Some(last));
+            if !reduces_last && x.shape[last] > 1 {
+                return None;
+            }
         }
         let ty = kiln_ir::infer::infer(op, &[x.ty()]).ok()?;
         FusedKernel::new(
@@ -1079,14 +1091,7 @@ impl JitBackend {
 
     /// Runs an elementwise function into `out`: `n > 0` elements of the layout's output
     /// size.
-    fn map_into(
-        &self,
-        f: KernelFn,
-        layout: &Layout,
-        ptrs: &[*const f32],
-        out: *mut f32,
-        n: usize,
-    ) {
+    fn map_into(&self, f: KernelFn, layout: &Layout, ptrs: &[*const f32], out: *mut f32, n: usize) {
         let mut l = layout.clone();
         let block = 1 << 14;
         let rem = l.split_row(block);
@@ -1169,7 +1174,8 @@ impl Program {
     fn push_square(&mut self) {
         let out = self.out;
         self.uses[out] += 1;
-        self.nodes.push(program::Node::Unary(kiln_ir::UnaryOp::Square, out));
+        self.nodes
+            .push(program::Node::Unary(kiln_ir::UnaryOp::Square, out));
         self.types.push(self.types[out]);
         self.uses.push(0);
         self.out = self.nodes.len() - 1;

@@ -231,11 +231,7 @@ pub(super) unsafe fn drive(
     } else {
         (layout.inner, true)
     };
-    let threads = if parallel {
-        crate::cpu::threads()
-    } else {
-        1
-    };
+    let threads = if parallel { crate::cpu::threads() } else { 1 };
     let per_kept = if !splittable {
         1
     } else if layout.inner_reduced {

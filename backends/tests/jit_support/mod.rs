@@ -92,7 +92,13 @@ pub const RED: Tol = Tol(1e-5, 1e-5);
 
 /// Runs `k` on `jit` and the interpreter; asserts native execution (when `native`) and
 /// agreement within `tol`.
-pub fn check(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor], tol: Tol, native: bool) -> Tensor {
+pub fn check(
+    jit: &JitBackend,
+    k: &FusedKernel,
+    inputs: &[&Tensor],
+    tol: Tol,
+    native: bool,
+) -> Tensor {
     let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
     let want = reference(k, inputs);
     if native {
@@ -139,4 +145,3 @@ pub fn check(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor], tol: Tol, na
     }
     got
 }
-
