@@ -8,144 +8,12 @@
 //! - reductions and softmax (f32 vector accumulators vs the interpreter's f64 sums):
 //!   relative 1e-5 of the largest magnitude involved.
 
+mod jit_support;
+
+use jit_support::*;
 use kiln_backends::jit::{JitBackend, JitOptions};
 use kiln_backends::{CpuBackend, Kernels};
-use kiln_ir::{
-    infer::infer, interp, BinaryOp, DType, FusedArg, FusedInst, FusedKernel, Op, ReduceOp, Tensor,
-    TensorType, UnaryOp,
-};
-use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg64;
-
-use FusedArg::{Input as I, Value as V};
-
-fn f32t(shape: &[usize]) -> TensorType {
-    TensorType::new(shape.to_vec(), DType::F32)
-}
-
-/// A kernel over inputs of `shapes` (f32) with body `insts` (types inferred); returns the
-/// last instruction.
-fn kernel(shapes: &[&[usize]], insts: Vec<(Op, Vec<FusedArg>)>) -> FusedKernel {
-    let inputs: Vec<TensorType> = shapes.iter().map(|s| f32t(s)).collect();
-    let mut body: Vec<FusedInst> = Vec::new();
-    for (op, args) in insts {
-        let tys: Vec<TensorType> = args
-            .iter()
-            .map(|a| match *a {
-                I(i) => inputs[i].clone(),
-                V(j) => body[j].ty.clone(),
-            })
-            .collect();
-        let ty = infer(&op, &tys).unwrap_or_else(|e| panic!("{op:?}: {e}"));
-        body.push(FusedInst { op, args, ty });
-    }
-    let out = body.len() - 1;
-    FusedKernel::new(inputs, body, out).unwrap()
-}
-
-/// Values with the special cases mixed in: NaN, ±inf, ±0, halves.
-fn data(shape: &[usize], seed: u64, specials: bool) -> Tensor {
-    let mut rng = Pcg64::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let sp = [
-        f32::NAN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        0.0,
-        -0.0,
-        2.5,
-        -2.5,
-        0.5,
-        -0.5,
-        1.0,
-    ];
-    let v: Vec<f32> = (0..n)
-        .map(|i| {
-            if specials && i % 7 == 3 {
-                sp[(i / 7) % sp.len()]
-            } else {
-                rng.random_range(-3.0f32..3.0)
-            }
-        })
-        .collect();
-    Tensor::from_vec(v, shape.to_vec()).unwrap()
-}
-
-fn exact() -> JitBackend {
-    JitBackend::with_options(JitOptions {
-        fma: false,
-        ..JitOptions::default()
-    })
-}
-
-fn reference(k: &FusedKernel, inputs: &[&Tensor]) -> Tensor {
-    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
-    k.eval(&views, &mut |op, ins| interp::eval(op, ins))
-        .unwrap()
-}
-
-/// Tolerances: `Tol(0, 0)` is bitwise equality; otherwise `|got - want| <= rel·|want| +
-/// abs·scale`, where `scale` is the largest finite |want| of the kernel's output.
-#[derive(Clone, Copy)]
-struct Tol(f64, f64);
-
-const EXACT: Tol = Tol(0.0, 0.0);
-/// Transcendentals (clif_math's ≤ 2 ulp, plus the interpreter's own rounding).
-const TRANS: Tol = Tol(4e-6, 0.0);
-/// FMA contraction: one rounding less, so cancellation shows against the output's scale.
-const FMA: Tol = Tol(1e-6, 1e-6);
-/// Reductions and softmax: f32 accumulators in another order than the f64 reference.
-const RED: Tol = Tol(1e-5, 1e-5);
-
-/// Runs `k` on `jit` and the interpreter; asserts native execution (when `native`) and
-/// agreement within `tol`.
-fn check(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor], tol: Tol, native: bool) -> Tensor {
-    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
-    let want = reference(k, inputs);
-    if native {
-        assert!(
-            jit.compiles(k, &views),
-            "does not compile:\n{}",
-            k.body_text()
-        );
-    }
-    let got = jit
-        .execute(
-            &Op::Fused {
-                kernel: Box::new(k.clone()),
-            },
-            &views,
-        )
-        .unwrap();
-    assert_eq!(got.shape(), want.shape(), "{}", k.body_text());
-    let (g, w) = (
-        got.as_slice::<f32>().unwrap(),
-        want.as_slice::<f32>().unwrap(),
-    );
-    let scale = w
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0f32, |m, v| m.max(v.abs())) as f64;
-    for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-        let ok = if tol.0 == 0.0 && tol.1 == 0.0 {
-            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-        } else if a.is_nan() || b.is_nan() {
-            a.is_nan() && b.is_nan()
-        } else if a.is_infinite() || b.is_infinite() {
-            a == b
-        } else {
-            ((a - b).abs() as f64) <= tol.0 * (b.abs() as f64) + tol.1 * scale
-        };
-        assert!(
-            ok,
-            "element {i}: jit {a:e} vs interp {b:e} (tolerance {}, {})\n{}",
-            tol.0,
-            tol.1,
-            k.body_text()
-        );
-    }
-    got
-}
+use kiln_ir::{BinaryOp, DType, FusedInst, FusedKernel, Op, ReduceOp, Tensor, TensorType, UnaryOp};
 
 const EXACT_UNARY: [UnaryOp; 12] = [
     UnaryOp::Neg,
@@ -436,19 +304,9 @@ fn reductions_over_the_last_axis_with_prologue_and_epilogue() {
 }
 
 #[test]
-fn other_reduction_axes_run_op_by_op() {
+fn softmax_over_a_leading_axis_runs_op_by_op() {
     let jit = exact();
-    let k = kernel(
-        &[&[4, 6]],
-        vec![(
-            Op::Reduce {
-                f: ReduceOp::Sum,
-                axes: Some(vec![0]),
-                keepdims: false,
-            },
-            vec![I(0)],
-        )],
-    );
+    let k = kernel(&[&[4, 6]], vec![(Op::Softmax { axis: 0 }, vec![I(0)])]);
     let x = data(&[4, 6], 26, false);
     let before = jit.stats().fallback_runs;
     check(&jit, &k, &[&x], FMA, false);
@@ -580,17 +438,222 @@ fn a_new_batch_size_hits_the_cache() {
     assert!(jit.stats().compile_time >= r[0].compile_time);
 }
 
+/// A kernel over typed inputs: `shapes[i]` with dtype `dtypes[i]`.
+fn typed_kernel(
+    ins: &[(&[usize], DType)],
+    insts: Vec<(Op, Vec<kiln_ir::FusedArg>)>,
+) -> FusedKernel {
+    let inputs: Vec<TensorType> = ins
+        .iter()
+        .map(|(s, d)| TensorType::new(s.to_vec(), *d))
+        .collect();
+    let mut body: Vec<FusedInst> = Vec::new();
+    for (op, args) in insts {
+        let tys: Vec<TensorType> = args
+            .iter()
+            .map(|a| match *a {
+                I(i) => inputs[i].clone(),
+                V(j) => body[j].ty.clone(),
+            })
+            .collect();
+        let ty = kiln_ir::infer::infer(&op, &tys).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        body.push(FusedInst { op, args, ty });
+    }
+    let out = body.len() - 1;
+    FusedKernel::new(inputs, body, out).unwrap()
+}
+
+/// Runs a typed kernel natively and checks it bitwise against the interpreter (casts,
+/// integer arithmetic, f64 arithmetic and comparisons are exact).
+fn check_typed(jit: &JitBackend, k: &FusedKernel, inputs: &[&Tensor]) {
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    assert!(
+        jit.compiles(k, &views),
+        "does not compile:\n{}",
+        k.body_text()
+    );
+    let want = k
+        .eval(&views, &mut |op, ins| kiln_ir::interp::eval(op, ins))
+        .unwrap();
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
+    assert_eq!(got.ty(), want.ty(), "{}", k.body_text());
+    for (i, (a, b)) in got.to_f64_vec().iter().zip(want.to_f64_vec()).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "element {i}: jit {a:e} vs interp {b:e}\n{}",
+            k.body_text()
+        );
+    }
+}
+
+fn cast(dtype: DType) -> Op {
+    Op::Cast { dtype }
+}
+
 #[test]
-fn non_f32_kernels_and_plain_ops_fall_back() {
+fn casts_between_f32_f64_and_i32_compile_in_a_scalar_loop() {
     let jit = exact();
-    let inputs = vec![TensorType::new(vec![5], DType::I32)];
+    // Values at the conversions' edges: NaN, ±inf, beyond i32's range, halves, -0.
+    let mut v: Vec<f32> = data(&[3, 37], 60, true).as_slice::<f32>().unwrap().to_vec();
+    v[1] = 3e9;
+    v[2] = -3e9;
+    v[4] = 2147483520.0;
+    v[5] = -2.5;
+    v[6] = 16777217.0;
+    let x = Tensor::from_vec(v, [3, 37]).unwrap();
+    for via in [DType::F64, DType::I32] {
+        // f32 -> via -> f32, and f32 -> via.
+        let k = typed_kernel(
+            &[(&[3, 37], DType::F32)],
+            vec![(cast(via), vec![I(0)]), (cast(DType::F32), vec![V(0)])],
+        );
+        check_typed(&jit, &k, &[&x]);
+        let k = typed_kernel(&[(&[3, 37], DType::F32)], vec![(cast(via), vec![I(0)])]);
+        check_typed(&jit, &k, &[&x]);
+    }
+    // i32 and f64 inputs, odd sizes, a broadcast row.
+    for n in [0usize, 1, 3, 5, 19, 1031] {
+        let xi: Vec<i32> = (0..n as i32 * 3)
+            .map(|i| i.wrapping_mul(2_654_435_761u32 as i32) >> 3)
+            .collect();
+        let xi = Tensor::from_vec(xi, [3, n]).unwrap();
+        let xd: Vec<f64> = (0..n * 3).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+        let xd = Tensor::from_vec(xd, [3, n]).unwrap();
+        let row: Vec<f64> = (0..n).map(|i| i as f64 - 2.5).collect();
+        let row = Tensor::from_vec(row, [n]).unwrap();
+        // (f32) (i32 * 3 - 7) + (f32) f64 * row
+        let k = typed_kernel(
+            &[
+                (&[3, n], DType::I32),
+                (&[3, n], DType::F64),
+                (&[n], DType::F64),
+            ],
+            vec![
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Mul,
+                        scalar: 3.0,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
+                (
+                    Op::Scalar {
+                        f: BinaryOp::Sub,
+                        scalar: 7.0,
+                        reverse: false,
+                    },
+                    vec![V(0)],
+                ),
+                (cast(DType::F32), vec![V(1)]),
+                (Op::Binary { f: BinaryOp::Mul }, vec![I(1), I(2)]),
+                (cast(DType::F32), vec![V(3)]),
+                (Op::Binary { f: BinaryOp::Add }, vec![V(2), V(4)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi, &xd, &row]);
+        // Integer ops producing i32: max(x, -x) wraps at i32::MIN, clip, square, comparisons.
+        let k = typed_kernel(
+            &[(&[3, n], DType::I32)],
+            vec![
+                (Op::Unary { f: UnaryOp::Neg }, vec![I(0)]),
+                (
+                    Op::Binary {
+                        f: BinaryOp::Maximum,
+                    },
+                    vec![I(0), V(0)],
+                ),
+                (
+                    Op::Clip {
+                        min: -5e8,
+                        max: 7e8,
+                    },
+                    vec![V(1)],
+                ),
+                (Op::Unary { f: UnaryOp::Square }, vec![V(2)]),
+                (Op::Binary { f: BinaryOp::Gt }, vec![V(3), I(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi]);
+    }
+}
+
+#[test]
+fn comparisons_and_where_with_non_f32_operands() {
+    let jit = exact();
+    let n = 23;
+    let mut xd: Vec<f64> = (0..n).map(|i| (i as f64 - 11.0) * 0.5).collect();
+    xd[3] = f64::NAN;
+    let xd = Tensor::from_vec(xd, [n]).unwrap();
+    let xf = data(&[n], 61, true);
+    let xi: Vec<i32> = (0..n as i32).map(|i| (i % 5) - 2).collect();
+    let xi = Tensor::from_vec(xi, [n]).unwrap();
+    for f in [
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+    ] {
+        // f64 comparison -> where on f32 data.
+        let k = typed_kernel(
+            &[(&[n], DType::F64), (&[n], DType::F32)],
+            vec![
+                (
+                    Op::Scalar {
+                        f,
+                        scalar: 0.5,
+                        reverse: false,
+                    },
+                    vec![I(0)],
+                ),
+                (Op::Unary { f: UnaryOp::Neg }, vec![I(1)]),
+                (Op::Where, vec![V(0), I(1), V(1)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xd, &xf]);
+        // i32 comparison against a cast of f32 data, giving i32; where picks i32 values.
+        let k = typed_kernel(
+            &[(&[n], DType::I32), (&[n], DType::F32)],
+            vec![
+                (cast(DType::I32), vec![I(1)]),
+                (Op::Binary { f }, vec![I(0), V(0)]),
+                (Op::Where, vec![V(1), I(0), V(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xi, &xf]);
+        // An f32 condition choosing between f64 values.
+        let k = typed_kernel(
+            &[(&[n], DType::F32), (&[n], DType::F64)],
+            vec![
+                (Op::Unary { f: UnaryOp::Abs }, vec![I(1)]),
+                (Op::Where, vec![I(0), I(1), V(0)]),
+            ],
+        );
+        check_typed(&jit, &k, &[&xf, &xd]);
+    }
+}
+
+#[test]
+fn unsupported_dtypes_and_plain_ops_fall_back() {
+    let jit = exact();
+    // i64 has no lowering: the kernel runs op by op.
+    let inputs = vec![TensorType::new(vec![5], DType::I64)];
     let body = vec![FusedInst {
         op: Op::Unary { f: UnaryOp::Neg },
         args: vec![I(0)],
-        ty: TensorType::new(vec![5], DType::I32),
+        ty: TensorType::new(vec![5], DType::I64),
     }];
     let k = FusedKernel::new(inputs, body, 0).unwrap();
-    let x = Tensor::from_vec(vec![1i32, -2, 3, i32::MIN, 0], [5]).unwrap();
+    let x = Tensor::from_vec(vec![1i64, -2, 3, i64::MIN, 0], [5]).unwrap();
     let got = jit
         .execute(
             &Op::Fused {
@@ -599,9 +662,31 @@ fn non_f32_kernels_and_plain_ops_fall_back() {
             &[x.view()],
         )
         .unwrap();
-    assert_eq!(got.as_slice::<i32>().unwrap(), &[-1, 2, -3, i32::MIN, 0]);
+    assert_eq!(got.as_slice::<i64>().unwrap(), &[-1, 2, -3, i64::MIN, 0]);
     assert_eq!(jit.stats().fallback_runs, 1);
     assert_eq!(jit.stats().kernels_compiled, 0);
+    // An i32 op with no integer lowering (division) falls back too, with the
+    // interpreter's result (division by zero gives 0).
+    let k = typed_kernel(
+        &[(&[4], DType::I32), (&[4], DType::I32)],
+        vec![(Op::Binary { f: BinaryOp::Div }, vec![I(0), I(1)])],
+    );
+    let a = Tensor::from_vec(vec![7i32, -7, i32::MIN, 5], [4]).unwrap();
+    let b = Tensor::from_vec(vec![2i32, 2, -1, 0], [4]).unwrap();
+    let views = [a.view(), b.view()];
+    assert!(!jit.compiles(&k, &views));
+    let got = jit
+        .execute(
+            &Op::Fused {
+                kernel: Box::new(k.clone()),
+            },
+            &views,
+        )
+        .unwrap();
+    let want = k
+        .eval(&views, &mut |op, ins| kiln_ir::interp::eval(op, ins))
+        .unwrap();
+    assert_eq!(got, want);
     // A plain op runs on the CPU backend.
     let a = data(&[8], 35, false);
     let op = Op::Unary { f: UnaryOp::Tanh };

@@ -47,6 +47,16 @@ pub(crate) fn or(b: &mut FunctionBuilder<'_>, m1: Mask, m2: Mask) -> Mask {
     Mask(b.ins().bor(m1.0, m2.0))
 }
 
+/// `m1 & m2`.
+pub(crate) fn and(b: &mut FunctionBuilder<'_>, m1: Mask, m2: Mask) -> Mask {
+    Mask(b.ins().band(m1.0, m2.0))
+}
+
+/// `m1 & !m2`.
+pub(crate) fn and_not(b: &mut FunctionBuilder<'_>, m1: Mask, m2: Mask) -> Mask {
+    Mask(b.ins().band_not(m1.0, m2.0))
+}
+
 /// `m ? x : y`, lane by lane.
 pub(crate) fn select(b: &mut FunctionBuilder<'_>, m: Mask, x: Value, y: Value) -> Value {
     let ty = b.func.dfg.value_type(x);

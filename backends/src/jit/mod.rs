@@ -5,18 +5,29 @@
 //! through [`CpuBackend`] (a fused kernel op by op with [`FusedKernel::eval`]), so any graph
 //! runs and results match the interpreter's semantics.
 //!
-//! What compiles (f32 data; other dtypes run op by op):
-//! - **Elementwise** kernels: any chain of `Unary`/`Binary`/`Scalar`/`Where`/`Clip`/same-type
-//!   `Cast` ops with broadcasting inputs. The output is iterated as `[outer.., rows, inner]`:
+//! What compiles:
+//! - **Elementwise** kernels: any chain of `Unary`/`Binary`/`Scalar`/`Where`/`Clip`/`Cast`
+//!   ops with broadcasting inputs. The output is iterated as `[outer.., rows, inner]`:
 //!   dimensions are collapsed as far as every input's strides allow, each input is contiguous
 //!   or one repeated value along `inner` (compiled in), and moves by a runtime row stride
-//!   along `rows` (0 for a row-broadcast input such as a bias). The inner loop runs in f32x4
-//!   with a scalar tail; `a*b+c` becomes a fused multiply-add when the host has FMA.
-//! - **Reduction** kernels whose reduction is `sum`/`mean`/`max`/`min` over the last axis, or
-//!   `softmax`/`log_softmax` along the last axis, with their elementwise prologue compiled
-//!   into the same loop (an elementwise epilogue after a reduction runs as a second compiled
-//!   elementwise kernel over the result). Accumulators are f32x4 vectors; see
-//!   [`codegen`] for the summation order.
+//!   along `rows` (0 for a row-broadcast input such as a bias); the driver walks the outer
+//!   dimensions with precomputed strides and the kernel bumps pointers (no per-element index
+//!   arithmetic). An all-f32 kernel's inner loop runs in f32x4 with a scalar tail; `a*b+c`
+//!   becomes a fused multiply-add when the host has FMA. Kernels with f64 or i32 values
+//!   (casts between f32/f64/i32, integer arithmetic, comparisons and `where` on any of them)
+//!   run a scalar loop with the interpreter's exact semantics; other dtypes (i64, u8, bool)
+//!   and ops without an exact lowering (integer division, f64 transcendentals) run op by op.
+//! - **Reductions over any axis set** — `sum`, `mean`, `prod`, `max`, `min`, `norm`, and
+//!   `argmax`/`argmin` over one axis or the flattened array — with their elementwise
+//!   prologue compiled into the same loop and their elementwise epilogue run as a second
+//!   compiled pass over the (small) result. Inner reductions fold rows with four f32x4
+//!   accumulators; reductions that keep the contiguous axis (e.g. `sum(axis=0)`, batch-norm
+//!   statistics over `(0, 2, 3)` walk `[N, C, HW]` rows) add whole rows into the output in
+//!   vectors. See [`reduce`] for the walk and [`codegen`] for the summation order. Bare
+//!   `Reduce`/`ArgReduce` nodes (not fused because their result has several users, such as
+//!   batch norm's mean) compile the same way through [`Kernels::execute`].
+//! - **Softmax**, **log-softmax** along the last axis and **softmax cross-entropy**, each one
+//!   kernel with its prologue.
 //! - **Epilogue** kernels: the GEMM/convolution (`body[0]`) runs on [`CpuBackend`], then the
 //!   elementwise remainder runs as one compiled pass over its result.
 //!
@@ -48,19 +59,22 @@
 mod codegen;
 mod emit;
 mod program;
+mod reduce;
 
 use crate::{CpuBackend, Kernels};
-use codegen::{Body, Mode};
+use codegen::{Body, Comb, Mode};
 use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 use kiln_ir::shape::normalize_axis;
 use kiln_ir::{
-    DType, Error, FusedArg, FusedKernel, FusedKind, Op, ReduceOp, Result, Tensor, TensorView,
+    ArgReduceOp, DType, Error, FusedArg, FusedInst, FusedKernel, FusedKind, Op, ReduceOp, Result,
+    Tensor, TensorView,
 };
 use program::Program;
 use rayon::prelude::*;
+use reduce::{FoldKind, RedLayout};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -68,7 +82,7 @@ use std::time::{Duration, Instant};
 
 /// The machine signature of every kernel (see [`codegen`]).
 type KernelFn =
-    unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize);
+    unsafe extern "C" fn(usize, usize, *const *const f32, *const isize, *mut f32, isize, *mut f32);
 
 /// Settings of a [`JitBackend`].
 #[derive(Clone, Debug)]
@@ -305,6 +319,43 @@ impl JitBackend {
         self.plan(kernel, inputs).is_some()
     }
 
+    /// A one-instruction kernel for a bare f32 reduction (the graph runs a reduction whose
+    /// result has several users, such as batch-norm's mean, unfused), so that it compiles
+    /// like a fused one; `None` to run it on [`CpuBackend`].
+    fn single_op_kernel(&self, op: &Op, inputs: &[TensorView<'_>]) -> Option<FusedKernel> {
+        self.state.as_ref()?;
+        let [x] = inputs else { return None };
+        if x.dtype() != DType::F32 {
+            return None;
+        }
+        // A bare sum/mean/max that keeps the last axis (a bias gradient's `sum(axis=0)`)
+        // runs on the CPU kernels: measured in release on [4096, 1024], they read 14.9 GB/s
+        // against the compiled column fold's 9.8 (which still pays off inside a fused kernel,
+        // where it saves the prologue's round trip through memory).
+        if let Op::Reduce {
+            f: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max,
+            axes: Some(axes),
+            ..
+        } = op
+        {
+            let rank = x.shape.rank();
+            let last = rank.checked_sub(1)?;
+            let reduces_last = axes
+                .iter()
+                .any(|&a| normalize_axis(a, rank, "reduce").ok() == Some(last));
+            if !reduces_last && x.shape[last] > 1 {
+                return None;
+            }
+        }
+        let ty = kiln_ir::infer::infer(op, &[x.ty()]).ok()?;
+        FusedKernel::new(
+            vec![x.ty()],
+            vec![FusedInst::new(op.clone(), vec![FusedArg::Input(0)], ty)],
+            0,
+        )
+        .ok()
+    }
+
     /// Runs a fused kernel: natively when it compiles, otherwise op by op on [`CpuBackend`].
     pub fn run_fused(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Tensor> {
         if let Some(plan) = self.plan(kernel, inputs) {
@@ -418,6 +469,10 @@ impl Kernels for JitBackend {
     fn execute(&self, op: &Op, inputs: &[TensorView<'_>]) -> Result<Tensor> {
         match op {
             Op::Fused { kernel } => self.run_fused(kernel, inputs),
+            Op::Reduce { .. } | Op::ArgReduce { .. } => match self.single_op_kernel(op, inputs) {
+                Some(k) => self.run_fused(&k, inputs),
+                None => CpuBackend.execute(op, inputs),
+            },
             _ => CpuBackend.execute(op, inputs),
         }
     }
@@ -434,6 +489,10 @@ struct Layout {
     strides: Vec<Vec<isize>>,
     inner: usize,
     modes: Vec<Mode>,
+    /// Per input, its element size in bytes.
+    sizes: Vec<usize>,
+    /// The output's element size in bytes.
+    out_size: usize,
 }
 
 impl Layout {
@@ -529,6 +588,8 @@ impl Layout {
             strides: os,
             inner,
             modes,
+            sizes: vec![4; shapes.len()],
+            out_size: 4,
         })
     }
 
@@ -570,6 +631,51 @@ enum Plan {
     },
     /// `body[0]` on the CPU backend, then a compiled elementwise pass.
     Epilogue { f: KernelFn, layout: Layout },
+    /// A reduction over any axes (or an argmax/argmin), then optionally an elementwise
+    /// epilogue over its result.
+    Fold {
+        f: KernelFn,
+        layout: RedLayout,
+        /// The output's starting value (the fold's identity; 0 for an index).
+        init: f32,
+        /// Argmax/argmin over a non-contiguous axis: the running best values start here.
+        aux: Option<f32>,
+        post: Post,
+        /// Elements folded into each output.
+        count: usize,
+        n_out: usize,
+        x_numel: usize,
+        epilogue: Option<(KernelFn, Layout)>,
+    },
+}
+
+/// What happens to a fold's result before the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Post {
+    None,
+    /// Divide by the count (in f64, rounded once, as the interpreter's mean).
+    Mean,
+    /// Square root (the L2 norm).
+    Sqrt,
+}
+
+/// The index of a kernel's single `ArgReduce`, when every other instruction is elementwise,
+/// those after it have its output shape, and no other reduction-like op is present.
+fn arg_reduction(kernel: &FusedKernel) -> Option<usize> {
+    let mut found = None;
+    for (j, inst) in kernel.body.iter().enumerate() {
+        match inst.op {
+            Op::ArgReduce { .. } if found.is_none() => found = Some(j),
+            _ if inst.op.is_elementwise() => {}
+            _ => return None,
+        }
+    }
+    let r = found?;
+    let shape = &kernel.body[r].ty.shape;
+    kernel.body[r + 1..]
+        .iter()
+        .all(|i| &i.ty.shape == shape)
+        .then_some(r)
 }
 
 /// The shapes of the inputs `prog` reads (`None` for the others).
@@ -594,7 +700,7 @@ impl JitBackend {
     fn plan(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Option<Plan> {
         self.state.as_ref()?;
         if inputs.len() != kernel.inputs.len()
-            || kernel.output_type().dtype != DType::F32
+            || !program::SUPPORTED.contains(&kernel.output_type().dtype)
             || inputs
                 .iter()
                 .zip(&kernel.inputs)
@@ -610,7 +716,12 @@ impl JitBackend {
                 let (f, layout) = self.map_fn(&prog, &out_dims, &shapes)?;
                 Some(Plan::Map { f, layout })
             }
+            _ if kernel.output_type().dtype != DType::F32 => None,
             FusedKind::Reduction => self.plan_reduction(kernel, &shapes, &out_dims),
+            // Argmax/argmin with elementwise producers and consumers.
+            FusedKind::Generic if arg_reduction(kernel).is_some() => {
+                self.plan_fold(kernel, arg_reduction(kernel)?, &shapes, &out_dims)
+            }
             FusedKind::Epilogue => {
                 let head = kernel.body.first()?;
                 if head.ty.dtype != DType::F32 || kernel.output == 0 {
@@ -634,10 +745,121 @@ impl JitBackend {
         dims: &[usize],
         shapes: &[&[usize]],
     ) -> Option<(KernelFn, Layout)> {
-        let layout = Layout::new(dims, &used_shapes(prog, shapes), false)?;
+        let mut layout = Layout::new(dims, &used_shapes(prog, shapes), false)?;
+        for (n, t) in prog.nodes.iter().zip(&prog.types) {
+            if let program::Node::Input(i) = *n {
+                *layout.sizes.get_mut(i)? = t.size_of();
+            }
+        }
+        layout.out_size = prog.out_type().size_of();
         let key = format!("map|{}|{prog:?}", modes_key(&layout.modes));
         let f = self.function(key, "map", &Body::Map(prog.clone()), &layout.modes)?;
         Some((f, layout))
+    }
+
+    /// Plans a `Reduce`/`ArgReduce` at body index `ri` (see [`reduce`]).
+    fn plan_fold(
+        &self,
+        kernel: &FusedKernel,
+        ri: usize,
+        shapes: &[&[usize]],
+        out_dims: &[usize],
+    ) -> Option<Plan> {
+        let inst = kernel.body.get(ri)?;
+        let arg = inst.args.first()?;
+        let x_ty = match *arg {
+            FusedArg::Input(i) => kernel.inputs.get(i)?,
+            FusedArg::Value(j) => &kernel.body.get(j)?.ty,
+        };
+        if x_ty.dtype != DType::F32 || inst.ty.dtype != DType::F32 {
+            return None;
+        }
+        let x_dims = x_ty.shape.dims();
+        let rank = x_dims.len();
+        let mut flags = vec![false; rank];
+        let mut set = |axis: isize| -> Option<()> {
+            let a = normalize_axis(axis, rank, "fused").ok()?;
+            // A repeated axis is an error in inference; never compile one.
+            (!std::mem::replace(&mut flags[a], true)).then_some(())
+        };
+        let (kind, post, variant) = match &inst.op {
+            Op::Reduce { f, axes, .. } => {
+                match axes {
+                    None => (0..rank).try_for_each(|a| set(a as isize))?,
+                    Some(axes) => axes.iter().try_for_each(|&a| set(a))?,
+                }
+                let (comb, post) = match f {
+                    ReduceOp::Sum => (Comb::Add, Post::None),
+                    ReduceOp::Mean => (Comb::Add, Post::Mean),
+                    ReduceOp::Norm => (Comb::Add, Post::Sqrt),
+                    ReduceOp::Prod => (Comb::Mul, Post::None),
+                    ReduceOp::Max => (Comb::Max, Post::None),
+                    ReduceOp::Min => (Comb::Min, Post::None),
+                };
+                (FoldKind::Comb(comb), post, "reduce")
+            }
+            Op::ArgReduce { f, axis, .. } => {
+                match axis {
+                    None => (0..rank).try_for_each(|a| set(a as isize))?,
+                    Some(a) => set(*a)?,
+                }
+                let max = *f == ArgReduceOp::Argmax;
+                (FoldKind::Arg { max }, Post::None, "argreduce")
+            }
+            _ => return None,
+        };
+        let mut prog = match *arg {
+            FusedArg::Value(j) => Program::from_kernel(kernel, j, &HashMap::new())?,
+            FusedArg::Input(i) => Program::input_only(i),
+        };
+        if post == Post::Sqrt {
+            prog.push_square();
+        }
+        let layout = RedLayout::new(x_dims, &flags, &used_shapes(&prog, shapes))?;
+        if matches!(kind, FoldKind::Arg { .. }) && layout.reduced_groups > 1 {
+            // The flattened index over several strided groups: not lowered.
+            return None;
+        }
+        let body = layout.body(kind, prog);
+        let key = format!("{variant}|{}|{body:?}", modes_key(&layout.modes));
+        let f = self.function(key, variant, &body, &layout.modes)?;
+        let count: usize = x_dims
+            .iter()
+            .zip(&flags)
+            .filter(|(_, r)| **r)
+            .map(|(d, _)| *d)
+            .product();
+        let (init, aux) = match kind {
+            FoldKind::Comb(c) => (c.identity(), None),
+            FoldKind::Arg { max } => {
+                let worst = if max {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::INFINITY
+                };
+                (0.0, (!layout.inner_reduced).then_some(worst))
+            }
+        };
+        let epilogue = if kernel.output == ri {
+            None
+        } else {
+            let extra = HashMap::from([(ri, kernel.inputs.len())]);
+            let prog = Program::from_kernel(kernel, kernel.output, &extra)?;
+            let mut sh = shapes.to_vec();
+            sh.push(inst.ty.shape.dims());
+            Some(self.map_fn(&prog, out_dims, &sh)?)
+        };
+        Some(Plan::Fold {
+            f,
+            layout,
+            init,
+            aux,
+            post,
+            count,
+            n_out: inst.ty.shape.numel(),
+            x_numel: x_ty.shape.numel(),
+            epilogue,
+        })
     }
 
     fn plan_reduction(
@@ -662,23 +884,10 @@ impl JitBackend {
             return None;
         }
         let last = |axis: isize| normalize_axis(axis, rank, "fused").ok() == Some(rank - 1);
+        if matches!(inst.op, Op::Reduce { .. } | Op::ArgReduce { .. }) {
+            return self.plan_fold(kernel, ri, shapes, out_dims);
+        }
         let (variant, body_of): (&'static str, Box<dyn Fn(Program) -> Body>) = match &inst.op {
-            Op::Reduce { f, axes, .. } => {
-                let ok_axes = match axes {
-                    None => rank == 1,
-                    Some(a) => a.len() == 1 && last(a[0]),
-                };
-                if !ok_axes
-                    || !matches!(
-                        f,
-                        ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min
-                    )
-                {
-                    return None;
-                }
-                let f = *f;
-                ("reduce", Box::new(move |p| Body::Reduce(f, p)))
-            }
             Op::Softmax { axis } if last(*axis) => (
                 "softmax",
                 Box::new(|prog| Body::Softmax { log: false, prog }),
@@ -748,16 +957,36 @@ impl JitBackend {
         kernel: &FusedKernel,
         inputs: &[TensorView<'_>],
     ) -> Result<Option<Tensor>> {
-        let mut ptrs: Vec<*const f32> = Vec::with_capacity(inputs.len() + 1);
-        for v in inputs {
-            match v.data {
-                kiln_ir::DataRef::F32(s) => ptrs.push(s.as_ptr()),
-                _ => return Ok(None),
-            }
-        }
-        let out_dims = kernel.output_type().shape.dims().to_vec();
-        let out_n = kernel.output_type().shape.numel();
+        use kiln_ir::DataRef as D;
+        // Kernels take untyped element pointers (the program knows each input's dtype).
+        let ptrs: Vec<*const f32> = inputs
+            .iter()
+            .map(|v| match v.data {
+                D::F32(s) => s.as_ptr(),
+                D::F64(s) => s.as_ptr().cast(),
+                D::I32(s) => s.as_ptr().cast(),
+                D::I64(s) => s.as_ptr().cast(),
+                D::U8(s) => s.as_ptr().cast(),
+                D::Bool(s) => s.as_ptr().cast(),
+            })
+            .collect();
+        let mut ptrs = ptrs;
+        let out_ty = kernel.output_type();
+        let out_dims = out_ty.shape.dims().to_vec();
+        let out_n = out_ty.shape.numel();
         match plan {
+            Plan::Map { f, layout } if out_ty.dtype != DType::F32 => {
+                let mut st = kiln_ir::Storage::zeros(out_ty.dtype, out_n);
+                let p: *mut f32 = match &mut st {
+                    kiln_ir::Storage::F64(v) => v.as_mut_ptr().cast(),
+                    kiln_ir::Storage::I32(v) => v.as_mut_ptr().cast(),
+                    _ => return Ok(None),
+                };
+                if out_n > 0 {
+                    self.map_into(*f, layout, &ptrs, p, out_n);
+                }
+                Ok(Some(Tensor::new(out_dims, st)?))
+            }
             Plan::Map { f, layout } => {
                 let out = self.map(*f, layout, &ptrs, out_n);
                 Ok(Some(Tensor::from_vec(out, out_dims)?))
@@ -783,6 +1012,48 @@ impl JitBackend {
                 ptrs.push(s.as_ptr());
                 let out = self.map(*f, layout, &ptrs, out_n);
                 Ok(Some(Tensor::from_vec(out, out_dims)?))
+            }
+            Plan::Fold {
+                f,
+                layout,
+                init,
+                aux,
+                post,
+                count,
+                n_out,
+                x_numel,
+                epilogue,
+            } => {
+                let mut red = vec![*init; *n_out];
+                let mut scratch = aux.map(|w| vec![w; *n_out]);
+                if *n_out > 0 && *x_numel > 0 {
+                    let aux_ptr = scratch
+                        .as_mut()
+                        .map_or(std::ptr::null_mut(), |v| v.as_mut_ptr());
+                    let parallel = *x_numel >= self.opts.parallel_min_elems;
+                    // SAFETY: `ptrs` are the kernel inputs, whose shapes (checked against the
+                    // kernel's input types in `plan`) built `layout`; `red` and `scratch`
+                    // have the reduction's output size.
+                    unsafe {
+                        reduce::drive(*f, layout, &ptrs, red.as_mut_ptr(), aux_ptr, parallel)
+                    };
+                }
+                match post {
+                    Post::None => {}
+                    Post::Mean => {
+                        let c = *count as f64;
+                        red.iter_mut().for_each(|v| *v = (*v as f64 / c) as f32);
+                    }
+                    Post::Sqrt => red.iter_mut().for_each(|v| *v = v.sqrt()),
+                }
+                match epilogue {
+                    None => Ok(Some(Tensor::from_vec(red, out_dims)?)),
+                    Some((g, l2)) => {
+                        ptrs.push(red.as_ptr());
+                        let out = self.map(*g, l2, &ptrs, out_n);
+                        Ok(Some(Tensor::from_vec(out, out_dims)?))
+                    }
+                }
             }
             Plan::Reduce {
                 f,
@@ -814,19 +1085,26 @@ impl JitBackend {
         if n == 0 {
             return out;
         }
+        self.map_into(f, layout, ptrs, out.as_mut_ptr(), n);
+        out
+    }
+
+    /// Runs an elementwise function into `out`: `n > 0` elements of the layout's output
+    /// size.
+    fn map_into(&self, f: KernelFn, layout: &Layout, ptrs: &[*const f32], out: *mut f32, n: usize) {
         let mut l = layout.clone();
         let block = 1 << 14;
         let rem = l.split_row(block);
         let main = n - rem;
-        self.drive(f, &l, ptrs, out.as_mut_ptr(), l.inner);
+        self.drive(f, &l, ptrs, out, l.inner);
         if rem > 0 {
             // The remainder of a split row: one row of `rem` elements.
             let tail: Vec<*const f32> = ptrs
                 .iter()
-                .zip(&layout.modes)
-                .map(|(&p, m)| {
+                .zip(layout.modes.iter().zip(&layout.sizes))
+                .map(|(&p, (m, &size))| {
                     if *m == Mode::Contig {
-                        p.wrapping_add(main)
+                        p.cast::<u8>().wrapping_add(main * size).cast()
                     } else {
                         p
                     }
@@ -842,12 +1120,12 @@ impl JitBackend {
                     rem,
                     tail.as_ptr(),
                     zero.as_ptr(),
-                    out.as_mut_ptr().add(main),
+                    out.cast::<u8>().add(main * layout.out_size).cast(),
                     0,
+                    std::ptr::null_mut(),
                 );
             }
         }
-        out
     }
 
     /// Calls `f` over the whole outer space of `layout`, in parallel when it is large.
@@ -892,10 +1170,22 @@ impl JitBackend {
 }
 
 impl Program {
+    /// Squares the program's result (the L2 norm folds squares).
+    fn push_square(&mut self) {
+        let out = self.out;
+        self.uses[out] += 1;
+        self.nodes
+            .push(program::Node::Unary(kiln_ir::UnaryOp::Square, out));
+        self.types.push(self.types[out]);
+        self.uses.push(0);
+        self.out = self.nodes.len() - 1;
+    }
+
     /// The program that returns kernel input `i` unchanged.
     fn input_only(i: usize) -> Program {
         Program {
             nodes: vec![program::Node::Input(i)],
+            types: vec![DType::F32],
             out: 0,
             uses: vec![0],
         }
@@ -919,7 +1209,12 @@ unsafe fn segment(
 ) {
     let k = layout.outer.len();
     let rows = layout.outer[k - 1];
-    let row_bytes: Vec<isize> = layout.strides.iter().map(|s| s[k - 1] * 4).collect();
+    let row_bytes: Vec<isize> = layout
+        .strides
+        .iter()
+        .zip(&layout.sizes)
+        .map(|(s, &size)| s[k - 1] * size as isize)
+        .collect();
     let mut ptrs: Vec<*const f32> = vec![std::ptr::null(); bases.len()];
     let mut idx = start;
     while idx < end {
@@ -937,7 +1232,9 @@ unsafe fn segment(
             }
             *p = (*base as *const f32).wrapping_offset(off);
         }
-        let o = (out as *mut f32).wrapping_add(idx * per_row);
+        let o: *mut f32 = (out as *mut u8)
+            .wrapping_add(idx * per_row * layout.out_size)
+            .cast();
         // SAFETY: the caller's contract; rows [idx, idx + cnt) are in range.
         unsafe {
             f(
@@ -946,7 +1243,8 @@ unsafe fn segment(
                 ptrs.as_ptr(),
                 row_bytes.as_ptr(),
                 o,
-                (per_row * 4) as isize,
+                (per_row * layout.out_size) as isize,
+                std::ptr::null_mut(),
             )
         };
         idx += cnt;
