@@ -729,11 +729,116 @@ mod tests {
         }
         // Plan: fc -> buf0, relu and tanh in place in buf0, fc -> buf1, softmax -> buf0.
         assert_eq!(exec.num_buffers(), 2);
-        // Run 1: only tanh finds an allocation (the first fc's, freed after relu). buf0 then
-        // keeps two (relu's and tanh's: an in-place step and its input are alive together),
-        // so from run 2 on every step but the output's is handed one.
+        // relu and tanh overwrite their input's allocation; from run 2 on both fc steps are
+        // handed the allocation their buffer kept from the run before (softmax is the output).
         let recycled: Vec<usize> = reused.iter().map(|(_, s)| s.buffers_recycled).collect();
-        assert_eq!(recycled, vec![1, 4, 4, 4]);
+        assert_eq!(recycled, vec![0, 2, 2, 2]);
+        let in_place: Vec<usize> = reused.iter().map(|(_, s)| s.in_place).collect();
+        assert_eq!(in_place, vec![2, 2, 2, 2]);
+    }
+
+    fn f32s(d: &[usize]) -> TensorType {
+        TensorType::new(d, DType::F32)
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 11) % 23) as f32 - 11.0) / 7.0)
+            .collect()
+    }
+
+    #[test]
+    fn in_place_steps_are_bitwise_the_out_of_place_ones() {
+        // exp(x) -> relu -> (+ bias[broadcast]) -> (bias2 - .) -> *2 -> tanh: every step after
+        // exp overwrites its input; the CPU kernels do unary, binary with the target on
+        // either side of a broadcast, and scalar ops in place.
+        let mut g = Graph::new();
+        let x = g.add_input("x", f32s(&[7, 33])).unwrap();
+        let b = g.add_input("b", f32s(&[33])).unwrap();
+        let c = g.add_input("c", f32s(&[7, 1])).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Exp }, &[x]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[h]).unwrap();
+        let add = Op::Binary {
+            f: kiln_ir::BinaryOp::Add,
+        };
+        let sub = Op::Binary {
+            f: kiln_ir::BinaryOp::Sub,
+        };
+        let h = g.add_op(add, &[h, b]).unwrap();
+        let h = g.add_op(sub, &[c, h]).unwrap();
+        let h = g
+            .add_op(
+                Op::Scalar {
+                    f: kiln_ir::BinaryOp::Mul,
+                    scalar: 2.0,
+                    reverse: false,
+                },
+                &[h],
+            )
+            .unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[h]).unwrap();
+        let d = g
+            .add_op(
+                Op::Dot {
+                    transpose_a: false,
+                    transpose_b: true,
+                },
+                &[h, h],
+            )
+            .unwrap();
+        g.set_outputs(vec![d]).unwrap();
+        let feed = vec![
+            Tensor::from_vec(values(7 * 33, 1), [7, 33]).unwrap(),
+            Tensor::from_vec(values(33, 2), [33]).unwrap(),
+            Tensor::from_vec(values(7, 3), [7, 1]).unwrap(),
+        ];
+        let plan = kiln_passes::memory::plan(&g).unwrap();
+        assert_eq!(plan.in_place.len(), 5);
+        for backend in [BackendChoice::Cpu, BackendChoice::Cranelift] {
+            let mut exec = Executor::new(&g, 0, backend).unwrap();
+            exec.set_buffer_reuse(false);
+            let (want, plain) = runs(&exec, &feed, 1).remove(0);
+            assert_eq!(plain.in_place, 0);
+            exec.set_buffer_reuse(true);
+            for (got, stats) in runs(&exec, &feed, 3) {
+                assert_eq!(got, want, "{}", backend.name());
+                assert_eq!(stats.in_place, 5, "{}", backend.name());
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_never_overwrites_a_value_another_reader_needs() {
+        // t = tanh(x) is an output, so relu(t) must not overwrite it; `sq = e * e` reads e
+        // twice, so it must not overwrite e either (the plan allows it: e's last use is sq).
+        // exp(u) and neg(sq) overwrite their inputs.
+        let mut g = Graph::new();
+        let x = g.add_input("x", f32s(&[5, 9])).unwrap();
+        let t = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[x]).unwrap();
+        let u = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[t]).unwrap();
+        let e = g.add_op(Op::Unary { f: UnaryOp::Exp }, &[u]).unwrap();
+        let mul = Op::Binary {
+            f: kiln_ir::BinaryOp::Mul,
+        };
+        let sq = g.add_op(mul, &[e, e]).unwrap();
+        let n = g.add_op(Op::Unary { f: UnaryOp::Neg }, &[sq]).unwrap();
+        g.set_outputs(vec![t, n]).unwrap();
+        let feed = vec![Tensor::from_vec(values(45, 4), [5, 9]).unwrap()];
+        let want_t: Vec<f64> = values(45, 4).iter().map(|&v| v.tanh() as f64).collect();
+        for backend in [BackendChoice::Cpu, BackendChoice::Cranelift] {
+            let mut exec = Executor::new(&g, 0, backend).unwrap();
+            exec.set_buffer_reuse(false);
+            let (want, _) = runs(&exec, &feed, 1).remove(0);
+            exec.set_buffer_reuse(true);
+            for (got, stats) in runs(&exec, &feed, 2) {
+                assert_eq!(got, want);
+                assert_eq!(stats.in_place, 2, "{}", backend.name());
+                let t: Vec<f64> = got[0].to_f64_vec();
+                for (a, b) in t.iter().zip(&want_t) {
+                    assert!((a - b).abs() < 1e-6);
+                }
+            }
+        }
     }
 
     #[test]
