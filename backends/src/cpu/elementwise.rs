@@ -592,14 +592,7 @@ fn overwrite_typed<T: Real>(
             with_unary_fn!(*f, T, k => map1_over(t, k, par_min));
             true
         }
-        (
-            Op::Scalar {
-                f,
-                scalar,
-                reverse,
-            },
-            [],
-        ) if target == 0 => {
+        (Op::Scalar { f, scalar, reverse }, []) if target == 0 => {
             let c = T::from_wide(*scalar);
             let par_min = if *f == BinaryOp::Pow {
                 PAR_MIN_COSTLY

@@ -495,7 +495,11 @@ impl std::fmt::Debug for PreparedFused {
             Plan::Reduce { .. } => "reduce",
             Plan::Epilogue { .. } => "epilogue",
         };
-        write!(f, "PreparedFused({kind}, {} inputs)", self.kernel.inputs.len())
+        write!(
+            f,
+            "PreparedFused({kind}, {} inputs)",
+            self.kernel.inputs.len()
+        )
     }
 }
 
@@ -1005,14 +1009,7 @@ impl JitBackend {
             // contiguous input (each has n elements: the layout checked that it spans the
             // whole iteration space), and element 0 of every splatted input.
             unsafe {
-                f(
-                    1,
-                    rem,
-                    tail.as_ptr(),
-                    zero.as_ptr(),
-                    out.add(main),
-                    0,
-                );
+                f(1, rem, tail.as_ptr(), zero.as_ptr(), out.add(main), 0);
             }
         }
     }

@@ -79,8 +79,11 @@ pub struct CachedGraph {
     /// The parameters of the latest call's dict by name, and the dict's parameters they were
     /// read from (a call with the same parameters reuses the table instead of searching
     /// the dict by name).
-    param_cache: Mutex<Option<(Vec<Parameter>, Arc<HashMap<String, Parameter>>)>>,
+    param_cache: Mutex<Option<ParamCache>>,
 }
+
+/// A dict's parameters (by identity, in order) and the same parameters by name.
+type ParamCache = (Vec<Parameter>, Arc<HashMap<String, Parameter>>);
 
 /// Where a value fed to the backward graph comes from.
 #[derive(Clone, Copy, Debug)]

@@ -516,24 +516,24 @@ impl Executor {
             };
             // True in place: the argument the plan overwrites, when this step is its last
             // reader and it is no other argument of the step.
-            let over = step
-                .in_place
-                .filter(|_| self.reuse)
-                .and_then(|pos| match step.args.get(pos) {
-                    Some(&Source::Step(p))
-                        if step.frees.contains(&p)
-                            && values.get(p).is_some_and(Option::is_some)
-                            && step
-                                .args
-                                .iter()
-                                .filter(|a| matches!(a, Source::Step(q) if *q == p))
-                                .count()
-                                == 1 =>
-                    {
-                        Some((pos, p))
-                    }
-                    _ => None,
-                });
+            let over =
+                step.in_place
+                    .filter(|_| self.reuse)
+                    .and_then(|pos| match step.args.get(pos) {
+                        Some(&Source::Step(p))
+                            if step.frees.contains(&p)
+                                && values.get(p).is_some_and(Option::is_some)
+                                && step
+                                    .args
+                                    .iter()
+                                    .filter(|a| matches!(a, Source::Step(q) if *q == p))
+                                    .count()
+                                    == 1 =>
+                        {
+                            Some((pos, p))
+                        }
+                        _ => None,
+                    });
             let out = match over {
                 Some((pos, p)) => {
                     let buf = values[p].take().ok_or_else(|| {
