@@ -76,7 +76,14 @@ pub struct CachedGraph {
     /// Training plans, one per set of bindings differentiated (by name, in binding order).
     grad_plans: Mutex<HashMap<Vec<String>, Arc<GradPlan>>>,
     calls: AtomicUsize,
+    /// The parameters of the latest call's dict by name, and the dict's parameters they were
+    /// read from (a call with the same parameters reuses the table instead of searching
+    /// the dict by name).
+    param_cache: Mutex<Option<ParamCache>>,
 }
+
+/// A dict's parameters (by identity, in order) and the same parameters by name.
+type ParamCache = (Vec<Parameter>, Arc<HashMap<String, Parameter>>);
 
 /// Where a value fed to the backward graph comes from.
 #[derive(Clone, Copy, Debug)]
@@ -213,6 +220,7 @@ impl CachedGraph {
             bound,
             grad_plans: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
+            param_cache: Mutex::new(None),
         })
     }
 
@@ -304,6 +312,8 @@ impl CachedGraph {
                 ),
             ));
         }
+        let table = self.param_table(params);
+        let params = &table;
         self.check_state(params)?;
         let recording = autograd::is_recording();
         let wrt = if recording || self.options.static_alloc {
@@ -329,11 +339,35 @@ impl CachedGraph {
         self.call_recorded(&plan, inputs, params, ctx)
     }
 
+    /// `params` by name: the cached table when `params` holds the same parameters (by
+    /// identity, in order) as at the previous call, else a new one.
+    fn param_table<'a>(&self, params: &'a ParameterDict) -> Params<'a> {
+        let mut cache = self.param_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((ids, map)) = cache.as_ref() {
+            if ids.len() == params.len() && ids.iter().zip(params.iter()).all(|(a, b)| a.same_as(b))
+            {
+                return Params {
+                    dict: params,
+                    map: Arc::clone(map),
+                };
+            }
+        }
+        let ids: Vec<Parameter> = params.iter().cloned().collect();
+        let mut map = HashMap::with_capacity(ids.len());
+        for p in &ids {
+            // The first of two equal names wins, as `ParameterDict::get` finds it.
+            map.entry(p.name()).or_insert_with(|| p.clone());
+        }
+        let map = Arc::new(map);
+        *cache = Some((ids, Arc::clone(&map)));
+        Params { dict: params, map }
+    }
+
     /// A call without gradients: the plain forward plan.
     fn call_plain(
         &self,
         inputs: &[&NDArray],
-        params: &ParameterDict,
+        params: &Params<'_>,
         ctx: Context,
     ) -> Result<Vec<NDArray>> {
         let arrays = self.resolve(&self.bound, self.forward.bindings(), inputs, params)?;
@@ -351,7 +385,7 @@ impl CachedGraph {
         &self,
         plan: &Arc<GradPlan>,
         inputs: &[&NDArray],
-        params: &ParameterDict,
+        params: &Params<'_>,
         ctx: Context,
     ) -> Result<Vec<NDArray>> {
         let arrays = self.resolve(&plan.forward_bound, plan.forward.bindings(), inputs, params)?;
@@ -415,7 +449,7 @@ impl CachedGraph {
     /// The bindings to differentiate at this call, by name in binding order: float data
     /// inputs that require a gradient (an attached gradient or recorded history) and float
     /// parameters whose grad_req is not null.
-    fn wanted_gradients(&self, inputs: &[&NDArray], params: &ParameterDict) -> Result<Vec<String>> {
+    fn wanted_gradients(&self, inputs: &[&NDArray], params: &Params<'_>) -> Result<Vec<String>> {
         let mut wrt = Vec::new();
         for ((name, ty), b) in self.forward.bindings().zip(&self.bound) {
             if !ty.dtype.is_float() {
@@ -423,7 +457,7 @@ impl CachedGraph {
             }
             let wanted = match b {
                 Bound::Input(i) => inputs.get(*i).is_some_and(|a| autograd::requires_grad(a)),
-                Bound::Param(p) => autograd::requires_grad(&lookup(params, p)?.data()?),
+                Bound::Param(p) => autograd::requires_grad(&params.get(p)?.data()?),
             };
             if wanted {
                 wrt.push(name.to_string());
@@ -468,9 +502,9 @@ impl CachedGraph {
 
     /// Checks, before anything runs, that every state update names an initialized parameter
     /// of `params` whose type is its output's.
-    fn check_state(&self, params: &ParameterDict) -> Result<()> {
+    fn check_state(&self, params: &Params<'_>) -> Result<()> {
         for (name, index) in &self.state_updates {
-            let param = lookup(params, name)?;
+            let param = params.get(name)?;
             let data = param.data()?;
             let want = self
                 .graph
@@ -501,7 +535,7 @@ impl CachedGraph {
     fn finish(
         &self,
         outputs: Vec<Tensor>,
-        params: &ParameterDict,
+        params: &Params<'_>,
         ctx: Context,
     ) -> Result<Vec<NDArray>> {
         self.write_state(&outputs, params)?;
@@ -515,10 +549,10 @@ impl CachedGraph {
 
     /// Writes every state update (checked by `check_state` before the run), with recording
     /// paused: they are no part of the differentiated computation.
-    fn write_state(&self, outputs: &[Tensor], params: &ParameterDict) -> Result<()> {
+    fn write_state(&self, outputs: &[Tensor], params: &Params<'_>) -> Result<()> {
         let mut writes = Vec::with_capacity(self.state_updates.len());
         for (name, index) in &self.state_updates {
-            let data = lookup(params, name)?.data()?;
+            let data = params.get(name)?.data()?;
             let value = outputs.get(*index).ok_or_else(|| {
                 Error::invalid(
                     "CachedGraph::call",
@@ -541,7 +575,7 @@ impl CachedGraph {
         bound: &[Bound],
         types: impl Iterator<Item = (&'a str, &'a TensorType)>,
         inputs: &[&NDArray],
-        params: &ParameterDict,
+        params: &Params<'_>,
     ) -> Result<Vec<NDArray>> {
         let mut arrays = Vec::with_capacity(bound.len());
         for (b, (name, want)) in bound.iter().zip(types) {
@@ -550,7 +584,7 @@ impl CachedGraph {
                     .get(*i)
                     .map(|a| (*a).clone())
                     .ok_or_else(|| Error::invalid("CachedGraph::call", "too few inputs"))?,
-                Bound::Param(p) => lookup(params, p)?.data()?,
+                Bound::Param(p) => params.get(p)?.data()?,
             };
             let got = array.ty();
             if got != *want {
@@ -569,6 +603,22 @@ impl CachedGraph {
             arrays.push(array);
         }
         Ok(arrays)
+    }
+}
+
+/// A call's parameters, indexed by name.
+struct Params<'a> {
+    dict: &'a ParameterDict,
+    map: Arc<HashMap<String, Parameter>>,
+}
+
+impl Params<'_> {
+    /// The parameter `name`, or an error naming what is there.
+    fn get(&self, name: &str) -> Result<&Parameter> {
+        match self.map.get(name) {
+            Some(p) => Ok(p),
+            None => lookup(self.dict, name),
+        }
     }
 }
 

@@ -21,11 +21,11 @@
 //! slot, and substitutes them (see [`Executor::run`]).
 
 use kiln_backends::jit::JitBackend;
-use kiln_backends::{CpuBackend, Interpreter, Kernels};
+use kiln_backends::{CpuBackend, Interpreter, Kernels, PreparedKernel};
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{Error, Graph, NodeId, Op, Result, Storage, Tensor, TensorType, TensorView};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Which engine runs compiled graphs.
 ///
@@ -130,6 +130,10 @@ struct Step {
     /// Whether the value is an output (it leaves with the caller: never given a recycled
     /// allocation, which may be larger than it needs).
     is_output: bool,
+    /// The memory plan runs this step in place of its argument at this position: when that
+    /// value has no reader after this step (and is not also another argument), the backend
+    /// writes the result over its allocation.
+    in_place: Option<usize>,
     /// A readable label for errors (`%3 (relu)`).
     label: String,
 }
@@ -144,6 +148,8 @@ pub struct RunStats {
     pub peak_values: usize,
     /// Steps that were offered a recycled allocation from their planned buffer.
     pub buffers_recycled: usize,
+    /// Steps run in place: handed their input's allocation to write the result over.
+    pub in_place: usize,
 }
 
 /// Most allocations one plan buffer keeps between values (two: an in-place step and the
@@ -199,9 +205,11 @@ pub struct Executor {
     backend: BackendChoice,
     /// Buffers in the memory plan.
     buffers: usize,
-    /// Whether runs recycle allocations (see the module docs).
+    /// Whether runs recycle allocations and run steps in place (see the module docs).
     reuse: bool,
     pool: BufferPool,
+    /// Per step, the backend's prepared form, made on the step's first run.
+    prepared: Vec<OnceLock<Option<Arc<dyn PreparedKernel>>>>,
 }
 
 /// The seed attribute of a random op.
@@ -337,8 +345,14 @@ impl Executor {
                             op.name()
                         ))
                     })?;
+                    let inputs = graph.inputs_of(id)?;
+                    let in_place = plan
+                        .in_place_of(id)
+                        .and_then(|i| inputs.iter().position(|&a| a == i))
+                        .filter(|&pos| matches!(args.get(pos), Some(Source::Step(_))));
                     steps.push(Step {
                         op: op.clone(),
+                        in_place,
                         seed_slot,
                         args,
                         ty: node.ty.clone(),
@@ -383,7 +397,9 @@ impl Executor {
                 steps[*s].frees.push(p);
             }
         }
+        let prepared = (0..steps.len()).map(|_| OnceLock::new()).collect();
         Ok(Executor {
+            prepared,
             bindings,
             consts,
             steps,
@@ -490,40 +506,87 @@ impl Executor {
             pool.resize_with(self.buffers, Vec::new);
         }
         for (s, step) in self.steps.iter().enumerate() {
-            let out = {
-                let views = step
-                    .args
-                    .iter()
-                    .map(|a| self.view(*a, bindings, &values, step))
-                    .collect::<Result<Vec<_>>>()?;
-                let seeded;
-                let op = match step.seed_slot {
-                    Some(slot) => {
-                        seeded = with_seed(&step.op, seeds[slot]);
-                        &seeded
-                    }
-                    None => &step.op,
-                };
-                let recycled = if step.is_output {
-                    None
-                } else {
-                    pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
-                        let n = st.len();
-                        Tensor::new([n], st).ok()
-                    })
-                };
-                match recycled {
-                    Some(buf) => {
-                        stats.buffers_recycled += 1;
-                        kernels.execute_into(op, &views, buf)
-                    }
-                    None => kernels.execute(op, &views),
+            let seeded;
+            let op = match step.seed_slot {
+                Some(slot) => {
+                    seeded = with_seed(&step.op, seeds[slot]);
+                    &seeded
                 }
-                .map_err(|e| match e {
-                    Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
-                    other => other,
-                })?
+                None => &step.op,
             };
+            // True in place: the argument the plan overwrites, when this step is its last
+            // reader and it is no other argument of the step.
+            let over =
+                step.in_place
+                    .filter(|_| self.reuse)
+                    .and_then(|pos| match step.args.get(pos) {
+                        Some(&Source::Step(p))
+                            if step.frees.contains(&p)
+                                && values.get(p).is_some_and(Option::is_some)
+                                && step
+                                    .args
+                                    .iter()
+                                    .filter(|a| matches!(a, Source::Step(q) if *q == p))
+                                    .count()
+                                    == 1 =>
+                        {
+                            Some((pos, p))
+                        }
+                        _ => None,
+                    });
+            let out = match over {
+                Some((pos, p)) => {
+                    let buf = values[p].take().ok_or_else(|| {
+                        Error::Graph(format!("run: {} needs a value that is gone", step.label))
+                    })?;
+                    held -= 1;
+                    let others = step
+                        .args
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, _)| i != pos)
+                        .map(|(_, a)| self.view(*a, bindings, &values, step))
+                        .collect::<Result<Vec<_>>>()?;
+                    let prep = {
+                        let full = kiln_backends::with_target(&others, pos, &buf);
+                        self.prepared(s, step, kernels, &full).cloned()
+                    };
+                    stats.in_place += 1;
+                    match prep {
+                        Some(k) => k.run_overwriting(&others, pos, buf),
+                        None => kernels.execute_overwriting(op, &others, pos, buf),
+                    }
+                }
+                None => {
+                    let views = step
+                        .args
+                        .iter()
+                        .map(|a| self.view(*a, bindings, &values, step))
+                        .collect::<Result<Vec<_>>>()?;
+                    let prep = self.prepared(s, step, kernels, &views);
+                    let recycled = if step.is_output {
+                        None
+                    } else {
+                        pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                            let n = st.len();
+                            Tensor::new([n], st).ok()
+                        })
+                    };
+                    if recycled.is_some() {
+                        stats.buffers_recycled += 1;
+                    }
+                    match (prep, recycled) {
+                        (Some(k), Some(buf)) => k.run_into(&views, buf),
+                        (Some(k), None) => k.run(&views),
+                        (None, Some(buf)) => kernels.execute_into(op, &views, buf),
+                        (None, None) => kernels.execute(op, &views),
+                    }
+                }
+            }
+            .map_err(|e| match e {
+                Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
+                other => other,
+            })?;
             if out.ty() != step.ty {
                 return Err(Error::Graph(format!(
                     "run: {} should give {}, the {} backend returned {}",
@@ -566,6 +629,24 @@ impl Executor {
             self.pool.put(pool);
         }
         Ok((results, stats))
+    }
+
+    /// Step `s`'s prepared kernel, made by the backend on its first run (`None` when the
+    /// backend prepares nothing for it, or the op draws a seed per run).
+    fn prepared(
+        &self,
+        s: usize,
+        step: &Step,
+        kernels: &dyn Kernels,
+        views: &[TensorView<'_>],
+    ) -> Option<&Arc<dyn PreparedKernel>> {
+        if step.seed_slot.is_some() {
+            return None;
+        }
+        self.prepared
+            .get(s)?
+            .get_or_init(|| kernels.prepare(&step.op, views))
+            .as_ref()
     }
 
     fn view<'a>(
@@ -648,11 +729,116 @@ mod tests {
         }
         // Plan: fc -> buf0, relu and tanh in place in buf0, fc -> buf1, softmax -> buf0.
         assert_eq!(exec.num_buffers(), 2);
-        // Run 1: only tanh finds an allocation (the first fc's, freed after relu). buf0 then
-        // keeps two (relu's and tanh's: an in-place step and its input are alive together),
-        // so from run 2 on every step but the output's is handed one.
+        // relu and tanh overwrite their input's allocation; from run 2 on both fc steps are
+        // handed the allocation their buffer kept from the run before (softmax is the output).
         let recycled: Vec<usize> = reused.iter().map(|(_, s)| s.buffers_recycled).collect();
-        assert_eq!(recycled, vec![1, 4, 4, 4]);
+        assert_eq!(recycled, vec![0, 2, 2, 2]);
+        let in_place: Vec<usize> = reused.iter().map(|(_, s)| s.in_place).collect();
+        assert_eq!(in_place, vec![2, 2, 2, 2]);
+    }
+
+    fn f32s(d: &[usize]) -> TensorType {
+        TensorType::new(d, DType::F32)
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 11) % 23) as f32 - 11.0) / 7.0)
+            .collect()
+    }
+
+    #[test]
+    fn in_place_steps_are_bitwise_the_out_of_place_ones() {
+        // exp(x) -> relu -> (+ bias[broadcast]) -> (bias2 - .) -> *2 -> tanh: every step after
+        // exp overwrites its input; the CPU kernels do unary, binary with the target on
+        // either side of a broadcast, and scalar ops in place.
+        let mut g = Graph::new();
+        let x = g.add_input("x", f32s(&[7, 33])).unwrap();
+        let b = g.add_input("b", f32s(&[33])).unwrap();
+        let c = g.add_input("c", f32s(&[7, 1])).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Exp }, &[x]).unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[h]).unwrap();
+        let add = Op::Binary {
+            f: kiln_ir::BinaryOp::Add,
+        };
+        let sub = Op::Binary {
+            f: kiln_ir::BinaryOp::Sub,
+        };
+        let h = g.add_op(add, &[h, b]).unwrap();
+        let h = g.add_op(sub, &[c, h]).unwrap();
+        let h = g
+            .add_op(
+                Op::Scalar {
+                    f: kiln_ir::BinaryOp::Mul,
+                    scalar: 2.0,
+                    reverse: false,
+                },
+                &[h],
+            )
+            .unwrap();
+        let h = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[h]).unwrap();
+        let d = g
+            .add_op(
+                Op::Dot {
+                    transpose_a: false,
+                    transpose_b: true,
+                },
+                &[h, h],
+            )
+            .unwrap();
+        g.set_outputs(vec![d]).unwrap();
+        let feed = vec![
+            Tensor::from_vec(values(7 * 33, 1), [7, 33]).unwrap(),
+            Tensor::from_vec(values(33, 2), [33]).unwrap(),
+            Tensor::from_vec(values(7, 3), [7, 1]).unwrap(),
+        ];
+        let plan = kiln_passes::memory::plan(&g).unwrap();
+        assert_eq!(plan.in_place.len(), 5);
+        for backend in [BackendChoice::Cpu, BackendChoice::Cranelift] {
+            let mut exec = Executor::new(&g, 0, backend).unwrap();
+            exec.set_buffer_reuse(false);
+            let (want, plain) = runs(&exec, &feed, 1).remove(0);
+            assert_eq!(plain.in_place, 0);
+            exec.set_buffer_reuse(true);
+            for (got, stats) in runs(&exec, &feed, 3) {
+                assert_eq!(got, want, "{}", backend.name());
+                assert_eq!(stats.in_place, 5, "{}", backend.name());
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_never_overwrites_a_value_another_reader_needs() {
+        // t = tanh(x) is an output, so relu(t) must not overwrite it; `sq = e * e` reads e
+        // twice, so it must not overwrite e either (the plan allows it: e's last use is sq).
+        // exp(u) and neg(sq) overwrite their inputs.
+        let mut g = Graph::new();
+        let x = g.add_input("x", f32s(&[5, 9])).unwrap();
+        let t = g.add_op(Op::Unary { f: UnaryOp::Tanh }, &[x]).unwrap();
+        let u = g.add_op(Op::Unary { f: UnaryOp::Relu }, &[t]).unwrap();
+        let e = g.add_op(Op::Unary { f: UnaryOp::Exp }, &[u]).unwrap();
+        let mul = Op::Binary {
+            f: kiln_ir::BinaryOp::Mul,
+        };
+        let sq = g.add_op(mul, &[e, e]).unwrap();
+        let n = g.add_op(Op::Unary { f: UnaryOp::Neg }, &[sq]).unwrap();
+        g.set_outputs(vec![t, n]).unwrap();
+        let feed = vec![Tensor::from_vec(values(45, 4), [5, 9]).unwrap()];
+        let want_t: Vec<f64> = values(45, 4).iter().map(|&v| v.tanh() as f64).collect();
+        for backend in [BackendChoice::Cpu, BackendChoice::Cranelift] {
+            let mut exec = Executor::new(&g, 0, backend).unwrap();
+            exec.set_buffer_reuse(false);
+            let (want, _) = runs(&exec, &feed, 1).remove(0);
+            exec.set_buffer_reuse(true);
+            for (got, stats) in runs(&exec, &feed, 2) {
+                assert_eq!(got, want);
+                assert_eq!(stats.in_place, 2, "{}", backend.name());
+                let t: Vec<f64> = got[0].to_f64_vec();
+                for (a, b) in t.iter().zip(&want_t) {
+                    assert!((a - b).abs() < 1e-6);
+                }
+            }
+        }
     }
 
     #[test]

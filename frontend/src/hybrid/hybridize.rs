@@ -103,6 +103,9 @@ struct Cache {
     traces: u64,
     /// The signature of the latest call (what `export` writes).
     last: Option<Signature>,
+    /// The entry compiled for `last`, when there is one: a call with the latest signature
+    /// finds it without hashing.
+    last_entry: Option<Arc<Entry>>,
 }
 
 /// A block's hybridize switch and cache. Every [`HybridBlock`] holds one (a field initialized
@@ -141,6 +144,7 @@ impl HybridState {
         let mut c = self.lock();
         if c.options != options {
             c.entries.clear();
+            c.last_entry = None;
             c.options = options;
         }
         self.active.store(true, Ordering::Relaxed);
@@ -152,6 +156,7 @@ impl HybridState {
         let mut c = self.lock();
         c.entries.clear();
         c.last = None;
+        c.last_entry = None;
     }
 
     /// The options given to the latest `hybridize_with`.
@@ -256,8 +261,18 @@ fn call_cached<B: HybridBlock + ?Sized>(block: &B, xs: &[&NDArray]) -> Result<Ve
     }
     let found = {
         let mut c = state.lock();
-        c.last = Some(sig.clone());
-        let found = c.entries.get(&sig).cloned();
+        let same = c.last.as_ref() == Some(&sig);
+        let found = match &c.last_entry {
+            Some(e) if same => Some(Arc::clone(e)),
+            _ => {
+                let found = c.entries.get(&sig).cloned();
+                c.last_entry.clone_from(&found);
+                if !same {
+                    c.last = Some(sig.clone());
+                }
+                found
+            }
+        };
         if found.is_some() {
             c.hits += 1;
         }
@@ -301,6 +316,9 @@ fn compile<B: HybridBlock + ?Sized>(
     let mut c = state.lock();
     c.traces += 1;
     c.entries.insert(sig.clone(), entry.clone());
+    if c.last.as_ref() == Some(sig) {
+        c.last_entry = Some(entry.clone());
+    }
     Ok(entry)
 }
 
