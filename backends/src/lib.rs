@@ -8,7 +8,7 @@ pub mod clif_math;
 pub mod cpu;
 pub mod jit;
 
-use kiln_ir::{Op, Result, Tensor, TensorView};
+use kiln_ir::{FusedKernel, Op, Result, Tensor, TensorView};
 
 /// An engine that executes single ops on host tensors.
 pub trait Kernels: Send + Sync {
@@ -26,6 +26,50 @@ pub trait Kernels: Send + Sync {
     fn execute_into(&self, op: &Op, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
         drop(out);
         self.execute(op, inputs)
+    }
+
+    /// Runs a fused kernel and returns every output, in order: output 0 (the fused node's
+    /// value), then [`FusedKernel::extra_outputs`] (which executors hand to the graph's
+    /// `fused_output` nodes). Works for single-output kernels too (one value).
+    ///
+    /// The default runs each output's [`FusedKernel::output_slice`] through
+    /// [`Kernels::execute`] as a single-output fused kernel (one op alone runs as that op),
+    /// so a backend that compiles single-output kernels compiles each slice. Horizontal
+    /// fusion merges independent kernels, so the slices share no instructions and nothing
+    /// is computed twice; every instruction runs on the same operands as in
+    /// [`FusedKernel::eval_all`], so results are the same.
+    fn execute_fused(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        if !kernel.is_multi_output() {
+            let op = Op::Fused {
+                kernel: Box::new(kernel.clone()),
+            };
+            return Ok(vec![self.execute(&op, inputs)?]);
+        }
+        let mut outputs = Vec::with_capacity(kernel.num_outputs());
+        for k in 0..kernel.num_outputs() {
+            let (slice, used) = kernel.output_slice(k)?;
+            let mut views = Vec::with_capacity(used.len());
+            for &i in &used {
+                views.push(inputs.get(i).cloned().ok_or_else(|| {
+                    kiln_ir::Error::invalid(
+                        "fused",
+                        format!("{} inputs given, the kernel reads input {i}", inputs.len()),
+                    )
+                })?);
+            }
+            let value = if slice.body.len() == 1 {
+                self.execute(&slice.body[0].op, &views)?
+            } else {
+                self.execute(
+                    &Op::Fused {
+                        kernel: Box::new(slice),
+                    },
+                    &views,
+                )?
+            };
+            outputs.push(value);
+        }
+        Ok(outputs)
     }
 }
 

@@ -594,6 +594,8 @@ impl JitBackend {
     fn plan(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Option<Plan> {
         self.state.as_ref()?;
         if inputs.len() != kernel.inputs.len()
+            // Multi-output kernels are not lowered yet: `execute_fused` runs their slices.
+            || kernel.is_multi_output()
             || kernel.output_type().dtype != DType::F32
             || inputs
                 .iter()

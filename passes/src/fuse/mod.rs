@@ -39,14 +39,23 @@
 //! views), indexing, pooling, normalization layers and `fused` nodes themselves, so running
 //! the pass twice changes nothing the second time.
 //!
-//! **Horizontal fusion** (siblings reading one input, like `exp(x)` and `tanh(x)` feeding two
-//! different consumers) is not expressible: a kiln node has exactly one output, so a kernel
-//! computing two values consumed apart would need multi-output nodes. The pass fuses
-//! siblings only when one consumer group absorbs both (the diamond `exp(x) + tanh(x)` is
-//! one kernel reading `x` once).
+//! 4. **horizontal fusion** (after the groups above are fused): *siblings* — kernels that
+//!    read one same value — with the same iteration space become one **multi-output**
+//!    kernel that reads the shared value once ([`FusedKernel::extra_outputs`]; the first
+//!    sibling's value is the fused node's, each further output is read through an
+//!    [`Op::FusedOutput`] node). Siblings are elementwise ops or kernels with one output
+//!    shape (`exp(x)`, `tanh(x)`, `x * y` of one shape), or `reduce`s and reduction kernels
+//!    over the same input shape, axes and `keepdims` (the bias gradient `sum(dy, 0)` and the
+//!    batch-norm gradient terms `sum(dy * xhat, 0)`). A sibling joins only when no path leads
+//!    from it to another member or back (that path would run through the merged node and
+//!    make it its own ancestor), when the merged kernel stays within the input cap (else
+//!    `input_cap` counts it), and when the merged kernel is of a kind a code generator
+//!    knows. Nothing is recomputed: each sibling's body appears once. The merge repeats
+//!    until no siblings are left, so a second run of the pass changes nothing.
 //!
 //! Each kernel is counted by kind in the report: `elementwise_chain`, `reduction_prologue`,
-//! `reduction_epilogue`, `reduction_prologue_epilogue`, `epilogue`. The fused body runs the
+//! `reduction_epilogue`, `reduction_prologue_epilogue`, `epilogue`, and each horizontal
+//! merge as `horizontal_elementwise` or `horizontal_reduction`. The fused body runs the
 //! same ops in the same order on the same values, so results are equal bit for bit on the
 //! interpreter.
 //!
@@ -103,6 +112,7 @@
 //! # Ok::<(), kiln_ir::Error>(())
 //! ```
 
+mod horizontal;
 mod plan;
 
 use crate::util::remove_if_dead;
@@ -147,7 +157,7 @@ impl Pass for Fuse {
     }
 
     fn description(&self) -> &'static str {
-        "groups elementwise chains, reductions with their prologue/epilogue, and GEMM/conv epilogues into fused kernels"
+        "groups elementwise chains, reductions with their prologue/epilogue, and GEMM/conv epilogues into fused kernels; merges sibling kernels reading one value into multi-output kernels"
     }
 
     fn run(&self, graph: &mut Graph) -> Result<PassReport> {
@@ -170,6 +180,7 @@ impl Pass for Fuse {
                 firings.bump(name);
             }
         }
+        horizontal::fuse_siblings(graph, self.max_inputs, &mut firings)?;
         Ok(PassReport::new(before, graph.len(), firings.into_vec()))
     }
 }
