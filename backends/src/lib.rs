@@ -57,8 +57,23 @@ pub trait Kernels: Send + Sync {
                     )
                 })?);
             }
-            let value = if slice.body.len() == 1 {
-                self.execute(&slice.body[0].op, &views)?
+            let value = if let [inst] = slice.body.as_slice() {
+                // One op alone: its operands are kernel inputs (possibly one used twice).
+                let mut args = Vec::with_capacity(inst.args.len());
+                for a in &inst.args {
+                    match *a {
+                        kiln_ir::FusedArg::Input(p) if p < views.len() => {
+                            args.push(views[p].clone())
+                        }
+                        _ => {
+                            return Err(kiln_ir::Error::invalid(
+                                "fused",
+                                format!("{}: operand {a} is not a kernel input", inst.op.name()),
+                            ))
+                        }
+                    }
+                }
+                self.execute(&inst.op, &args)?
             } else {
                 self.execute(
                     &Op::Fused {

@@ -209,16 +209,16 @@ fn siblings_reading_one_input_become_one_multi_output_kernel() {
         "\
 %0 = input \"x\" : f32[4,5]
 %1 = param \"b\" : f32[5]
-%2 = sum(%0) {axes=[1], keepdims=false} : f32[4]
-%3 = exp(%1) : f32[5]
-%4 = fused.elementwise(%0, %1) : f32[4,5]
+%2 = fused.elementwise(%0, %1) : f32[4,5]
     $0 = exp(in0) : f32[4,5]  (output 0)
-    $1 = tanh(in0) : f32[4,5]
-    $2 = mul_scalar($1) {scalar=3.0, reverse=false} : f32[4,5]  (output 1)
-    $3 = add(in0, in1) : f32[4,5]  (output 2)
-%5 = fused_output(%4) {index=1} : f32[4,5]
-%6 = fused_output(%4) {index=2} : f32[4,5]
-return %4, %5, %6, %2, %3
+    $1 = add(in0, in1) : f32[4,5]  (output 1)
+    $2 = tanh(in0) : f32[4,5]
+    $3 = mul_scalar($2) {scalar=3.0, reverse=false} : f32[4,5]  (output 2)
+%3 = fused_output(%2) {index=1} : f32[4,5]
+%4 = fused_output(%2) {index=2} : f32[4,5]
+%5 = sum(%0) {axes=[1], keepdims=false} : f32[4]
+%6 = exp(%1) : f32[5]
+return %2, %4, %3, %5, %6
 "
     );
     assert_eq!(fused_kinds(&h), vec![FusedKind::Elementwise]);
@@ -246,13 +246,13 @@ fn sibling_reductions_over_one_space_share_a_kernel() {
         "\
 %0 = input \"dy\" : f32[6,3]
 %1 = input \"x\" : f32[6,3]
-%2 = sum(%0) {axes=[1], keepdims=false} : f32[6]
-%3 = fused.reduction(%0, %1) : f32[3]
+%2 = fused.reduction(%0, %1) : f32[3]
     $0 = sum(in0) {axes=[0], keepdims=false} : f32[3]  (output 0)
     $1 = mul(in0, in1) : f32[6,3]
     $2 = sum($1) {axes=[-2], keepdims=false} : f32[3]  (output 1)
-%4 = fused_output(%3) {index=1} : f32[3]
-return %3, %4, %2
+%3 = fused_output(%2) {index=1} : f32[3]
+%4 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+return %2, %3, %4
 "
     );
     assert_eq!(fused_kinds(&h), vec![FusedKind::Reduction]);
@@ -297,7 +297,28 @@ fn the_input_cap_keeps_siblings_apart() {
             ("input_cap", 1)
         ])
     );
-    assert_eq!(h.to_text(), "");
+    assert_eq!(
+        h.to_text(),
+        "\
+%0 = input \"x\" : f32[4]
+%1 = input \"y0\" : f32[4]
+%2 = input \"z0\" : f32[4]
+%3 = input \"y1\" : f32[4]
+%4 = input \"z1\" : f32[4]
+%5 = input \"y2\" : f32[4]
+%6 = input \"z2\" : f32[4]
+%7 = fused.elementwise(%0, %1, %2, %3, %4) : f32[4]
+    $0 = mul(in0, in1) : f32[4]
+    $1 = add($0, in2) : f32[4]  (output 0)
+    $2 = mul(in0, in3) : f32[4]
+    $3 = add($2, in4) : f32[4]  (output 1)
+%8 = fused_output(%7) {index=1} : f32[4]
+%9 = fused.elementwise(%0, %5, %6) : f32[4]
+    $0 = mul(in0, in1) : f32[4]
+    $1 = add($0, in2) : f32[4]
+return %7, %8, %9
+"
+    );
     let (_, fired) = fuse_checked(&g, Fuse::default());
     assert_eq!(
         fired,

@@ -107,8 +107,9 @@ fn reaches(g: &Graph, from: NodeId, to: NodeId, rank: &[usize]) -> Result<bool> 
 
 /// Runs horizontal fusion on `g` to a fixpoint, counting what fired in `firings`.
 pub(crate) fn fuse_siblings(g: &mut Graph, max_inputs: usize, firings: &mut Firings) -> Result<()> {
-    // Each merge changes the graph (and the order), so the sweep starts over after one; the
-    // sweep that merges nothing reports the siblings the input cap kept apart.
+    // Each merge changes the graph (and the order), so the sweep starts over after one. A
+    // sibling the input cap keeps out of a kernel that is built is counted as `input_cap`
+    // (once: later sweeps, and later runs, find it apart already and count nothing).
     loop {
         let order = g.topo_order();
         let bound = order.iter().map(|n| n.index() + 1).max().unwrap_or(0);
@@ -116,7 +117,6 @@ pub(crate) fn fuse_siblings(g: &mut Graph, max_inputs: usize, firings: &mut Firi
         for (k, id) in order.iter().enumerate() {
             rank[id.index()] = k;
         }
-        let mut capped = 0usize;
         let mut merged = None;
         'values: for &v in &order {
             let mut buckets: Vec<(Space, Vec<NodeId>)> = Vec::new();
@@ -132,6 +132,7 @@ pub(crate) fn fuse_siblings(g: &mut Graph, max_inputs: usize, firings: &mut Firi
             }
             for (_, candidates) in buckets.into_iter().filter(|(_, m)| m.len() > 1) {
                 let mut group = vec![candidates[0]];
+                let mut capped = 0usize;
                 let mut inputs = distinct_inputs(g, &group)?;
                 for &c in &candidates[1..] {
                     // No member may depend on another: the merged node would be its own
@@ -161,20 +162,18 @@ pub(crate) fn fuse_siblings(g: &mut Graph, max_inputs: usize, firings: &mut Firi
                 }
                 if group.len() > 1 {
                     if let Some(name) = merge(g, &group, &inputs)? {
-                        merged = Some(name);
+                        merged = Some((name, capped));
                         break 'values;
                     }
                 }
             }
         }
-        match merged {
-            Some(name) => firings.bump(name),
-            None => {
-                for _ in 0..capped {
-                    firings.bump("input_cap");
-                }
-                return Ok(());
-            }
+        let Some((name, capped)) = merged else {
+            return Ok(());
+        };
+        firings.bump(name);
+        for _ in 0..capped {
+            firings.bump("input_cap");
         }
     }
 }
