@@ -7,6 +7,14 @@
 //! reference interpreter does exactly that, see [`FusedKernel::eval`]); a code generator
 //! compiles the [`FusedKind`]s it knows into single native kernels.
 //!
+//! A kernel may return several values (*multi-output*, made by horizontal fusion of siblings
+//! that read one input): [`FusedKernel::extra_outputs`] lists them after the main one. A
+//! graph node still has one value — the fused node's is output 0 — and each further output is
+//! a node of its own, [`Op::FusedOutput`] `{ index, ty }`, whose one input is the fused node.
+//! Runners fill it from [`FusedKernel::eval_all`] (backends: `Kernels::execute_fused`);
+//! [`FusedKernel::eval`] refuses a multi-output kernel rather than drop values, and
+//! [`FusedKernel::output_slice`] cuts out one output as a single-output kernel.
+//!
 //! ```
 //! use kiln_ir::{BinaryOp, DType, FusedArg, FusedInst, FusedKernel, FusedKind, Op, TensorType, UnaryOp};
 //! let t = TensorType::new([4, 5], DType::F32);

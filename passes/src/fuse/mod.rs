@@ -111,6 +111,51 @@
 //! ]);
 //! # Ok::<(), kiln_ir::Error>(())
 //! ```
+//!
+//! Horizontal fusion: a dense layer's bias gradient `sum(dy, 0)` and a batch-norm-style
+//! `sum(dy * x, 0)` reduce over the same space and both read `dy`, so they become one
+//! kernel with two outputs; `sum(dy, 1)` reduces other axes and stays apart.
+//!
+//! ```
+//! use kiln_ir::{BinaryOp, DType, Graph, Op, ReduceOp, TensorType};
+//! use kiln_passes::{Fuse, Pass};
+//!
+//! let sum = |axes: Vec<isize>| Op::Reduce { f: ReduceOp::Sum, axes: Some(axes), keepdims: false };
+//! let mut g = Graph::new();
+//! let dy = g.add_input("dy", TensorType::new([6, 3], DType::F32))?;
+//! let x = g.add_input("x", TensorType::new([6, 3], DType::F32))?;
+//! let db = g.add_op(sum(vec![0]), &[dy])?;
+//! let p = g.add_op(Op::Binary { f: BinaryOp::Mul }, &[dy, x])?;
+//! let dg = g.add_op(sum(vec![0]), &[p])?;
+//! let r = g.add_op(sum(vec![1]), &[dy])?;
+//! g.set_outputs(vec![db, dg, r])?;
+//! assert_eq!(g.to_text(), "\
+//! %0 = input \"dy\" : f32[6,3]
+//! %1 = input \"x\" : f32[6,3]
+//! %2 = sum(%0) {axes=[0], keepdims=false} : f32[3]
+//! %3 = mul(%0, %1) : f32[6,3]
+//! %4 = sum(%3) {axes=[0], keepdims=false} : f32[3]
+//! %5 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+//! return %2, %4, %5
+//! ");
+//! let report = Fuse::default().run(&mut g)?;
+//! assert_eq!(g.to_text(), "\
+//! %0 = input \"dy\" : f32[6,3]
+//! %1 = input \"x\" : f32[6,3]
+//! %2 = fused.reduction(%0, %1) : f32[3]
+//!     $0 = sum(in0) {axes=[0], keepdims=false} : f32[3]  (output 0)
+//!     $1 = mul(in0, in1) : f32[6,3]
+//!     $2 = sum($1) {axes=[0], keepdims=false} : f32[3]  (output 1)
+//! %3 = fused_output(%2) {index=1} : f32[3]
+//! %4 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+//! return %2, %3, %4
+//! ");
+//! assert_eq!(report.firings, vec![
+//!     ("reduction_prologue".to_string(), 1),
+//!     ("horizontal_reduction".to_string(), 1),
+//! ]);
+//! # Ok::<(), kiln_ir::Error>(())
+//! ```
 
 mod horizontal;
 mod plan;
