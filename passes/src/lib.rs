@@ -8,7 +8,9 @@
 //!   (fusion into kernels), [`memory`] (memory planning: buffer reuse and in-place updates),
 //!   and the inference rewrites [`inference`] (dropout removal, batch-norm folding);
 //! - [`mod@verify`]: graph invariants and shape/dtype re-inference;
-//! - [`autodiff`]: a graph into a forward and a backward graph.
+//! - [`autodiff`]: a graph into a forward and a backward graph;
+//! - `testing` (cargo feature `testing`): the random-graph generator and property-test
+//!   helpers shared by the test suites of this crate, the backends and the root crate.
 
 pub mod autodiff;
 pub mod const_fold;
@@ -22,6 +24,8 @@ pub mod memory;
 pub mod rewrite;
 pub mod simplify;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod util;
 pub mod verify;
 

@@ -4,25 +4,23 @@
 //! results, and property tests on random graphs (the pass alone keeps results bit for bit on
 //! the interpreter and on the CPU backend, multi-output kernels run through
 //! `Kernels::execute_fused`; the pipelines with fusion agree with the unoptimized graph
-//! within `common::TOL`).
+//! within `kiln_passes::testing::TOL`).
 //!
 //! Cases: 64 per property, or `KILN_PROPTEST_CASES`; a fixed seed, or `KILN_PROPTEST_SEED`.
 
-mod common;
-
-use common::{assert_close, feed, gen_graph, run, GenOptions};
 use kiln_backends::jit::JitBackend;
 use kiln_backends::{CpuBackend, Interpreter, Kernels};
-use kiln_ir::graph::testing::random_graph;
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{
     BinaryOp, DType, FusedKind, Graph, NodeId, Op, ReduceOp, Tensor, TensorType, UnaryOp,
 };
 use std::collections::HashMap;
 use kiln_passes::fuse::MAX_KERNEL_INPUTS;
+use kiln_passes::testing::{
+    assert_close, feed, gen_graph, proptest_config, random_graph, run, GenOptions,
+};
 use kiln_passes::{verify, Fuse, Pass, PassManager, Pipeline};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 
 fn f32t(dims: &[usize]) -> TensorType {
     TensorType::new(dims.to_vec(), DType::F32)
@@ -625,32 +623,12 @@ fn the_pipelines_run_fuse_after_dce_and_it_can_be_switched_off() {
     assert_eq!(off.to_text(), g.to_text());
 }
 
-fn config() -> Config {
-    let cases = std::env::var("KILN_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(
-            std::env::var("KILN_PROPTEST_SEED")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0x6675_7365),
-        ),
-        ..Config::default()
-    }
+fn config() -> proptest::test_runner::Config {
+    proptest_config(0x6675_7365)
 }
 
-const TRAIN: GenOptions = GenOptions {
-    dropout: true,
-    batch_norm: false,
-};
-const INFER: GenOptions = GenOptions {
-    dropout: false,
-    batch_norm: true,
-};
+const TRAIN: GenOptions = GenOptions::TRAINING;
+const INFER: GenOptions = GenOptions::INFERENCE;
 
 /// Runs `g` on `kernels` as an executor does: every fused node through
 /// [`Kernels::execute_fused`], `fused_output` nodes from its further outputs.

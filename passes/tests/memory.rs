@@ -6,16 +6,12 @@
 //! Property cases: 64, or `KILN_PROPTEST_CASES`; a fixed generator seed, or
 //! `KILN_PROPTEST_SEED`.
 
-mod common;
-
-use common::{gen_graph, GenOptions};
-use kiln_ir::graph::testing::random_graph;
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{BinaryOp, DType, Graph, NodeId, Op, ReduceOp, TensorType, UnaryOp};
 use kiln_passes::memory::{plan, MemoryPlan, PlanMemory};
+use kiln_passes::testing::{gen_graph, proptest_config, random_graph, GenOptions};
 use kiln_passes::{DumpOptions, Pass, PassManager, Pipeline};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 
 fn f32s(dims: &[usize]) -> TensorType {
     TensorType::new(dims, DType::F32)
@@ -510,22 +506,8 @@ fn check_plan(g: &Graph, p: &MemoryPlan) -> Result<(), String> {
     Ok(())
 }
 
-fn config() -> Config {
-    let cases = std::env::var("KILN_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(
-            std::env::var("KILN_PROPTEST_SEED")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0x6d65_6d70),
-        ),
-        ..Config::default()
-    }
+fn config() -> proptest::test_runner::Config {
+    proptest_config(0x6d65_6d70)
 }
 
 proptest! {
@@ -544,7 +526,7 @@ proptest! {
     fn plans_after_the_pipeline_keep_the_invariants(
         seed in any::<u64>(), n in 2usize..14, extra in 0usize..14
     ) {
-        let mut g = gen_graph(seed, n, extra, GenOptions { dropout: true, batch_norm: false });
+        let mut g = gen_graph(seed, n, extra, GenOptions::TRAINING);
         PassManager::new(Pipeline::Training).run(&mut g).unwrap();
         let p = plan(&g).unwrap();
         if let Err(msg) = check_plan(&g, &p) {

@@ -1,35 +1,18 @@
 //! Property tests: on random well-typed graphs, each pass alone and each pipeline keep the
-//! interpreter's results within `common::TOL` (relative, see there), keep every output's
+//! interpreter's results within `kiln_passes::testing::TOL` (relative, see there), keep every output's
 //! type, and leave a graph the verifier accepts.
 //!
 //! Cases: 64 per property, or `KILN_PROPTEST_CASES`; a fixed generator seed, or
 //! `KILN_PROPTEST_SEED`.
 
-mod common;
-
-use common::{assert_close, feed, gen_graph, run, GenOptions};
+use kiln_passes::testing::{assert_close, feed, gen_graph, proptest_config, run, GenOptions};
 use kiln_passes::{
     verify, ConstFold, Cse, Dce, FoldBatchNorm, Pass, PassManager, Pipeline, Simplify,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 
-fn config() -> Config {
-    let cases = std::env::var("KILN_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(
-            std::env::var("KILN_PROPTEST_SEED")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0x6b69_6c6e),
-        ),
-        ..Config::default()
-    }
+fn config() -> proptest::test_runner::Config {
+    proptest_config(0x6b69_6c6e)
 }
 
 fn check_pass(pass: &dyn Pass, seed: u64, n_ops: usize, n_extra: usize, opts: GenOptions) {
@@ -43,14 +26,8 @@ fn check_pass(pass: &dyn Pass, seed: u64, n_ops: usize, n_extra: usize, opts: Ge
     assert_close(&before, &run(&h, &f), pass.name());
 }
 
-const TRAIN: GenOptions = GenOptions {
-    dropout: true,
-    batch_norm: false,
-};
-const INFER: GenOptions = GenOptions {
-    dropout: false,
-    batch_norm: true,
-};
+const TRAIN: GenOptions = GenOptions::TRAINING;
+const INFER: GenOptions = GenOptions::INFERENCE;
 
 proptest! {
     #![proptest_config(config())]

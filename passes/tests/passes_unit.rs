@@ -2,11 +2,10 @@
 //! statistics, verifier and dumps (configured through the API, never the process
 //! environment).
 
-mod common;
-
 use kiln_ir::{BinaryOp, DType, Graph, NodeId, Op, Tensor, TensorType, UnaryOp};
 use kiln_passes::env::{EnvConfig, Switch};
 use kiln_passes::rewrite::{Rule, RuleSet};
+use kiln_passes::testing;
 use kiln_passes::{
     verify, ConstFold, Cse, Dce, DumpOptions, FoldBatchNorm, Pass, PassManager, PassReport,
     Pipeline, RemoveDropout, Simplify,
@@ -40,11 +39,11 @@ fn scal(g: &mut Graph, f: BinaryOp, s: f64, reverse: bool, x: NodeId) -> NodeId 
 /// Runs `pass`, checks the verifier and that results are unchanged within the stated
 /// tolerance on a random feed, and returns the report.
 fn run_pass(pass: &dyn Pass, g: &mut Graph) -> PassReport {
-    let f = common::feed(g, 11);
-    let before = common::run(g, &f);
+    let f = testing::feed(g, 11);
+    let before = testing::run(g, &f);
     let r = pass.run(g).unwrap();
     verify(g).unwrap();
-    common::assert_close(&before, &common::run(g, &f), pass.name());
+    testing::assert_close(&before, &testing::run(g, &f), pass.name());
     r
 }
 
@@ -650,11 +649,11 @@ fn dump_dir_gets_numbered_text_and_dot_files() {
 #[test]
 fn the_verifier_accepts_generated_graphs_and_every_pipeline_output() {
     for seed in 0..20 {
-        let mut g = common::gen_graph(
+        let mut g = testing::gen_graph(
             seed,
             8,
             8,
-            common::GenOptions {
+            testing::GenOptions {
                 dropout: true,
                 batch_norm: true,
             },

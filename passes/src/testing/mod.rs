@@ -1,22 +1,57 @@
-//! A random-graph generator for the pass tests: `kiln_ir`'s `random_graph`, extended with what
-//! the passes look for (duplicates, dead branches, identities, strength reductions, transpose
-//! and reshape chains, dots with transposes, constant subgraphs, broadcasts, dropout, dense +
-//! batch norm), and a tolerant comparison of runs.
+//! A random-graph generator for tests of passes and backends (cargo feature `testing`).
+//!
+//! [`gen_graph`] starts from `kiln_ir`'s `random_graph` and plants what the passes look for:
+//! duplicates, dead branches, identities, strength reductions, transpose and reshape chains,
+//! dots with transposes, constant subgraphs, broadcasts, dropout, dense + batch norm. [`feed`]
+//! gives inputs, [`run`] runs a graph on the reference interpreter, and [`assert_close`]
+//! compares two runs within the tolerance [`TOL`] the property tests state.
+//! [`proptest_config`] is the property-test configuration every suite shares (case count
+//! and seed from `KILN_PROPTEST_CASES` / `KILN_PROPTEST_SEED`).
+//!
+//! ```
+//! use kiln_passes::testing::{assert_close, feed, gen_graph, run, GenOptions};
+//! use kiln_passes::{PassManager, Pipeline};
+//! let g = gen_graph(7, 8, 8, GenOptions::TRAINING);
+//! let f = feed(&g, 7);
+//! let mut h = g.clone();
+//! PassManager::new(Pipeline::Training).run(&mut h).unwrap();
+//! assert_close(&run(&g, &f), &run(&h, &f), "training pipeline");
+//! ```
+//!
+//! Use it from another crate's tests as a dev-dependency:
+//! `kiln-passes = { path = "...", features = ["testing"] }`.
+//!
+//! This module is test support: its functions panic (with a message) where a test should
+//! fail, and never run on user input.
 
-#![allow(dead_code)]
-
-use kiln_ir::graph::testing::{random_feed, random_graph};
+pub use kiln_ir::graph::testing::{random_feed, random_graph};
 use kiln_ir::random::op_rng;
 use kiln_ir::{BinaryOp, DType, Graph, NodeId, Op, Tensor, TensorType, UnaryOp};
 use rand::Rng;
 
+pub use proptest;
+
 /// What to put in a generated graph.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GenOptions {
     /// Random dropout ops (only for pipelines that keep them).
     pub dropout: bool,
     /// Dense + batch-norm blocks with running statistics.
     pub batch_norm: bool,
+}
+
+impl GenOptions {
+    /// Graphs for the training pipeline: dropout, no batch norm with running statistics.
+    pub const TRAINING: GenOptions = GenOptions {
+        dropout: true,
+        batch_norm: false,
+    };
+    /// Graphs for the inference pipeline: dense + batch norm, no dropout (the pipeline
+    /// removes it, which changes results).
+    pub const INFERENCE: GenOptions = GenOptions {
+        dropout: false,
+        batch_norm: true,
+    };
 }
 
 fn op(g: &mut Graph, op: Op, inputs: &[NodeId]) -> Option<NodeId> {
@@ -308,5 +343,22 @@ pub fn assert_close(before: &[Tensor], after: &[Tensor], what: &str) {
                 || (x - y).abs() <= TOL * 1f64.max(x.abs()).max(y.abs());
             assert!(ok, "{what}: output {i} element {k}: {x} before, {y} after");
         }
+    }
+}
+
+/// The property-test configuration the suites share: `KILN_PROPTEST_CASES` cases (default
+/// 64), no failure persistence, and a fixed seed, `KILN_PROPTEST_SEED` or `default_seed` (each
+/// suite passes its own, so suites explore different graphs).
+pub fn proptest_config(default_seed: u64) -> proptest::test_runner::Config {
+    fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+        std::env::var(name).ok().and_then(|c| c.parse().ok())
+    }
+    proptest::test_runner::Config {
+        cases: env("KILN_PROPTEST_CASES").unwrap_or(64),
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(
+            env("KILN_PROPTEST_SEED").unwrap_or(default_seed),
+        ),
+        ..proptest::test_runner::Config::default()
     }
 }
