@@ -9,6 +9,47 @@ pub mod cpu;
 pub mod jit;
 
 use kiln_ir::{FusedKernel, Op, Result, Tensor, TensorView};
+use std::sync::Arc;
+
+/// An op specialised once for one set of input types (see [`Kernels::prepare`]) and run
+/// many times: a graph executor keeps one per step, so per-call work such as looking up a
+/// compiled function or working out loop layouts is done once.
+pub trait PreparedKernel: Send + Sync + std::fmt::Debug {
+    /// Runs the op on inputs of the types it was prepared for (the caller guarantees them).
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Tensor>;
+
+    /// [`PreparedKernel::run`] offered `out` as memory to reuse, as
+    /// [`Kernels::execute_into`] is; the default ignores it.
+    fn run_into(&self, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
+        drop(out);
+        self.run(inputs)
+    }
+
+    /// [`PreparedKernel::run`] writing the result over input `target`'s allocation, as
+    /// [`Kernels::execute_overwriting`] does; the default computes into a fresh allocation.
+    fn run_overwriting(
+        &self,
+        others: &[TensorView<'_>],
+        target: usize,
+        buf: Tensor,
+    ) -> Result<Tensor> {
+        let full = with_target(others, target, &buf);
+        self.run(&full)
+    }
+}
+
+/// `others` with `buf`'s view inserted at position `target` (clamped to the end).
+pub fn with_target<'a>(
+    others: &[TensorView<'a>],
+    target: usize,
+    buf: &'a Tensor,
+) -> Vec<TensorView<'a>> {
+    let mut full = Vec::with_capacity(others.len() + 1);
+    full.extend_from_slice(&others[..target.min(others.len())]);
+    full.push(buf.view());
+    full.extend_from_slice(&others[target.min(others.len())..]);
+    full
+}
 
 /// An engine that executes single ops on host tensors.
 pub trait Kernels: Send + Sync {
@@ -38,7 +79,11 @@ pub trait Kernels: Send + Sync {
     /// fusion merges independent kernels, so the slices share no instructions and nothing
     /// is computed twice; every instruction runs on the same operands as in
     /// [`FusedKernel::eval_all`], so results are the same.
-    fn execute_fused(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+    fn execute_fused(
+        &self,
+        kernel: &FusedKernel,
+        inputs: &[TensorView<'_>],
+    ) -> Result<Vec<Tensor>> {
         if !kernel.is_multi_output() {
             let op = Op::Fused {
                 kernel: Box::new(kernel.clone()),
@@ -85,6 +130,35 @@ pub trait Kernels: Send + Sync {
             outputs.push(value);
         }
         Ok(outputs)
+    }
+
+    /// Runs the elementwise `op` with `buf` as its input number `target` and the result
+    /// written over `buf`'s own allocation (true in-place execution): `others` are the
+    /// remaining inputs in order, without `target`. The result equals [`Kernels::execute`]
+    /// on the full input list, bitwise.
+    ///
+    /// Executors call this only when the memory plan runs the step in place and nothing
+    /// else reads `buf` afterwards (`buf` is owned, so no other reader can exist). A
+    /// backend that cannot compute in place computes into a fresh allocation (the
+    /// default).
+    fn execute_overwriting(
+        &self,
+        op: &Op,
+        others: &[TensorView<'_>],
+        target: usize,
+        buf: Tensor,
+    ) -> Result<Tensor> {
+        let full = with_target(others, target, &buf);
+        self.execute(op, &full)
+    }
+
+    /// Prepares `op` for repeated runs on inputs of `inputs`' types (the values do not
+    /// matter): `None` when the backend has nothing to prepare (the default), and the
+    /// caller then uses [`Kernels::execute`]. Running the prepared kernel gives the same
+    /// results as `execute`.
+    fn prepare(&self, op: &Op, inputs: &[TensorView<'_>]) -> Option<Arc<dyn PreparedKernel>> {
+        let _ = (op, inputs);
+        None
     }
 }
 

@@ -53,7 +53,12 @@ fn feed_for(exec: &Executor, feed: &[(String, Tensor)]) -> Vec<Tensor> {
         .collect()
 }
 
-fn run(g: &Graph, backend: BackendChoice, reuse: bool, feed: &[(String, Tensor)]) -> Vec<Vec<Tensor>> {
+fn run(
+    g: &Graph,
+    backend: BackendChoice,
+    reuse: bool,
+    feed: &[(String, Tensor)],
+) -> Vec<Vec<Tensor>> {
     let mut exec = Executor::new(g, 0, backend).unwrap();
     exec.set_buffer_reuse(reuse);
     let values = feed_for(&exec, feed);
@@ -64,7 +69,9 @@ fn run(g: &Graph, backend: BackendChoice, reuse: bool, feed: &[(String, Tensor)]
 fn multi_output_nodes(g: &Graph) -> usize {
     g.node_ids()
         .into_iter()
-        .filter(|&id| matches!(g.op(id), Ok(Some(Op::Fused { kernel })) if kernel.is_multi_output()))
+        .filter(
+            |&id| matches!(g.op(id), Ok(Some(Op::Fused { kernel })) if kernel.is_multi_output()),
+        )
         .count()
 }
 

@@ -682,7 +682,11 @@ pub(crate) fn infer_fused(kernel: &FusedKernel, inputs: &[TensorType]) -> Result
 /// Shape inference for [`Op::FusedOutput`]: one input (the fused node, whose kernel the
 /// graph checks when the node is added, see [`crate::Graph::add_op`]); the type is the
 /// op's own.
-pub(crate) fn infer_fused_output(index: usize, ty: &TensorType, inputs: &[TensorType]) -> Result<TensorType> {
+pub(crate) fn infer_fused_output(
+    index: usize,
+    ty: &TensorType,
+    inputs: &[TensorType],
+) -> Result<TensorType> {
     if inputs.len() != 1 {
         return Err(Error::invalid(
             "fused_output",

@@ -14,13 +14,13 @@ use kiln_ir::graph::NodeKind;
 use kiln_ir::{
     BinaryOp, DType, FusedKind, Graph, NodeId, Op, ReduceOp, Tensor, TensorType, UnaryOp,
 };
-use std::collections::HashMap;
 use kiln_passes::fuse::MAX_KERNEL_INPUTS;
 use kiln_passes::testing::{
     assert_close, feed, gen_graph, proptest_config, random_graph, run, GenOptions,
 };
 use kiln_passes::{verify, Fuse, Pass, PassManager, Pipeline};
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 fn f32t(dims: &[usize]) -> TensorType {
     TensorType::new(dims.to_vec(), DType::F32)
@@ -347,9 +347,14 @@ fn multi_output_kernels_refuse_single_value_paths_and_autodiff() {
     let op = Op::Fused {
         kernel: kernel.clone(),
     };
-    let err = kiln_ir::interp::eval(&op, &[xv.view()]).unwrap_err().to_string();
+    let err = kiln_ir::interp::eval(&op, &[xv.view()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("returns 2 values"), "{err}");
-    let err = CpuBackend.execute(&op, &[xv.view()]).unwrap_err().to_string();
+    let err = CpuBackend
+        .execute(&op, &[xv.view()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("eval_all"), "{err}");
     // The JIT declines it (not lowered yet) and runs its single-output slices instead.
     let jit = JitBackend::global();

@@ -238,7 +238,9 @@ peak 32 bytes planned vs 40 bytes one buffer per value (80.0%); 4 values in 2 bu
 "
     );
     // A multi-output kernel never writes over its input (its other outputs read it too).
-    assert!(!kiln_passes::memory::writes_elementwise(g.op(k).unwrap().unwrap()));
+    assert!(!kiln_passes::memory::writes_elementwise(
+        g.op(k).unwrap().unwrap()
+    ));
     check_plan(&g, &p).unwrap();
 }
 
@@ -437,8 +439,7 @@ fn check_plan(g: &Graph, p: &MemoryPlan) -> Result<(), String> {
             return Err(format!("%{} planned wrongly", pos(id)));
         }
     }
-    let is_projection =
-        |id: NodeId| matches!(g.op(id).unwrap(), Some(Op::FusedOutput { .. }));
+    let is_projection = |id: NodeId| matches!(g.op(id).unwrap(), Some(Op::FusedOutput { .. }));
     // Where a value is written: a fused_output's by its fused node.
     let def = |id: NodeId| -> usize {
         if is_projection(id) {

@@ -13,7 +13,7 @@
 //! - NaN propagates through `maximum`, `minimum`, `relu`, `softrelu` and `sign`, as numpy does.
 
 use super::{checked_numel, data_of, take_recycled, tensor_of, threads, with_real, zeros, Real};
-use kiln_ir::{BinaryOp, Tensor, TensorView, UnaryOp};
+use kiln_ir::{BinaryOp, Op, Tensor, TensorView, UnaryOp};
 use num_traits::{One, Zero};
 use rayon::prelude::*;
 
@@ -534,6 +534,185 @@ fn zip_map<T: Real, K: Fn(T, T) -> T + Sync>(a: &[T], b: &[T], k: K, par_min: us
             }
         });
     out
+}
+
+/// `x[i] = k(x[i])` in place, split across threads from `par_min` elements.
+fn map1_over<T: Real, K: Fn(T) -> T + Sync>(x: &mut [T], k: K, par_min: usize) {
+    if x.len() < par_min || threads() < 2 {
+        for v in x.iter_mut() {
+            *v = k(*v);
+        }
+        return;
+    }
+    let c = chunk_len(x.len());
+    x.par_chunks_mut(c).for_each(|o| {
+        for v in o.iter_mut() {
+            *v = k(*v);
+        }
+    });
+}
+
+/// True in-place forms of the elementwise fast paths (see [`crate::Kernels::execute_overwriting`]):
+/// `op` runs with `buf` as its input `target` and `others` as the remaining inputs, and the
+/// result is written over `buf`'s allocation. Each element gets exactly the function the
+/// out-of-place path applies, so results are bitwise equal.
+///
+/// Returns `false`, leaving `buf` untouched, when no in-place form applies (another op or
+/// dtype, or an output that is not `buf`'s shape, e.g. `buf` is the broadcast operand).
+pub fn overwrite(op: &Op, others: &[TensorView<'_>], target: usize, buf: &mut Tensor) -> bool {
+    let dims: Vec<usize> = buf.shape().dims().to_vec();
+    let Some(n) = checked_numel(&dims) else {
+        return false;
+    };
+    let storage = buf.storage_mut();
+    if storage.len() != n {
+        return false;
+    }
+    match storage {
+        kiln_ir::Storage::F32(v) => overwrite_typed::<f32>(op, others, target, &dims, v),
+        kiln_ir::Storage::F64(v) => overwrite_typed::<f64>(op, others, target, &dims, v),
+        _ => false,
+    }
+}
+
+fn overwrite_typed<T: Real>(
+    op: &Op,
+    others: &[TensorView<'_>],
+    target: usize,
+    dims: &[usize],
+    t: &mut [T],
+) -> bool {
+    match (op, others) {
+        (Op::Unary { f }, []) if target == 0 => {
+            let par_min = if unary_is_costly(*f) {
+                PAR_MIN_COSTLY
+            } else {
+                PAR_MIN_CHEAP
+            };
+            with_unary_fn!(*f, T, k => map1_over(t, k, par_min));
+            true
+        }
+        (
+            Op::Scalar {
+                f,
+                scalar,
+                reverse,
+            },
+            [],
+        ) if target == 0 => {
+            let c = T::from_wide(*scalar);
+            let par_min = if *f == BinaryOp::Pow {
+                PAR_MIN_COSTLY
+            } else {
+                PAR_MIN_CHEAP
+            };
+            with_binary_fn!(*f, T, k => {
+                if *reverse {
+                    map1_over(t, |v| k(c, v), par_min)
+                } else {
+                    map1_over(t, |v| k(v, c), par_min)
+                }
+            });
+            true
+        }
+        (Op::Binary { f }, [other]) if target < 2 => {
+            let Some(o) = data_of::<T>(other) else {
+                return false;
+            };
+            let t_is_a = target == 0;
+            let plan = if t_is_a {
+                Plan::new(dims, other.shape.dims())
+            } else {
+                Plan::new(other.shape.dims(), dims)
+            };
+            // The output must be exactly the target's shape (the other operand broadcasts
+            // into it, never the reverse).
+            let Some(plan) = plan.filter(|p| p.out_dims == dims) else {
+                return false;
+            };
+            if t.is_empty() {
+                return true;
+            }
+            let rows = t.len() / plan.inner;
+            let (la, lb) = plan.row_offsets(rows - 1);
+            let (lo, o_steps) = if t_is_a {
+                (lb, plan.b_steps)
+            } else {
+                (la, plan.a_steps)
+            };
+            if lo + if o_steps { plan.inner } else { 1 } > o.len() {
+                return false;
+            }
+            let par_min = if *f == BinaryOp::Pow {
+                PAR_MIN_COSTLY
+            } else {
+                PAR_MIN_CHEAP
+            };
+            with_binary_fn!(*f, T, k => {
+                if t.len() < par_min || threads() < 2 {
+                    plan.run_over(t, o, t_is_a, &k, 0);
+                } else {
+                    let c = chunk_len(t.len());
+                    t.par_chunks_mut(c)
+                        .enumerate()
+                        .for_each(|(i, s)| plan.run_over(s, o, t_is_a, &k, i * c));
+                }
+            });
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Plan {
+    /// [`Plan::run`] with the output over the full-shape operand `t` (operand `a` when
+    /// `t_is_a`, else `b`), which holds output elements `start .. start + t.len()`; `o` is
+    /// the other operand.
+    fn run_over<T: Real, K: Fn(T, T) -> T>(
+        &self,
+        t: &mut [T],
+        o: &[T],
+        t_is_a: bool,
+        k: &K,
+        start: usize,
+    ) {
+        let o_steps = if t_is_a { self.b_steps } else { self.a_steps };
+        let mut pos = start;
+        let mut done = 0;
+        while done < t.len() {
+            let (row, col) = (pos / self.inner, pos % self.inner);
+            let len = (self.inner - col).min(t.len() - done);
+            let (oa, ob) = self.row_offsets(row);
+            let oo = if t_is_a { ob } else { oa };
+            let seg = &mut t[done..done + len];
+            match (o_steps, t_is_a) {
+                (true, true) => {
+                    for (x, &y) in seg.iter_mut().zip(&o[oo + col..oo + col + len]) {
+                        *x = k(*x, y);
+                    }
+                }
+                (true, false) => {
+                    for (x, &y) in seg.iter_mut().zip(&o[oo + col..oo + col + len]) {
+                        *x = k(y, *x);
+                    }
+                }
+                (false, true) => {
+                    let y = o[oo];
+                    for x in seg.iter_mut() {
+                        *x = k(*x, y);
+                    }
+                }
+                (false, false) => {
+                    let y = o[oo];
+                    for x in seg.iter_mut() {
+                        *x = k(y, *x);
+                    }
+                }
+            }
+            pos += len;
+            done += len;
+        }
+    }
 }
 
 #[cfg(test)]

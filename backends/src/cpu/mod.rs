@@ -96,7 +96,11 @@ impl Kernels for CpuBackend {
 
     /// Every output of a fused kernel, its body run once op by op on these kernels (bitwise
     /// the unfused graph's values, as for [`Kernels::execute`]).
-    fn execute_fused(&self, kernel: &FusedKernel, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+    fn execute_fused(
+        &self,
+        kernel: &FusedKernel,
+        inputs: &[TensorView<'_>],
+    ) -> Result<Vec<Tensor>> {
         kernel.eval_all(inputs, &mut |op, xs| self.execute(op, xs))
     }
 
@@ -111,14 +115,28 @@ impl Kernels for CpuBackend {
             drop(out);
             return self.execute(op, inputs);
         }
-        let (_, storage) = out.into_parts();
-        let previous = RECYCLED.with(|r| r.replace(Some(storage)));
-        let result = CpuBackend::try_fast(op, inputs);
-        RECYCLED.with(|r| r.replace(previous));
+        let result = offering(out, || CpuBackend::try_fast(op, inputs));
         match result {
             Some(t) => Ok(t),
             None => kiln_ir::interp::eval(op, inputs),
         }
+    }
+
+    /// Unary, scalar and binary ops on f32/f64 (the target being the full-shape operand of
+    /// a broadcast) compute in place over `buf` (see [`elementwise::overwrite`]), bitwise as
+    /// [`Kernels::execute`] would; everything else falls back to `execute`.
+    fn execute_overwriting(
+        &self,
+        op: &Op,
+        others: &[TensorView<'_>],
+        target: usize,
+        mut buf: Tensor,
+    ) -> Result<Tensor> {
+        if elementwise::overwrite(op, others, target, &mut buf) {
+            return Ok(buf);
+        }
+        let full = crate::with_target(others, target, &buf);
+        self.execute(op, &full)
     }
 }
 
@@ -127,6 +145,16 @@ thread_local! {
     /// first [`zeros`] of the matching dtype on this thread that fits takes it.
     static RECYCLED: std::cell::RefCell<Option<kiln_ir::Storage>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `out`'s allocation on offer to the first [`zeros`] on this thread that it
+/// fits (see [`crate::Kernels::execute_into`]); an allocation nobody took is dropped.
+pub(crate) fn offering<R>(out: Tensor, f: impl FnOnce() -> R) -> R {
+    let (_, storage) = out.into_parts();
+    let previous = RECYCLED.with(|r| r.replace(Some(storage)));
+    let result = f();
+    RECYCLED.with(|r| r.replace(previous));
+    result
 }
 
 /// The recycled allocation, as a zero-filled vector of `n` elements, when one of type `T`

@@ -421,6 +421,156 @@ impl Kernels for JitBackend {
             _ => CpuBackend.execute(op, inputs),
         }
     }
+
+    /// Fused kernels build their result in `out`'s allocation when it fits (through the CPU
+    /// backend's recycling); other ops go to [`CpuBackend::execute_into`].
+    fn execute_into(&self, op: &Op, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
+        match op {
+            Op::Fused { kernel } => crate::cpu::offering(out, || self.run_fused(kernel, inputs)),
+            _ => CpuBackend.execute_into(op, inputs, out),
+        }
+    }
+
+    /// Elementwise fused kernels that compile run natively over `buf` (the generated loop
+    /// reads position `i` of every input before writing position `i`); other ops go to
+    /// [`CpuBackend`]'s in-place forms.
+    fn execute_overwriting(
+        &self,
+        op: &Op,
+        others: &[TensorView<'_>],
+        target: usize,
+        buf: Tensor,
+    ) -> Result<Tensor> {
+        let Op::Fused { kernel } = op else {
+            return CpuBackend.execute_overwriting(op, others, target, buf);
+        };
+        let full = crate::with_target(others, target, &buf);
+        let plan = self.plan(kernel, &full);
+        drop(full);
+        match plan {
+            Some(plan) => self.run_plan_overwriting(&plan, kernel, others, target, buf),
+            None => {
+                let full = crate::with_target(others, target, &buf);
+                self.run_fused(kernel, &full)
+            }
+        }
+    }
+
+    /// Fused kernels are planned once (the compiled function looked up, the loop layout
+    /// worked out) when this is the global backend; other ops have nothing to prepare.
+    fn prepare(
+        &self,
+        op: &Op,
+        inputs: &[TensorView<'_>],
+    ) -> Option<std::sync::Arc<dyn crate::PreparedKernel>> {
+        let Op::Fused { kernel } = op else {
+            return None;
+        };
+        let backend = JitBackend::global();
+        if !std::ptr::eq(self, backend) {
+            return None;
+        }
+        let plan = backend.plan(kernel, inputs)?;
+        Some(std::sync::Arc::new(PreparedFused {
+            backend,
+            kernel: (**kernel).clone(),
+            plan,
+        }))
+    }
+}
+
+// ----- prepared and in-place runs (the executor's seam) ------------------------------------
+
+/// A fused kernel planned once for one set of input types.
+struct PreparedFused {
+    backend: &'static JitBackend,
+    kernel: FusedKernel,
+    plan: Plan,
+}
+
+impl std::fmt::Debug for PreparedFused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.plan {
+            Plan::Map { .. } => "map",
+            Plan::Reduce { .. } => "reduce",
+            Plan::Epilogue { .. } => "epilogue",
+        };
+        write!(f, "PreparedFused({kind}, {} inputs)", self.kernel.inputs.len())
+    }
+}
+
+impl crate::PreparedKernel for PreparedFused {
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Tensor> {
+        let b = self.backend;
+        if let Some(t) = b.run_plan(&self.plan, &self.kernel, inputs)? {
+            b.with_state(|s| s.stats.native_runs += 1);
+            return Ok(t);
+        }
+        b.with_state(|s| s.stats.fallback_runs += 1);
+        self.kernel
+            .eval(inputs, &mut |op, ins| CpuBackend.execute(op, ins))
+    }
+
+    fn run_into(&self, inputs: &[TensorView<'_>], out: Tensor) -> Result<Tensor> {
+        crate::cpu::offering(out, || self.run(inputs))
+    }
+
+    fn run_overwriting(
+        &self,
+        others: &[TensorView<'_>],
+        target: usize,
+        buf: Tensor,
+    ) -> Result<Tensor> {
+        self.backend
+            .run_plan_overwriting(&self.plan, &self.kernel, others, target, buf)
+    }
+}
+
+impl JitBackend {
+    /// Runs `plan` with `buf` as input `target`, writing the result over `buf` when the plan
+    /// is one elementwise pass that reads `buf` element by element; otherwise into a fresh
+    /// allocation.
+    fn run_plan_overwriting(
+        &self,
+        plan: &Plan,
+        kernel: &FusedKernel,
+        others: &[TensorView<'_>],
+        target: usize,
+        mut buf: Tensor,
+    ) -> Result<Tensor> {
+        let out_n = kernel.output_type().shape.numel();
+        if let Plan::Map { f, layout } = plan {
+            let contig = layout.modes.get(target) == Some(&Mode::Contig);
+            let fits = buf.ty() == *kernel.output_type() && buf.storage().len() == out_n;
+            let mut ptrs: Vec<*const f32> = Vec::with_capacity(others.len() + 1);
+            for v in others {
+                match v.data {
+                    kiln_ir::DataRef::F32(s) => ptrs.push(s.as_ptr()),
+                    _ => break,
+                }
+            }
+            if contig && fits && ptrs.len() == others.len() && target <= others.len() {
+                if let kiln_ir::Storage::F32(v) = buf.storage_mut() {
+                    let out = v.as_mut_ptr();
+                    ptrs.insert(target, out as *const f32);
+                    // SAFETY: every pointer addresses a whole input of the kernel's types
+                    // (the plan was made for them), `out` addresses `out_n` f32 of `buf`,
+                    // which nothing else references while we hold it; the target input is
+                    // read contiguously, position `i` before position `i` is written.
+                    unsafe { self.map_to(*f, layout, &ptrs, out, out_n) };
+                    self.with_state(|s| s.stats.native_runs += 1);
+                    return Ok(buf);
+                }
+            }
+        }
+        let full = crate::with_target(others, target, &buf);
+        if let Some(t) = self.run_plan(plan, kernel, &full)? {
+            self.with_state(|s| s.stats.native_runs += 1);
+            return Ok(t);
+        }
+        self.with_state(|s| s.stats.fallback_runs += 1);
+        kernel.eval(&full, &mut |op, ins| CpuBackend.execute(op, ins))
+    }
 }
 
 // ----- planning ----------------------------------------------------------------------------
@@ -813,14 +963,32 @@ impl JitBackend {
     /// Runs an elementwise function into a fresh output of `n` elements.
     fn map(&self, f: KernelFn, layout: &Layout, ptrs: &[*const f32], n: usize) -> Vec<f32> {
         let mut out = crate::cpu::zeros::<f32>(n);
+        // SAFETY: `out` holds `n` elements; the inputs are the caller's.
+        unsafe { self.map_to(f, layout, ptrs, out.as_mut_ptr(), n) };
+        out
+    }
+
+    /// Runs an elementwise function into `out`.
+    ///
+    /// # Safety
+    /// `out` must be valid for writing `n` f32 and `ptrs` must address inputs laid out as
+    /// `layout` describes; an input may be `out` itself only if it is read contiguously.
+    unsafe fn map_to(
+        &self,
+        f: KernelFn,
+        layout: &Layout,
+        ptrs: &[*const f32],
+        out: *mut f32,
+        n: usize,
+    ) {
         if n == 0 {
-            return out;
+            return;
         }
         let mut l = layout.clone();
         let block = 1 << 14;
         let rem = l.split_row(block);
         let main = n - rem;
-        self.drive(f, &l, ptrs, out.as_mut_ptr(), l.inner);
+        self.drive(f, &l, ptrs, out, l.inner);
         if rem > 0 {
             // The remainder of a split row: one row of `rem` elements.
             let tail: Vec<*const f32> = ptrs
@@ -844,12 +1012,11 @@ impl JitBackend {
                     rem,
                     tail.as_ptr(),
                     zero.as_ptr(),
-                    out.as_mut_ptr().add(main),
+                    out.add(main),
                     0,
                 );
             }
         }
-        out
     }
 
     /// Calls `f` over the whole outer space of `layout`, in parallel when it is large.

@@ -21,11 +21,11 @@
 //! slot, and substitutes them (see [`Executor::run`]).
 
 use kiln_backends::jit::JitBackend;
-use kiln_backends::{CpuBackend, Interpreter, Kernels};
+use kiln_backends::{CpuBackend, Interpreter, Kernels, PreparedKernel};
 use kiln_ir::graph::NodeKind;
 use kiln_ir::{Error, Graph, NodeId, Op, Result, Storage, Tensor, TensorType, TensorView};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Which engine runs compiled graphs.
 ///
@@ -130,6 +130,10 @@ struct Step {
     /// Whether the value is an output (it leaves with the caller: never given a recycled
     /// allocation, which may be larger than it needs).
     is_output: bool,
+    /// The memory plan runs this step in place of its argument at this position: when that
+    /// value has no reader after this step (and is not also another argument), the backend
+    /// writes the result over its allocation.
+    in_place: Option<usize>,
     /// A readable label for errors (`%3 (relu)`).
     label: String,
 }
@@ -144,6 +148,8 @@ pub struct RunStats {
     pub peak_values: usize,
     /// Steps that were offered a recycled allocation from their planned buffer.
     pub buffers_recycled: usize,
+    /// Steps run in place: handed their input's allocation to write the result over.
+    pub in_place: usize,
 }
 
 /// Most allocations one plan buffer keeps between values (two: an in-place step and the
@@ -199,9 +205,11 @@ pub struct Executor {
     backend: BackendChoice,
     /// Buffers in the memory plan.
     buffers: usize,
-    /// Whether runs recycle allocations (see the module docs).
+    /// Whether runs recycle allocations and run steps in place (see the module docs).
     reuse: bool,
     pool: BufferPool,
+    /// Per step, the backend's prepared form, made on the step's first run.
+    prepared: Vec<OnceLock<Option<Arc<dyn PreparedKernel>>>>,
 }
 
 /// The seed attribute of a random op.
@@ -337,8 +345,14 @@ impl Executor {
                             op.name()
                         ))
                     })?;
+                    let inputs = graph.inputs_of(id)?;
+                    let in_place = plan
+                        .in_place_of(id)
+                        .and_then(|i| inputs.iter().position(|&a| a == i))
+                        .filter(|&pos| matches!(args.get(pos), Some(Source::Step(_))));
                     steps.push(Step {
                         op: op.clone(),
+                        in_place,
                         seed_slot,
                         args,
                         ty: node.ty.clone(),
@@ -383,7 +397,9 @@ impl Executor {
                 steps[*s].frees.push(p);
             }
         }
+        let prepared = (0..steps.len()).map(|_| OnceLock::new()).collect();
         Ok(Executor {
+            prepared,
             bindings,
             consts,
             steps,
@@ -491,44 +507,92 @@ impl Executor {
         }
         let mut extras = multi_output::Extras::default();
         for (s, step) in self.steps.iter().enumerate() {
-            let out = {
-                let views = step
-                    .args
-                    .iter()
-                    .map(|a| self.view(*a, bindings, &values, step))
-                    .collect::<Result<Vec<_>>>()?;
-                let seeded;
-                let op = match step.seed_slot {
-                    Some(slot) => {
-                        seeded = with_seed(&step.op, seeds[slot]);
-                        &seeded
+            let seeded;
+            let op = match step.seed_slot {
+                Some(slot) => {
+                    seeded = with_seed(&step.op, seeds[slot]);
+                    &seeded
+                }
+                None => &step.op,
+            };
+            // True in place: the argument the plan overwrites, when this step is its last
+            // reader and it is no other argument of the step.
+            let over = step
+                .in_place
+                .filter(|_| self.reuse)
+                .and_then(|pos| match step.args.get(pos) {
+                    Some(&Source::Step(p))
+                        if step.frees.contains(&p)
+                            && values.get(p).is_some_and(Option::is_some)
+                            && step
+                                .args
+                                .iter()
+                                .filter(|a| matches!(a, Source::Step(q) if *q == p))
+                                .count()
+                                == 1 =>
+                    {
+                        Some((pos, p))
                     }
-                    None => &step.op,
-                };
-                let recycled = if step.is_output || is_multi_output_step(op) {
-                    None
-                } else {
-                    pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
-                        let n = st.len();
-                        Tensor::new([n], st).ok()
-                    })
-                };
-                match recycled {
-                    _ if is_multi_output_step(op) => {
+                    _ => None,
+                });
+            let out = match over {
+                Some((pos, p)) => {
+                    let buf = values[p].take().ok_or_else(|| {
+                        Error::Graph(format!("run: {} needs a value that is gone", step.label))
+                    })?;
+                    held -= 1;
+                    let others = step
+                        .args
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, _)| i != pos)
+                        .map(|(_, a)| self.view(*a, bindings, &values, step))
+                        .collect::<Result<Vec<_>>>()?;
+                    let prep = {
+                        let full = kiln_backends::with_target(&others, pos, &buf);
+                        self.prepared(s, step, kernels, &full).cloned()
+                    };
+                    stats.in_place += 1;
+                    match prep {
+                        Some(k) => k.run_overwriting(&others, pos, buf),
+                        None => kernels.execute_overwriting(op, &others, pos, buf),
+                    }
+                }
+                None => {
+                    let views = step
+                        .args
+                        .iter()
+                        .map(|a| self.view(*a, bindings, &values, step))
+                        .collect::<Result<Vec<_>>>()?;
+                    if is_multi_output_step(op) {
                         let later = &self.steps[s + 1..];
                         multi_output::run_step(kernels, op, &views, s, step, later, &mut extras)
+                    } else {
+                        let prep = self.prepared(s, step, kernels, &views);
+                        let recycled = if step.is_output {
+                            None
+                        } else {
+                            pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                                let n = st.len();
+                                Tensor::new([n], st).ok()
+                            })
+                        };
+                        if recycled.is_some() {
+                            stats.buffers_recycled += 1;
+                        }
+                        match (prep, recycled) {
+                            (Some(k), Some(buf)) => k.run_into(&views, buf),
+                            (Some(k), None) => k.run(&views),
+                            (None, Some(buf)) => kernels.execute_into(op, &views, buf),
+                            (None, None) => kernels.execute(op, &views),
+                        }
                     }
-                    Some(buf) => {
-                        stats.buffers_recycled += 1;
-                        kernels.execute_into(op, &views, buf)
-                    }
-                    None => kernels.execute(op, &views),
                 }
-                .map_err(|e| match e {
-                    Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
-                    other => other,
-                })?
-            };
+            }
+            .map_err(|e| match e {
+                Error::Graph(msg) => Error::Graph(format!("{}: {msg}", step.label)),
+                other => other,
+            })?;
             if out.ty() != step.ty {
                 return Err(Error::Graph(format!(
                     "run: {} should give {}, the {} backend returned {}",
@@ -571,6 +635,24 @@ impl Executor {
             self.pool.put(pool);
         }
         Ok((results, stats))
+    }
+
+    /// Step `s`'s prepared kernel, made by the backend on its first run (`None` when the
+    /// backend prepares nothing for it, or the op draws a seed per run).
+    fn prepared(
+        &self,
+        s: usize,
+        step: &Step,
+        kernels: &dyn Kernels,
+        views: &[TensorView<'_>],
+    ) -> Option<&Arc<dyn PreparedKernel>> {
+        if step.seed_slot.is_some() {
+            return None;
+        }
+        self.prepared
+            .get(s)?
+            .get_or_init(|| kernels.prepare(&step.op, views))
+            .as_ref()
     }
 
     fn view<'a>(
