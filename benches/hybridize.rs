@@ -10,7 +10,7 @@
 //!   trace, the compile and one run) against a cached call of the same signature; for
 //!   training the first step also builds the backward graph.
 //!
-//! Models: `mlp` is `Dense(256, relu)-Dense(256, relu)-Dense(10)` on 784 inputs; `lenet` is
+//! Models (`kiln::models`): `mlp` is `Dense(256, relu)-Dense(256, relu)-Dense(10)` on 784 inputs; `lenet` is
 //! the book's cnn-gluon network, `Conv2D(20, 5, relu)-MaxPool2D(2, 2)-Conv2D(50, 5, relu)-
 //! MaxPool2D(2, 2)-Flatten-Dense(512, relu)-Dense(10)` on `[N, 1, 28, 28]`. Inputs are
 //! random images (the timings do not depend on the values). A line reads:
@@ -23,14 +23,12 @@
 //! Options: `--quick` (a smoke run), `--model NAME` (repeatable; default both),
 //! `--rounds N`. Threads: rayon's pool, `RAYON_NUM_THREADS`. Nothing is asserted.
 
-use kiln::gluon::init::{FactorType, RandType, Xavier};
 use kiln::gluon::loss::SoftmaxCrossEntropyLoss;
-use kiln::gluon::nn::{ActivationKind, Conv2D, Dense, Flatten, HybridSequential, MaxPool2D};
+use kiln::gluon::nn::HybridSequential;
 use kiln::gluon::{Block, HybridBlock, Trainer};
 use kiln::hybrid::HybridizeOptions;
 use kiln::prelude::*;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Instant;
 
 const MODELS: [&str; 2] = ["mlp", "lenet"];
@@ -80,36 +78,14 @@ fn parse_args() -> std::result::Result<Options, String> {
 }
 
 fn build(model: &str) -> Result<HybridSequential> {
-    let net = HybridSequential::new();
-    net.name_scope(|| {
-        if model == "mlp" {
-            net.add(
-                Dense::new(256)
-                    .activation(ActivationKind::Relu)
-                    .in_units(784),
-            );
-            net.add(
-                Dense::new(256)
-                    .activation(ActivationKind::Relu)
-                    .in_units(256),
-            );
-            net.add(Dense::new(10).in_units(256));
-        } else {
-            net.add(Conv2D::new(20, 5).activation(ActivationKind::Relu));
-            net.add(MaxPool2D::new(2).strides(2));
-            net.add(Conv2D::new(50, 5).activation(ActivationKind::Relu));
-            net.add(MaxPool2D::new(2).strides(2));
-            net.add(Flatten::new());
-            net.add(Dense::new(512).activation(ActivationKind::Relu));
-            net.add(Dense::new(10));
-        }
-    });
+    let net = if model == "mlp" {
+        kiln::models::mlp()?
+    } else {
+        kiln::models::lenet()?
+    };
     kiln::random::seed(1);
-    net.initialize(
-        Arc::new(Xavier::new(RandType::Uniform, FactorType::Avg, 2.24)),
-        Context::cpu(),
-    )?;
-    // Deferred shapes (LeNet's layers) are settled by one imperative call.
+    net.initialize(kiln::models::book_xavier(), Context::cpu())?;
+    // Deferred shapes are settled by one imperative call.
     net.forward(&input(model, 1)?)?;
     Ok(net)
 }

@@ -12,9 +12,7 @@
 //!
 //! Every line reports the median of several rounds.
 
-use kiln::gluon::init::{FactorType, RandType, Xavier};
 use kiln::gluon::loss::SoftmaxCrossEntropyLoss;
-use kiln::gluon::nn::{ActivationKind, Dense, HybridSequential};
 use kiln::gluon::{Block, HybridBlock, Trainer};
 use kiln::hybrid::{BackendChoice, HybridizeOptions};
 use kiln::prelude::*;
@@ -22,7 +20,6 @@ use kiln_backends::jit::{JitBackend, JitOptions};
 use kiln_backends::{CpuBackend, Kernels};
 use kiln_ir::{BinaryOp, FusedArg, FusedInst, FusedKernel, Op, Tensor, TensorType, UnaryOp};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -165,16 +162,8 @@ fn bench_softmax(jit: &JitBackend, rows: usize, cols: usize, rounds: usize) {
 fn mlp_step_rate(backend: BackendChoice, steps: usize, rounds: usize) -> Result<f64> {
     kiln::random::seed(1);
     let batch = 64;
-    let net = HybridSequential::new();
-    net.name_scope(|| {
-        net.add(Dense::new(256).activation(ActivationKind::Relu));
-        net.add(Dense::new(256).activation(ActivationKind::Relu));
-        net.add(Dense::new(10));
-    });
-    net.initialize(
-        Arc::new(Xavier::new(RandType::Uniform, FactorType::Avg, 2.24)),
-        Context::cpu(),
-    )?;
+    let net = kiln::models::mlp()?;
+    net.initialize(kiln::models::book_xavier(), Context::cpu())?;
     net.hybridize_with(HybridizeOptions {
         backend,
         static_alloc: true,

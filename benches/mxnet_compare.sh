@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# Eager training throughput of kiln against MXNet 1.9.1's imperative mode, same machine, same run.
+# kiln (eager and hybridized on Cranelift) against MXNet 1.9.1 (imperative and hybridized), same
+# machine, same run, then one table of ratios.
 #
-# Usage: benches/mxnet_compare.sh [--threads N] [BENCH OPTIONS...]
-#   --threads N   threads for both (MXNet's OMP_NUM_THREADS, kiln's RAYON_NUM_THREADS);
-#                 default 1, MXNet's own default on small machines. On a busy machine more
-#                 threads mostly measure the scheduler.
-#   BENCH OPTIONS go to both benchmarks: --quick, --model NAME, --batch N, --rounds N, --data DIR.
+# Usage: benches/mxnet_compare.sh [--threads N[,M...]] [--repeat R] [--out DIR] [OPTIONS...]
+#   --threads N,M  thread counts to run with, for both (MXNet's OMP_NUM_THREADS, kiln's
+#                  RAYON_NUM_THREADS); default 1, MXNet's own default on small machines.
+#   --repeat R     runs per thread count (default 1); the runs of kiln and MXNet alternate, and
+#                  the table gives the median ratio with its range over the runs.
+#   --out DIR      where the JSON lines are kept (default: a temporary directory, deleted).
+#   --train-only   the older comparison instead: eager training throughput only
+#                  (`cargo bench --bench train_throughput` against
+#                  benches/mxnet_train_throughput.py), one ratio line per model.
+#   OPTIONS go to both benchmarks: --quick, --only BENCH (train, inference, chain,
+#   trace_compile), --rounds N, --data DIR (with --train-only: train_throughput's options).
 #
 # Creates a virtual environment under target/mxnet-venv (once) with mxnet==1.9.1 and
 # numpy==1.23.5; when no numpy 1.23.5 wheel fits this python, it tries the newest numpy below
 # 1.24 that mxnet 1.9.1 imports with (mxnet 1.9.1 uses np.bool, removed in numpy 1.24) and says
-# so. Then runs benches/mxnet_train_throughput.py, then `cargo bench --bench train_throughput`,
-# and prints one JSON line per model with both throughputs and kiln/MXNet.
+# so. kiln's side is `cargo bench --bench compare` (release), MXNet's benches/mxnet_compare.py;
+# benches/compare_table.py prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 threads=1
+repeat=1
+out=
+train_only=0
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads="$2"; shift 2 ;;
         --threads=*) threads="${1#--threads=}"; shift ;;
+        --repeat) repeat="$2"; shift 2 ;;
+        --repeat=*) repeat="${1#--repeat=}"; shift ;;
+        --out) out="$2"; shift 2 ;;
+        --out=*) out="${1#--out=}"; shift ;;
+        --train-only) train_only=1; shift ;;
         *) args+=("$1"); shift ;;
     esac
 done
+case "$repeat" in ''|*[!0-9]*|0) echo "mxnet_compare: --repeat needs a positive number" >&2; exit 2 ;; esac
 
 venv=target/mxnet-venv
 py="$venv/bin/python"
@@ -47,16 +63,22 @@ numpy_version=$("$py" -c "import numpy; print(numpy.__version__)")
 if [ "$numpy_version" != "1.23.5" ]; then
     echo "mxnet_compare: note: running with numpy $numpy_version, not 1.23.5" >&2
 fi
+mxnet_version=$("$py" -c 'import mxnet; print(mxnet.__version__)')
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -z "$out" ]; then
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+else
+    mkdir -p "$out"
+fi
 
-echo "# MXNet $("$py" -c 'import mxnet; print(mxnet.__version__)') (numpy $numpy_version), imperative, OMP_NUM_THREADS=$threads" >&2
-OMP_NUM_THREADS="$threads" "$py" benches/mxnet_train_throughput.py ${args[@]+"${args[@]}"} | tee "$out/mxnet.jsonl"
-echo "# kiln eager, RAYON_NUM_THREADS=$threads" >&2
-RAYON_NUM_THREADS="$threads" cargo bench --quiet --bench train_throughput -- ${args[@]+"${args[@]}"} | tee "$out/kiln.jsonl"
-
-"$py" - "$out/mxnet.jsonl" "$out/kiln.jsonl" <<'EOF'
+if [ "$train_only" = 1 ]; then
+    t="${threads%%,*}"
+    echo "# MXNet $mxnet_version (numpy $numpy_version), imperative, OMP_NUM_THREADS=$t" >&2
+    OMP_NUM_THREADS="$t" "$py" benches/mxnet_train_throughput.py ${args[@]+"${args[@]}"} | tee "$out/mxnet.jsonl"
+    echo "# kiln eager, RAYON_NUM_THREADS=$t" >&2
+    RAYON_NUM_THREADS="$t" cargo bench --quiet --bench train_throughput -- ${args[@]+"${args[@]}"} | tee "$out/kiln.jsonl"
+    "$py" - "$out/mxnet.jsonl" "$out/kiln.jsonl" <<'EOF'
 import json, sys
 
 def load(path):
@@ -83,3 +105,19 @@ for model, k in kiln.items():
         "kiln_over_mxnet": round(k["samples_per_sec"] / m["samples_per_sec"], 3),
     }))
 EOF
+    exit 0
+fi
+
+# Build once, outside the timed runs.
+cargo bench --quiet --bench compare --no-run >&2
+for t in ${threads//,/ }; do
+    for r in $(seq 1 "$repeat"); do
+        echo "# run $r/$repeat, $t thread(s): MXNet $mxnet_version (numpy $numpy_version), imperative and hybridized" >&2
+        OMP_NUM_THREADS="$t" "$py" benches/mxnet_compare.py ${args[@]+"${args[@]}"} > "$out/mxnet-t$t-r$r.jsonl"
+        echo "# run $r/$repeat, $t thread(s): kiln eager and hybridized (Cranelift)" >&2
+        RAYON_NUM_THREADS="$t" cargo bench --quiet --bench compare -- ${args[@]+"${args[@]}"} > "$out/kiln-t$t-r$r.jsonl"
+    done
+done
+cat "$out"/mxnet-*.jsonl "$out"/kiln-*.jsonl
+echo
+"$py" benches/compare_table.py "$out"/mxnet-*.jsonl "$out"/kiln-*.jsonl

@@ -24,6 +24,16 @@
 //! ```text
 //! {"bench":"executor","model":"mlp","reuse":true,"allocs_per_step":...,"alloc_bytes_per_step":...,"ms_per_step":...}
 //! ```
+//!
+//! Last, the hybridized training step on the Cranelift backend with each optional pass of
+//! the training pipeline turned off in turn (`"off":"all"` is `KILN_PASSES=none`, `"none"`
+//! the full pipeline): kernels of the forward and backward graphs, the median step time, and
+//! the largest gradient difference from the full pipeline, relative to the gradient's
+//! largest magnitude. The full pipeline runs first and again last, which shows the noise:
+//!
+//! ```text
+//! {"bench":"pass_off","model":"mlp","off":"fuse","kernels_forward":...,"kernels_backward":...,"ms_per_step":...,"grad_rel_diff":...}
+//! ```
 
 use kiln::gluon::init::{FactorType, RandType, Xavier};
 use kiln::gluon::loss::SoftmaxCrossEntropyLoss;
@@ -285,19 +295,117 @@ fn bench_executor(model: &str, step: &Step, steps: usize, rounds: usize) -> Resu
     Ok(())
 }
 
+/// `g` through the training pipeline with `off` disabled (`"none"`: nothing off; `"all"`:
+/// every optional pass off).
+fn optimized_without(g: &Graph, off: &str) -> Result<Graph> {
+    let mut pm = PassManager::new(Pipeline::Training);
+    pm.set_verify(false);
+    match off {
+        "none" => {}
+        "all" => pm.disable_optional(),
+        name => pm.disable(name)?,
+    }
+    let mut h = g.clone();
+    pm.run(&mut h)?;
+    Ok(h)
+}
+
+/// Op nodes of `g` (a fused node is one kernel).
+fn kernels(g: &Graph) -> usize {
+    g.node_ids()
+        .into_iter()
+        .filter(|&id| matches!(g.op(id), Ok(Some(_))))
+        .count()
+}
+
+/// The training step on Cranelift with each optional pass off in turn (see the module docs).
+fn bench_pass_off(model: &str, raw: &Step, steps: usize, rounds: usize) -> Result<()> {
+    let seeds: Vec<u64> = (0..raw.seed_slots as u64).collect();
+    let names: Vec<String> = PassManager::new(Pipeline::Training)
+        .pass_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut reference: Option<Vec<Tensor>> = None;
+    // The full pipeline runs first and again last: the two show how noisy the machine is.
+    for off in std::iter::once("none")
+        .chain(names.iter().map(String::as_str))
+        .chain(["all", "none"])
+    {
+        let step = Step {
+            forward: optimized_without(&raw.forward, off)?,
+            num_outputs: raw.num_outputs,
+            backward: optimized_without(&raw.backward, off)?,
+            seed_slots: raw.seed_slots,
+            values: raw.values.clone(),
+        };
+        let fwd = Executor::new(&step.forward, step.seed_slots, BackendChoice::Cranelift)?;
+        let bwd = Executor::new(&step.backward, step.seed_slots, BackendChoice::Cranelift)?;
+        let grads = train_step(&fwd, &bwd, &step, &seeds)?;
+        for _ in 0..3 {
+            train_step(&fwd, &bwd, &step, &seeds)?;
+        }
+        let mut secs = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..steps {
+                train_step(&fwd, &bwd, &step, &seeds)?;
+            }
+            secs.push(t.elapsed().as_secs_f64() / steps as f64);
+        }
+        let diff = match &reference {
+            None => {
+                reference = Some(grads);
+                0.0
+            }
+            Some(r) => r
+                .iter()
+                .zip(&grads)
+                .map(|(a, b)| {
+                    let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+                    let scale = a.iter().fold(1e-30f64, |m, x| m.max(x.abs()));
+                    a.iter()
+                        .zip(&b)
+                        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() / scale))
+                })
+                .fold(0.0, f64::max),
+        };
+        println!(
+            "{}",
+            json!({
+                "bench": "pass_off", "model": model, "off": off, "backend": "cranelift",
+                "kernels_forward": kernels(&step.forward),
+                "kernels_backward": kernels(&step.backward),
+                "ms_per_step": (median(secs) * 1e7).round() / 1e4,
+                "grad_rel_diff": diff,
+            })
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 3 } else { 20 };
     for model in ["mlp", "lenet"] {
         let mut step = traced_step(model)?;
+        let raw = Step {
+            forward: step.forward.clone(),
+            num_outputs: step.num_outputs,
+            backward: step.backward.clone(),
+            seed_slots: step.seed_slots,
+            values: step.values.clone(),
+        };
         step.forward = bench_pipeline(model, "forward", &step.forward, reps)?;
         step.backward = bench_pipeline(model, "backward", &step.backward, reps)?;
         let (steps, rounds) = match (model, quick) {
-            (_, true) => (2, 1),
+            ("mlp", true) => (10, 3),
+            (_, true) => (3, 3),
             ("mlp", false) => (50, 5),
             _ => (5, 5),
         };
         bench_executor(model, &step, steps, rounds)?;
+        bench_pass_off(model, &raw, steps, rounds)?;
     }
     Ok(())
 }

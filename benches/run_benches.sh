@@ -5,8 +5,8 @@
 # (numpy then gets OPENBLAS_NUM_THREADS=1 too), because on a shared machine a busy core can
 # make multithreaded figures, OpenBLAS's especially, meaningless. Extra arguments go to the
 # benchmark (names to select: gemm, conv, elementwise, dispatch). Without arguments it then runs
-# the eager training benchmark (train_throughput) too; benches/mxnet_compare.sh runs that one
-# next to MXNet.
+# the eager training benchmark (train_throughput) too; benches/mxnet_compare.sh --train-only runs
+# that one next to MXNet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/bench-venv

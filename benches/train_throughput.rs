@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench train_throughput [-- OPTIONS]` times full training steps — forward
 //! under `autograd::record`, `SoftmaxCrossEntropyLoss`, `backward`, `Trainer::step` with plain
-//! SGD (learning rate 0.1) — of:
+//! SGD (learning rate 0.1) — of the `kiln::models` builders (Xavier(2.24) initialization):
 //! - `softmax`: softmax regression, `Dense(10)` on flat 784-pixel images;
 //! - `mlp`: `Dense(256, relu)-Dense(256, relu)-Dense(10)`;
 //! - `cnn`: the LeNet-style network of the book's cnn-gluon notebook,
@@ -24,14 +24,12 @@
 //! models and prints the ratios.
 
 use kiln::gluon::data::Dataset;
-use kiln::gluon::init::{FactorType, RandType, Xavier};
 use kiln::gluon::loss::SoftmaxCrossEntropyLoss;
-use kiln::gluon::nn::{ActivationKind, Conv2D, Dense, Flatten, MaxPool2D, Sequential};
+use kiln::gluon::nn::HybridSequential;
 use kiln::gluon::{Block, Trainer};
 use kiln::prelude::*;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The models, by the names the JSON lines use.
@@ -139,28 +137,13 @@ fn batches(opts: &Options, image: bool) -> Result<(Vec<(NDArray, NDArray)>, &'st
     Ok((out, source))
 }
 
-fn build(model: &str) -> Sequential {
-    let net = Sequential::new();
-    net.name_scope(|| match model {
-        "softmax" => {
-            net.add(Dense::new(10));
-        }
-        "mlp" => {
-            net.add(Dense::new(256).activation(ActivationKind::Relu));
-            net.add(Dense::new(256).activation(ActivationKind::Relu));
-            net.add(Dense::new(10));
-        }
-        _ => {
-            net.add(Conv2D::new(20, 5).activation(ActivationKind::Relu));
-            net.add(MaxPool2D::new(2).strides(2));
-            net.add(Conv2D::new(50, 5).activation(ActivationKind::Relu));
-            net.add(MaxPool2D::new(2).strides(2));
-            net.add(Flatten::new());
-            net.add(Dense::new(512).activation(ActivationKind::Relu));
-            net.add(Dense::new(10));
-        }
-    });
-    net
+/// The model (`kiln::models`), never hybridized here.
+fn build(model: &str) -> Result<HybridSequential> {
+    match model {
+        "softmax" => kiln::models::softmax_regression(),
+        "mlp" => kiln::models::mlp(),
+        _ => kiln::models::lenet(),
+    }
 }
 
 /// (warm-up steps, timed steps per round, rounds) for `model`.
@@ -180,11 +163,8 @@ fn schedule(model: &str, opts: &Options) -> (usize, usize, usize) {
 fn bench(model: &str, opts: &Options) -> Result<String> {
     kiln::random::seed(1);
     let (data, source) = batches(opts, model == "cnn")?;
-    let net = build(model);
-    net.initialize(
-        Arc::new(Xavier::new(RandType::Uniform, FactorType::Avg, 2.24)),
-        Context::cpu(),
-    )?;
+    let net = build(model)?;
+    net.initialize(kiln::models::book_xavier(), Context::cpu())?;
     let loss_fn = SoftmaxCrossEntropyLoss::new();
     // Deferred initialization: one forward pass gives every parameter its shape.
     net.forward(&data[0].0)?;

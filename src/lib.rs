@@ -17,6 +17,7 @@
 //! ```
 
 pub mod cli;
+pub mod models;
 
 pub use kiln_backends as backends;
 pub use kiln_frontend as frontend;

@@ -411,6 +411,36 @@ impl Tensor {
         Tensor::new(shape, self.data)
     }
 
+    /// Appends the elements to `out` in row-major order, each in little-endian byte order
+    /// (`u8` as is, `bool` as one byte, 0 or 1): the data section of `.npy` files and of
+    /// MXNet's `.params` arrays.
+    ///
+    /// ```
+    /// let t = kiln_ir::Tensor::from_vec(vec![1i32, -2], [2]).unwrap();
+    /// let mut out = Vec::new();
+    /// t.write_le_bytes(&mut out);
+    /// assert_eq!(out, [1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]);
+    /// ```
+    pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(self.data.len() * self.dtype().size_of());
+        match &self.data {
+            Storage::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Storage::F64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Storage::I32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Storage::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Storage::U8(v) => out.extend_from_slice(v),
+            Storage::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        }
+    }
+
     /// The typed elements; an error if the dtype differs.
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
         self.data.as_ref().typed::<T>("tensor")

@@ -9,7 +9,7 @@ use kiln_ir::{
     interp, ArgReduceOp, BinaryOp, DType, Graph, NodeId, Op, PoolKind, ReduceOp, Result, Shape,
     Storage, Tensor, TensorType, TensorView, UnaryOp,
 };
-use kiln_passes::autodiff::{differentiate, Differentiated};
+use kiln_passes::autodiff::{differentiate, differentiate_outputs, Differentiated};
 use std::collections::HashMap;
 
 // ----- helpers ---------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ fn doc_example() {
     assert_eq!(
         d.forward.to_text(),
         "%0 = input \"x\" : f32[3]\n%1 = param \"w\" : f32[3]\n%2 = mul(%0, %1) : f32[3]\n\
-         %3 = relu(%2) : f32[3]\nreturn %3, %2, %0\n"
+         %3 = relu(%2) : f32[3]\nreturn %3, %3, %0\n"
     );
     assert_eq!(
         d.backward.to_text(),
@@ -369,6 +369,71 @@ fn doc_example() {
          %3 = gt_scalar(%0) {scalar=0.0, reverse=false} : f32[3]\n\
          %4 = mul(%2, %3) : f32[3]\n%5 = mul(%4, %1) : f32[3]\nreturn %5\n"
     );
+}
+
+// ----- what the forward saves ------------------------------------------------------------------
+
+/// Dense -> relu -> dense: relu's VJP reads the activation, which the second layer's VJP
+/// saves anyway, so the pre-activation is not saved and the forward's first dense + relu
+/// fuse into one kernel.
+#[test]
+fn relu_reads_the_saved_activation_not_the_pre_activation() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f64_ty(&[2, 3])).unwrap();
+    let w1 = g.add_param("w1", f64_ty(&[4, 3])).unwrap();
+    let w2 = g.add_param("w2", f64_ty(&[2, 4])).unwrap();
+    let fc = Op::FullyConnected {
+        flatten: true,
+        no_bias: true,
+    };
+    let h = op(&mut g, fc.clone(), &[x, w1]);
+    let a = op(&mut g, Op::Unary { f: UnaryOp::Relu }, &[h]);
+    let y = op(&mut g, fc, &[a, w2]);
+    g.set_outputs(vec![y]).unwrap();
+    // Gradients against finite differences and the eager VJPs.
+    let c = check(&g, &["w1", "w2"], &random_feed(&g, 5), 5);
+    assert!(c.fd_compared > 0);
+    let d = c.d;
+    let saved = &d.forward.outputs()[d.num_outputs..];
+    assert!(saved.contains(&a), "{}", d.forward);
+    assert!(!saved.contains(&h), "{}", d.forward);
+    let mut fwd = d.forward.clone();
+    let stats = kiln_passes::PassManager::new(kiln_passes::Pipeline::Training)
+        .run(&mut fwd)
+        .unwrap();
+    let fired = &stats.get("fuse").unwrap().firings;
+    assert_eq!(fired, &vec![("epilogue".to_string(), 1)], "{fwd}");
+}
+
+/// When the pre-activation is kept anyway (here, a user output) and the activation is not,
+/// relu's VJP reads the pre-activation: one saved value either way, never two.
+#[test]
+fn relu_reads_its_input_when_only_the_input_is_kept() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new([5], DType::F32)).unwrap();
+    let w = g.add_param("w", TensorType::new([5], DType::F32)).unwrap();
+    let h = op(&mut g, Op::Binary { f: BinaryOp::Mul }, &[x, w]);
+    let a = op(&mut g, Op::Unary { f: UnaryOp::Relu }, &[h]);
+    let s = op(
+        &mut g,
+        Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: None,
+            keepdims: false,
+        },
+        &[a],
+    );
+    g.set_outputs(vec![s, h]).unwrap();
+    let d = differentiate_outputs(&g, &["w"], &[true, false]).unwrap();
+    let saved = &d.forward.outputs()[d.num_outputs..];
+    assert!(saved.contains(&h) && !saved.contains(&a), "{}", d.forward);
+    let x_val = Tensor::from_vec(vec![1.0f32, -2.0, 3.0, 0.0, -1.0], [5]).unwrap();
+    let w_val = Tensor::from_vec(vec![1.0f32, 1.0, -1.0, 2.0, -3.0], [5]).unwrap();
+    let (_, grads) = d
+        .run(&[("x", x_val.view()), ("w", w_val.view())], None)
+        .unwrap();
+    // d sum(relu(x * w)) / dw = x where x * w > 0.
+    assert_eq!(grads[0].to_f64_vec(), vec![1.0, 0.0, 0.0, 0.0, -1.0]);
 }
 
 // ----- fixed graphs --------------------------------------------------------------------------------

@@ -223,22 +223,7 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
     // The header of a tensor's shape stays far below 64 KiB (at most a few dozen dims).
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    match t.storage() {
-        Storage::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::U8(v) => out.extend_from_slice(v),
-        Storage::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
-    }
+    t.write_le_bytes(&mut out);
     out
 }
 

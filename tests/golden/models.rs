@@ -1,16 +1,16 @@
 //! The chapter models the structural tests compile: built as `HybridSequential`s, traced by
 //! hybridize, differentiated as `CachedGraph` does for training, and run through the pass
-//! pipelines. Shared by `tests/kernel_counts.rs` and `tests/golden_dumps.rs`.
+//! pipelines. Shared by `tests/kernel_counts.rs` and `tests/golden_dumps.rs`. The networks are
+//! `kiln::models`' builders.
 
 #![allow(dead_code)]
 
 use kiln::gluon::init::Normal;
-use kiln::gluon::nn::{
-    Activation, ActivationKind, BatchNorm, Conv2D, Dense, Flatten, HybridSequential, MaxPool2D,
-};
+use kiln::gluon::nn::HybridSequential;
 use kiln::gluon::{Block, HybridBlock};
 use kiln::ir::graph::NodeKind;
 use kiln::ir::{Graph, Op};
+use kiln::models::{bn_cnn, lenet, mlp, softmax_regression};
 use kiln::passes::{differentiate, PassManager, Pipeline};
 use kiln::{autograd, nd, Context, Result};
 use std::sync::Arc;
@@ -26,64 +26,6 @@ pub struct Model {
     pub build: fn() -> Result<HybridSequential>,
     /// The input shape, batch first.
     pub input: &'static [usize],
-}
-
-/// Chapter 2's softmax regression: `Dense(10)` on flattened MNIST images.
-pub fn softmax_regression() -> Result<HybridSequential> {
-    let net = HybridSequential::new();
-    net.name_scope(|| net.add(Dense::new(10)));
-    Ok(net)
-}
-
-/// Chapter 3's MLP: 784-256-256-10 with ReLU.
-pub fn mlp() -> Result<HybridSequential> {
-    let net = HybridSequential::new();
-    net.name_scope(|| {
-        net.add(Dense::new(256).activation(ActivationKind::Relu));
-        net.add(Dense::new(256).activation(ActivationKind::Relu));
-        net.add(Dense::new(10));
-    });
-    Ok(net)
-}
-
-/// Chapter 4's LeNet: two ReLU convolutions with max pooling, then a 512-unit ReLU dense
-/// layer and the 10-way output.
-pub fn lenet() -> Result<HybridSequential> {
-    let net = HybridSequential::new();
-    net.name_scope(|| {
-        net.add(Conv2D::new(20, 5).activation(ActivationKind::Relu));
-        net.add(MaxPool2D::new(2).strides(2));
-        net.add(Conv2D::new(50, 5).activation(ActivationKind::Relu));
-        net.add(MaxPool2D::new(2).strides(2));
-        net.add(Flatten::new());
-        net.add(Dense::new(512).activation(ActivationKind::Relu));
-        net.add(Dense::new(10));
-    });
-    Ok(net)
-}
-
-/// Chapter 4's batch-normalized CNN: LeNet with a `BatchNorm` after each convolution and
-/// after the hidden dense layer.
-pub fn bn_cnn() -> Result<HybridSequential> {
-    let net = HybridSequential::new();
-    net.name_scope(|| -> Result<()> {
-        let bn = || BatchNorm::new().axis(1).center(true).scale(true);
-        net.add(Conv2D::new(20, 5));
-        net.add(bn());
-        net.add(Activation::new("relu")?);
-        net.add(MaxPool2D::new(2).strides(2));
-        net.add(Conv2D::new(50, 5));
-        net.add(bn());
-        net.add(Activation::new("relu")?);
-        net.add(MaxPool2D::new(2).strides(2));
-        net.add(Flatten::new());
-        net.add(Dense::new(512));
-        net.add(bn());
-        net.add(Activation::new("relu")?);
-        net.add(Dense::new(10));
-        Ok(())
-    })?;
-    Ok(net)
 }
 
 /// The four chapter models.

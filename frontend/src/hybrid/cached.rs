@@ -197,7 +197,7 @@ impl CachedGraph {
                 ),
             ));
         }
-        let (optimized, pass_stats) = optimize(&graph)?;
+        let (optimized, pass_stats) = optimize(graph.clone())?;
         let forward = Executor::new(&optimized, seed_slots, options.backend)?;
         let bound = bindings_of(&forward, &input_names, &graph)?;
         Ok(CachedGraph {
@@ -442,7 +442,7 @@ impl CachedGraph {
         let d = differentiate(&self.graph, &names)?;
         let state_targets: Vec<&str> = self.state_updates.iter().map(|(n, _)| n.as_str()).collect();
         let plan = Arc::new(GradPlan::new(
-            &d,
+            d,
             &self.input_names,
             &state_targets,
             self.seed_slots,
@@ -666,7 +666,7 @@ impl GradPlan {
     /// backward time rather than copied by the forward, except parameters the call itself
     /// overwrites (`state_targets`), which are copied.
     fn new(
-        d: &Differentiated,
+        d: Differentiated,
         input_names: &[String],
         state_targets: &[&str],
         seed_slots: usize,
@@ -696,7 +696,7 @@ impl GradPlan {
         }
         let mut forward_graph = d.forward.clone();
         forward_graph.set_outputs(outputs)?;
-        let forward = Executor::new(&optimize(&forward_graph)?.0, seed_slots, backend)?;
+        let forward = Executor::new(&optimize(forward_graph)?.0, seed_slots, backend)?;
         let forward_bound = bindings_of(&forward, input_names, &d.forward)?;
         let mut names = saved_bindings.iter();
         let saved_from = kinds
@@ -719,7 +719,7 @@ impl GradPlan {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let backward = Executor::new(&optimize(&d.backward)?.0, seed_slots, backend)?;
+        let backward = Executor::new(&optimize(d.backward)?.0, seed_slots, backend)?;
         let backward_feed = backward
             .bindings()
             .map(|(name, _)| {

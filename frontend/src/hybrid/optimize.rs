@@ -12,10 +12,10 @@
 use kiln_ir::{Graph, Result};
 use kiln_passes::{PassManager, Pipeline, StatsTable};
 
-/// `graph` optimized by the pass pipeline, with the pipeline's statistics.
-pub fn optimize(graph: &Graph) -> Result<(Graph, StatsTable)> {
-    let mut optimized = graph.clone();
+/// `graph` optimized by the pass pipeline, with the pipeline's statistics. The graph is taken
+/// by value and rewritten in place: a caller that keeps the traced graph passes a clone.
+pub fn optimize(mut graph: Graph) -> Result<(Graph, StatsTable)> {
     let manager = PassManager::from_env(Pipeline::Training)?;
-    let stats = manager.run(&mut optimized)?;
-    Ok((optimized, stats))
+    let stats = manager.run(&mut graph)?;
+    Ok((graph, stats))
 }

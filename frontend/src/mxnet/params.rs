@@ -879,22 +879,7 @@ fn write_array(out: &mut Vec<u8>, a: &StoredArray) -> std::result::Result<(), St
     i32le(out, a.context.dev_type);
     i32le(out, a.context.dev_id);
     i32le(out, MxDType::of(t.dtype()).flag());
-    match t.storage() {
-        Storage::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Storage::U8(v) => out.extend_from_slice(v),
-        Storage::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-    }
+    t.write_le_bytes(out);
     Ok(())
 }
 

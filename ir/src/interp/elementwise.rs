@@ -31,11 +31,11 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
             let x = &inputs[0];
             with_data!(x.data, T, s => {
                 let k = T::binary_kernel(*f);
-                let c = T::from_f64(*scalar).widen();
+                let c = T::from_f64(*scalar).to_wide();
                 let v: Vec<T> = if *reverse {
-                    s.iter().map(|&v| T::narrow(k(c, v.widen()))).collect()
+                    s.iter().map(|&v| T::narrow(k(c, v.to_wide()))).collect()
                 } else {
-                    s.iter().map(|&v| T::narrow(k(v.widen(), c))).collect()
+                    s.iter().map(|&v| T::narrow(k(v.to_wide(), c))).collect()
                 };
                 Tensor::from_vec(v, x.shape.clone())
             })
@@ -59,9 +59,9 @@ pub(crate) fn eval(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resu
         Op::Clip { min, max } => {
             let x = &inputs[0];
             with_data!(x.data, T, s => {
-                let lo = T::from_f64(*min).widen();
-                let hi = T::from_f64(*max).widen();
-                let v: Vec<T> = s.iter().map(|&v| T::narrow(T::clip(v.widen(), lo, hi))).collect();
+                let lo = T::from_f64(*min).to_wide();
+                let hi = T::from_f64(*max).to_wide();
+                let v: Vec<T> = s.iter().map(|&v| T::narrow(T::clip(v.to_wide(), lo, hi))).collect();
                 Tensor::from_vec(v, x.shape.clone())
             })
         }
@@ -120,7 +120,7 @@ pub(crate) trait Compute: Element {
     /// The type computations run in.
     type Wide: Copy + PartialOrd;
     /// Widens exactly.
-    fn widen(self) -> Self::Wide;
+    fn to_wide(self) -> Self::Wide;
     /// Rounds (floats) or wraps (integers) back; bool is `!= 0`.
     fn narrow(w: Self::Wide) -> Self;
     /// The kernel of a unary op, `None` where the op is not defined on this kind of type.
@@ -136,7 +136,7 @@ macro_rules! float_compute {
         impl Compute for $t {
             type Wide = f64;
             #[inline]
-            fn widen(self) -> f64 {
+            fn to_wide(self) -> f64 {
                 self as f64
             }
             #[inline]
@@ -165,7 +165,7 @@ macro_rules! int_compute {
         impl Compute for $t {
             type Wide = i64;
             #[inline]
-            fn widen(self) -> i64 {
+            fn to_wide(self) -> i64 {
                 self as i64
             }
             #[inline]
@@ -343,7 +343,7 @@ fn unary<T: Compute>(name: &str, f: UnaryOp, s: &[T], shape: &Shape) -> Result<T
             format!("needs a floating-point input, got {} {shape}", T::DTYPE),
         )
     })?;
-    let v: Vec<T> = s.iter().map(|&x| T::narrow(k(x.widen()))).collect();
+    let v: Vec<T> = s.iter().map(|&x| T::narrow(k(x.to_wide()))).collect();
     Tensor::from_vec(v, shape.clone())
 }
 
@@ -358,7 +358,7 @@ fn binary<T: Compute>(
     let k = T::binary_kernel(f);
     let bs = b.typed::<T>(name)?;
     let v = map2(a, a_shape, bs, &b.shape, out, name, |x, y| {
-        T::narrow(k(x.widen(), y.widen()))
+        T::narrow(k(x.to_wide(), y.to_wide()))
     })?;
     Tensor::from_vec(v, out.clone())
 }

@@ -106,14 +106,14 @@ fn reduce_float<T: Compute<Wide = f64>>(
     shape: Shape,
 ) -> Result<Tensor> {
     let acc = match f {
-        ReduceOp::Sum | ReduceOp::Mean => layout.fold(s, 0.0, |a, v| a + v.widen()),
-        ReduceOp::Prod => layout.fold(s, 1.0, |a, v| a * v.widen()),
+        ReduceOp::Sum | ReduceOp::Mean => layout.fold(s, 0.0, |a, v| a + v.to_wide()),
+        ReduceOp::Prod => layout.fold(s, 1.0, |a, v| a * v.to_wide()),
         ReduceOp::Norm => layout.fold(s, 0.0, |a, v| {
-            let w = v.widen();
+            let w = v.to_wide();
             a + w * w
         }),
         ReduceOp::Max => layout.fold(s, f64::NEG_INFINITY, |a: f64, v| {
-            let w = v.widen();
+            let w = v.to_wide();
             if a.is_nan() || a >= w {
                 a
             } else {
@@ -121,7 +121,7 @@ fn reduce_float<T: Compute<Wide = f64>>(
             }
         }),
         ReduceOp::Min => layout.fold(s, f64::INFINITY, |a: f64, v| {
-            let w = v.widen();
+            let w = v.to_wide();
             if a.is_nan() || a <= w {
                 a
             } else {
@@ -149,7 +149,7 @@ fn reduce_int<T: Compute<Wide = i64>>(
     layout: &ReduceLayout,
     shape: Shape,
 ) -> Result<Tensor> {
-    let wide = |v: T| v.widen() as i128;
+    let wide = |v: T| v.to_wide() as i128;
     let acc = match f {
         ReduceOp::Sum | ReduceOp::Mean => layout.fold(s, 0i128, |a, v| a.wrapping_add(wide(v))),
         ReduceOp::Prod => layout.fold(s, 1i128, |a, v| a.wrapping_mul(wide(v))),

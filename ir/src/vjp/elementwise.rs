@@ -138,7 +138,10 @@ fn unary<B: VjpBuilder>(
             b.binary(Mul, g, &d)?
         }
         UnaryOp::Relu => {
-            let m = b.scalar(Gt, x, 0.0)?;
+            // relu(x) > 0 exactly where x > 0 (NaN and -0 included): read the output unless
+            // only the input is kept already.
+            let from = if !b.is_kept(y) && b.is_kept(x) { x } else { y };
+            let m = b.scalar(Gt, from, 0.0)?;
             b.binary(Mul, g, &m)?
         }
         UnaryOp::Softrelu => {

@@ -82,6 +82,17 @@ pub trait VjpBuilder {
     /// The dtype of a value.
     fn dtype(&self, v: &Self::Value) -> DType;
 
+    /// Whether reading forward value `v` costs nothing extra: an eager tape keeps every
+    /// value (the default, `true`); a graph builder says whether `v` is already a boundary
+    /// the backward reads (a binding, a user output, or a value already saved). A VJP that
+    /// can be written from either of two values (relu's from its input or its output) reads
+    /// the one that is kept, so the forward need not keep the other alive, and a fusion pass
+    /// can hide it inside a kernel.
+    fn is_kept(&self, v: &Self::Value) -> bool {
+        let _ = v;
+        true
+    }
+
     /// `f(x)` elementwise.
     fn unary(&mut self, f: UnaryOp, x: &Self::Value) -> Result<Self::Value> {
         self.apply(Op::Unary { f }, &[x])

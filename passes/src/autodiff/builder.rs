@@ -221,6 +221,22 @@ impl VjpBuilder for BackwardBuilder<'_> {
         Ok(Value::Bwd(self.bwd.add_op(op, &ids)?))
     }
 
+    /// Backward values, bindings, constants, the forward's user outputs and values already
+    /// imported are kept; any other forward value would become a new saved value.
+    fn is_kept(&self, v: &Value) -> bool {
+        let id = match *v {
+            Value::Bwd(_) => return true,
+            Value::Fwd(id) => id,
+        };
+        if self.imported.contains_key(&id) || self.fwd.outputs().contains(&id) {
+            return true;
+        }
+        match self.fwd.node(id) {
+            Ok(node) => !matches!(node.kind, NodeKind::Op(_)),
+            Err(_) => false,
+        }
+    }
+
     fn shape(&self, v: &Value) -> Shape {
         self.ty(v).map(|t| t.shape.clone()).unwrap_or_default()
     }

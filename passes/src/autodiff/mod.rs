@@ -19,6 +19,13 @@
 //! cross-entropy's VJP when the forward also returns that softmax) is not computed again: the
 //! forward's value is saved and read.
 //!
+//! Which values are saved decides what the forward can fuse: a value the backward reads is a
+//! forward output, and fusion never hides an output inside a kernel. Where a VJP can read
+//! either of two values, it reads the one the backward keeps already (see
+//! [`kiln_ir::vjp::VjpBuilder::is_kept`]): relu's mask `x > 0` is computed as `relu(x) > 0`,
+//! from the activation the next layer's VJP saves anyway, so the pre-activation stays inside
+//! the forward's dense/convolution + relu kernel.
+//!
 //! Gradients reaching one value along several paths (a value used twice, an output listed
 //! twice) are summed. Gradients flow only through floating-point values: integer and bool
 //! values (labels, indices, comparison results, `argmax`) and the inputs the VJPs declare
@@ -42,17 +49,17 @@
 //! return %3
 //! ```
 //!
-//! After, the forward saves `x` and `x * w` (relu's VJP reads its input):
+//! After, the forward saves `relu(x * w)` (already an output) and `x`:
 //!
 //! ```text
 //! %0 = input "x" : f32[3]
 //! %1 = param "w" : f32[3]
 //! %2 = mul(%0, %1) : f32[3]
 //! %3 = relu(%2) : f32[3]
-//! return %3, %2, %0
+//! return %3, %3, %0
 //! ```
 //!
-//! and the backward computes `head * (x * w > 0) * x`:
+//! and the backward computes `head * (relu(x * w) > 0) * x`:
 //!
 //! ```text
 //! %0 = input "saved:0" : f32[3]
