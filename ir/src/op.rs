@@ -32,6 +32,7 @@
 use crate::dtype::DType;
 use crate::fused::FusedKernel;
 use crate::shape::Shape;
+use crate::tensor::TensorType;
 use serde::{Deserialize, Serialize};
 
 /// Elementwise functions of one input.
@@ -543,6 +544,11 @@ pub enum Op {
     /// Several ops run as one kernel (made by the fusion pass after differentiation; never
     /// differentiated itself): `(inputs of the kernel...) -> its output`. See [`crate::fused`].
     Fused { kernel: Box<FusedKernel> },
+    /// `(fused node) -> its kernel's output index` (1, 2, ...): the further values of a
+    /// multi-output fused kernel ([`FusedKernel::extra_outputs`]), each a node of its own
+    /// with the declared type `ty`. It computes nothing: the executor fills it from the
+    /// fused node's results (see [`FusedKernel::eval_all`]). Never differentiated.
+    FusedOutput { index: usize, ty: TensorType },
 }
 
 /// The op families: one module each in [`crate::infer`] and [`crate::interp`].
@@ -631,6 +637,7 @@ impl Op {
             Op::Multinomial { .. } => "multinomial",
             Op::Shuffle { .. } => "shuffle",
             Op::Fused { .. } => "fused",
+            Op::FusedOutput { .. } => "fused_output",
         }
     }
 
@@ -685,7 +692,7 @@ impl Op {
             | Op::RandomRandint { .. }
             | Op::Multinomial { .. }
             | Op::Shuffle { .. } => Family::Creation,
-            Op::Fused { .. } => Family::Fused,
+            Op::Fused { .. } | Op::FusedOutput { .. } => Family::Fused,
         }
     }
 

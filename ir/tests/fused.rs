@@ -144,6 +144,7 @@ fn invalid_kernels_are_clear_errors() {
                 inputs: vec![t.clone()],
                 body: vec![],
                 output: 0,
+                extra_outputs: vec![],
             },
             "at least one op",
         ),
@@ -156,6 +157,7 @@ fn invalid_kernels_are_clear_errors() {
                     t.clone(),
                 )],
                 output: 0,
+                extra_outputs: vec![],
             },
             "operand in1 is not a kernel input",
         ),
@@ -168,6 +170,7 @@ fn invalid_kernels_are_clear_errors() {
                     t.clone(),
                 )],
                 output: 0,
+                extra_outputs: vec![],
             },
             "operand $0 is not",
         ),
@@ -180,6 +183,7 @@ fn invalid_kernels_are_clear_errors() {
                     f32t(&[3]),
                 )],
                 output: 0,
+                extra_outputs: vec![],
             },
             "declared type f32[3] but its operands give f32[2]",
         ),
@@ -192,6 +196,7 @@ fn invalid_kernels_are_clear_errors() {
                     t.clone(),
                 )],
                 output: 1,
+                extra_outputs: vec![],
             },
             "output $1 out of range",
         ),
@@ -204,6 +209,7 @@ fn invalid_kernels_are_clear_errors() {
                     t.clone(),
                 )],
                 output: 0,
+                extra_outputs: vec![],
             },
             "random op dropout cannot be fused",
         ),
@@ -218,6 +224,7 @@ fn invalid_kernels_are_clear_errors() {
                     t.clone(),
                 )],
                 output: 0,
+                extra_outputs: vec![],
             },
             "nested fused kernel",
         ),
@@ -334,4 +341,270 @@ fn fused_nodes_have_no_vjp() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("formed after differentiation"), "{err}");
+}
+
+/// exp(x) and sum(x * y, 1) over a [3,4] input... as two siblings of different spaces, and
+/// the elementwise pair exp(x), tanh(x) * y.
+fn two_outputs() -> FusedKernel {
+    let t = f32t(&[3, 4]);
+    FusedKernel::with_outputs(
+        vec![t.clone(), f32t(&[4])],
+        vec![
+            FusedInst::new(unary(UnaryOp::Exp), vec![Input(0)], t.clone()),
+            FusedInst::new(unary(UnaryOp::Tanh), vec![Input(0)], t.clone()),
+            FusedInst::new(Op::Binary { f: BinaryOp::Mul }, vec![Value(1), Input(1)], t),
+        ],
+        vec![0, 2],
+    )
+    .unwrap()
+}
+
+/// sum(dy, 0) and sum(dy * x, 0): two reductions over one space.
+fn two_sums() -> FusedKernel {
+    let t = f32t(&[5, 3]);
+    let r = f32t(&[3]);
+    let sum = |axes: Option<Vec<isize>>| Op::Reduce {
+        f: ReduceOp::Sum,
+        axes,
+        keepdims: false,
+    };
+    FusedKernel::with_outputs(
+        vec![t.clone(), t.clone()],
+        vec![
+            FusedInst::new(sum(Some(vec![0])), vec![Input(0)], r.clone()),
+            FusedInst::new(Op::Binary { f: BinaryOp::Mul }, vec![Input(0), Input(1)], t),
+            FusedInst::new(sum(Some(vec![-2])), vec![Value(1)], r.clone()),
+            FusedInst::new(unary(UnaryOp::Neg), vec![Value(2)], r),
+        ],
+        vec![0, 3],
+    )
+    .unwrap()
+}
+
+#[test]
+fn multi_output_kernels_validate_their_outputs() {
+    let k = two_outputs();
+    assert_eq!(k.outputs(), vec![0, 2]);
+    assert_eq!(k.num_outputs(), 2);
+    assert!(k.is_multi_output());
+    assert_eq!(k.output_type_of(1), Some(&f32t(&[3, 4])));
+    assert_eq!(k.output_type_of(2), None);
+    for (outputs, want) in [
+        (vec![], "needs an output"),
+        (vec![0, 3], "output 1 is $3, out of range"),
+        (vec![0, 0], "repeats an earlier output"),
+        (vec![2, 1, 1], "output 2 ($1) repeats"),
+    ] {
+        let err = FusedKernel::with_outputs(k.inputs.clone(), k.body.clone(), outputs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn multi_output_kinds() {
+    assert_eq!(two_outputs().kind(), FusedKind::Elementwise);
+    let sums = two_sums();
+    assert_eq!(sums.kind(), FusedKind::Reduction);
+    assert_eq!(sums.reductions(), vec![0, 2]);
+    // Outputs of different shapes are not one loop.
+    let k = two_outputs();
+    let mixed = FusedKernel::with_outputs(
+        k.inputs.clone(),
+        vec![
+            FusedInst::new(unary(UnaryOp::Exp), vec![Input(0)], f32t(&[3, 4])),
+            FusedInst::new(unary(UnaryOp::Exp), vec![Input(1)], f32t(&[4])),
+        ],
+        vec![0, 1],
+    )
+    .unwrap();
+    assert_eq!(mixed.kind(), FusedKind::Generic);
+    // Reductions over different axes are not one pass; neither is a full-size output next
+    // to a reduced one.
+    let mut other_axes = two_sums();
+    other_axes.body[2].op = Op::Reduce {
+        f: ReduceOp::Sum,
+        axes: Some(vec![1]),
+        keepdims: false,
+    };
+    other_axes.body[2].ty = f32t(&[5]);
+    other_axes.body[3].ty = f32t(&[5]);
+    other_axes.validate().unwrap();
+    assert_eq!(other_axes.kind(), FusedKind::Generic);
+    let mut wide = two_sums();
+    wide.extra_outputs = vec![1];
+    wide.validate().unwrap();
+    assert_eq!(wide.kind(), FusedKind::Generic);
+}
+
+#[test]
+fn eval_all_equals_the_ops_and_slices_equal_eval_all() {
+    let x = ramp(&[3, 4], 0.3);
+    let y = ramp(&[4], 0.2);
+    let k = two_outputs();
+    let all = k
+        .eval_all(&[x.view(), y.view()], &mut |op, xs| eval(op, xs))
+        .unwrap();
+    let e = eval(&unary(UnaryOp::Exp), &[x.view()]).unwrap();
+    let t = eval(&unary(UnaryOp::Tanh), &[x.view()]).unwrap();
+    let m = eval(&Op::Binary { f: BinaryOp::Mul }, &[t.view(), y.view()]).unwrap();
+    assert_eq!(all, vec![e, m]);
+    // Output 1 alone reads both inputs; output 0 only x.
+    let (s0, used0) = k.output_slice(0).unwrap();
+    assert_eq!(used0, vec![0]);
+    assert_eq!(s0.body_text(), "$0 = exp(in0) : f32[3,4]\n");
+    let (s1, used1) = k.output_slice(1).unwrap();
+    assert_eq!(used1, vec![0, 1]);
+    assert_eq!(
+        s1.body_text(),
+        "$0 = tanh(in0) : f32[3,4]\n$1 = mul($0, in1) : f32[3,4]\n"
+    );
+    let got1 = s1
+        .eval(&[x.view(), y.view()], &mut |op, xs| eval(op, xs))
+        .unwrap();
+    assert_eq!(got1, all[1]);
+    assert!(k.output_slice(2).is_err());
+    // A multi-output kernel is not one value: eval refuses it.
+    let err = k
+        .eval(&[x.view(), y.view()], &mut |op, xs| eval(op, xs))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("returns 2 values"), "{err}");
+}
+
+/// A graph reading both outputs of `two_sums` (output 1 through a fused_output node).
+fn graph_with_two_sums() -> Graph {
+    let mut g = Graph::new();
+    let dy = g.add_input("dy", f32t(&[5, 3])).unwrap();
+    let x = g.add_input("x", f32t(&[5, 3])).unwrap();
+    let k = g
+        .add_op(
+            Op::Fused {
+                kernel: Box::new(two_sums()),
+            },
+            &[dy, x],
+        )
+        .unwrap();
+    let o1 = g
+        .add_op(
+            Op::FusedOutput {
+                index: 1,
+                ty: f32t(&[3]),
+            },
+            &[k],
+        )
+        .unwrap();
+    let s = g.add_op(add(), &[k, o1]).unwrap();
+    g.set_outputs(vec![s, o1]).unwrap();
+    g
+}
+
+#[test]
+fn multi_output_text_dot_json_and_run() {
+    let g = graph_with_two_sums();
+    assert_eq!(
+        g.to_text(),
+        "%0 = input \"dy\" : f32[5,3]\n\
+         %1 = input \"x\" : f32[5,3]\n\
+         %2 = fused.reduction(%0, %1) : f32[3]\n\
+         \x20   $0 = sum(in0) {axes=[0], keepdims=false} : f32[3]  (output 0)\n\
+         \x20   $1 = mul(in0, in1) : f32[5,3]\n\
+         \x20   $2 = sum($1) {axes=[-2], keepdims=false} : f32[3]\n\
+         \x20   $3 = neg($2) : f32[3]  (output 1)\n\
+         %3 = fused_output(%2) {index=1} : f32[3]\n\
+         %4 = add(%2, %3) : f32[3]\n\
+         return %4, %3\n"
+    );
+    let dot = g.to_dot();
+    assert!(dot.contains("%3 fused_output\\nindex=1\\nf32[3]"), "{dot}");
+    let back = Graph::from_json(&g.to_json()).unwrap();
+    assert_eq!(back.to_text(), g.to_text());
+    assert_eq!(back.to_json(), g.to_json());
+
+    let dy = ramp(&[5, 3], 0.25);
+    let x = ramp(&[5, 3], -0.5);
+    let out = back.run(&[("dy", dy.view()), ("x", x.view())]).unwrap();
+    let s0 = eval(
+        &Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: Some(vec![0]),
+            keepdims: false,
+        },
+        &[dy.view()],
+    )
+    .unwrap();
+    let p = eval(&Op::Binary { f: BinaryOp::Mul }, &[dy.view(), x.view()]).unwrap();
+    let s1 = eval(
+        &Op::Reduce {
+            f: ReduceOp::Sum,
+            axes: Some(vec![0]),
+            keepdims: false,
+        },
+        &[p.view()],
+    )
+    .unwrap();
+    let n1 = eval(&unary(UnaryOp::Neg), &[s1.view()]).unwrap();
+    let sum = eval(&add(), &[s0.view(), n1.view()]).unwrap();
+    assert_eq!(out, vec![sum, n1]);
+    // The kernel with one output serializes as before (no extra field), so caches keep keys.
+    assert!(!bias_tanh_mul().cache_key().contains("extra_outputs"));
+    assert!(two_sums().cache_key().contains("\"extra_outputs\":[3]"));
+}
+
+#[test]
+fn fused_output_nodes_are_checked() {
+    let mut g = Graph::new();
+    let dy = g.add_input("dy", f32t(&[5, 3])).unwrap();
+    let x = g.add_input("x", f32t(&[5, 3])).unwrap();
+    let k = g
+        .add_op(
+            Op::Fused {
+                kernel: Box::new(two_sums()),
+            },
+            &[dy, x],
+        )
+        .unwrap();
+    let fo = |index, dims: &[usize]| Op::FusedOutput {
+        index,
+        ty: f32t(dims),
+    };
+    for (op, input, want) in [
+        (fo(1, &[3]), dy, "not a fused node"),
+        (fo(2, &[3]), k, "no output 2"),
+        (fo(1, &[5, 3]), k, "has type f32[3], not f32[5,3]"),
+        (fo(0, &[3]), k, "index 0 is the fused node's own value"),
+    ] {
+        let err = g.add_op(op, &[input]).unwrap_err().to_string();
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+    let err = g.add_op(fo(1, &[3]), &[k, k]).unwrap_err().to_string();
+    assert!(err.contains("takes one input"), "{err}");
+    // Evaluated alone it has nothing to project.
+    let t = ramp(&[3], 1.0);
+    let err = eval(&fo(1, &[3]), &[t.view()]).unwrap_err().to_string();
+    assert!(err.contains("fills it from the kernel's outputs"), "{err}");
+    // Its VJP is refused like the fused node's.
+    let head = g.add_input("head", f32t(&[3])).unwrap();
+    let o = g.add_op(fo(1, &[3]), &[k]).unwrap();
+    let err = kiln_ir::vjp::vjp(&mut g, &fo(1, &[3]), &[k], &o, &head)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("formed after differentiation"), "{err}");
+}
+
+#[test]
+fn replacing_a_multi_output_node_keeps_its_projections() {
+    // Replacing the fused node's value by another node leaves the fused_output on the fused
+    // node, which keeps computing it.
+    let mut g = graph_with_two_sums();
+    let ids = g.topo_order();
+    let (k, o1) = (ids[2], ids[3]);
+    let c = g
+        .add_const(Tensor::from_vec(vec![1.0f32, 2.0, 3.0], [3]).unwrap())
+        .unwrap();
+    g.replace_all_uses(k, c).unwrap();
+    assert_eq!(g.inputs_of(o1).unwrap(), vec![k]);
+    assert_eq!(g.use_count(k).unwrap(), 1);
 }

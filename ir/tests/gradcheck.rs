@@ -1207,7 +1207,7 @@ fn variant_index(op: &Op) -> usize {
         Op::Shuffle { .. } => 50,
         // Fused kernels are formed after differentiation and have no VJP (ir/tests/fused.rs
         // checks the error); they are outside the numbered range on purpose.
-        Op::Fused { .. } => N_VARIANTS,
+        Op::Fused { .. } | Op::FusedOutput { .. } => N_VARIANTS,
     }
 }
 

@@ -12,10 +12,11 @@ pub struct GraphCost {
     /// Nodes (inputs, parameters and constants included).
     pub nodes: usize,
     /// Op nodes: the kernels one run launches. Before fusion each op is its own kernel;
-    /// a `fused` node is one kernel however many ops its body holds.
+    /// a `fused` node is one kernel however many ops its body holds (and however many
+    /// outputs it has: its `fused_output` nodes are not kernels).
     pub kernels: usize,
     /// Estimated bytes moved by one run: every op node reads each of its inputs and writes
-    /// its output once. A `fused` node counts only its own inputs and output: the values
+    /// its output once. A `fused` node counts only its own inputs and outputs: the values
     /// its body computes in between never go through memory.
     pub bytes_moved: usize,
     /// Fused nodes among the kernels (see `crate::fuse`).
@@ -31,12 +32,20 @@ impl GraphCost {
         };
         for id in g.node_ids() {
             let Ok(node) = g.node(id) else { continue };
-            if !matches!(node.kind, NodeKind::Op(_)) {
-                continue;
-            }
+            let op = match &node.kind {
+                NodeKind::Op(Op::FusedOutput { .. }) | NodeKind::Input { .. } => continue,
+                NodeKind::Param { .. } | NodeKind::Const(_) => continue,
+                NodeKind::Op(op) => op,
+            };
             cost.kernels += 1;
-            if matches!(node.kind, NodeKind::Op(Op::Fused { .. })) {
+            let mut written = bytes(&node.ty);
+            if let Op::Fused { kernel } = op {
                 cost.fused_kernels += 1;
+                // A multi-output kernel writes each of its outputs.
+                written = (1..kernel.num_outputs())
+                    .filter_map(|k| kernel.output_type_of(k))
+                    .map(bytes)
+                    .fold(written, usize::saturating_add);
             }
             let inputs: usize = g
                 .inputs_of(id)
@@ -48,7 +57,7 @@ impl GraphCost {
             cost.bytes_moved = cost
                 .bytes_moved
                 .saturating_add(inputs)
-                .saturating_add(bytes(&node.ty));
+                .saturating_add(written);
         }
         cost
     }

@@ -1,11 +1,16 @@
 //! The fusion pass: exact graph text on small graphs (chains, a diamond, shared producers,
 //! reductions with prologue and epilogue, GEMM/convolution epilogues, the input cap, random
-//! ops), bitwise-equal interpreter results, and property tests on random graphs (the pass
-//! alone keeps results bit for bit; the pipelines with fusion agree with the unoptimized
-//! graph within `kiln_passes::testing::TOL`).
+//! ops, horizontal fusion of siblings into multi-output kernels), bitwise-equal interpreter
+//! results, and property tests on random graphs (the pass alone keeps results bit for bit on
+//! the interpreter and on the CPU backend, multi-output kernels run through
+//! `Kernels::execute_fused`; the pipelines with fusion agree with the unoptimized graph
+//! within `kiln_passes::testing::TOL`).
 //!
 //! Cases: 64 per property, or `KILN_PROPTEST_CASES`; a fixed seed, or `KILN_PROPTEST_SEED`.
 
+use kiln_backends::jit::JitBackend;
+use kiln_backends::{CpuBackend, Interpreter, Kernels};
+use kiln_ir::graph::NodeKind;
 use kiln_ir::{
     BinaryOp, DType, FusedKind, Graph, NodeId, Op, ReduceOp, Tensor, TensorType, UnaryOp,
 };
@@ -15,6 +20,7 @@ use kiln_passes::testing::{
 };
 use kiln_passes::{verify, Fuse, Pass, PassManager, Pipeline};
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 fn f32t(dims: &[usize]) -> TensorType {
     TensorType::new(dims.to_vec(), DType::F32)
@@ -149,7 +155,7 @@ return %1
 #[test]
 fn a_producer_shared_by_two_kernels_is_computed_once_outside_both() {
     // a = exp(x) feeds the chain tanh(a * 2) and neg(a): it is never recomputed, so it stays a
-    // node of its own; the chain fuses, neg stays a single op.
+    // node of its own; the chain fuses, and neg, its sibling over a, joins it horizontally.
     let mut g = Graph::new();
     let x = g.add_input("x", f32t(&[3, 2])).unwrap();
     let a = un(&mut g, UnaryOp::Exp, x);
@@ -158,21 +164,216 @@ fn a_producer_shared_by_two_kernels_is_computed_once_outside_both() {
     let n = un(&mut g, UnaryOp::Neg, a);
     g.set_outputs(vec![t, n]).unwrap();
     let (h, fired) = fuse_checked(&g, Fuse::default());
-    assert_eq!(fired, firings(&[("elementwise_chain", 1)]));
+    assert_eq!(
+        fired,
+        firings(&[("elementwise_chain", 1), ("horizontal_elementwise", 1)])
+    );
     assert_eq!(
         h.to_text(),
         "\
 %0 = input \"x\" : f32[3,2]
 %1 = exp(%0) : f32[3,2]
-%2 = neg(%1) : f32[3,2]
-%3 = fused.elementwise(%1) : f32[3,2]
-    $0 = mul_scalar(in0) {scalar=2.0, reverse=false} : f32[3,2]
-    $1 = tanh($0) : f32[3,2]
+%2 = fused.elementwise(%1) : f32[3,2]
+    $0 = neg(in0) : f32[3,2]  (output 0)
+    $1 = mul_scalar(in0) {scalar=2.0, reverse=false} : f32[3,2]
+    $2 = tanh($1) : f32[3,2]  (output 1)
+%3 = fused_output(%2) {index=1} : f32[3,2]
 return %3, %2
 "
     );
 }
 
+#[test]
+fn siblings_reading_one_input_become_one_multi_output_kernel() {
+    // exp(x), tanh(x) * 3 and x + b read x with one iteration space [4,5]; sum(x, 1) has
+    // another; exp(b) reads b with shape [5].
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t(&[4, 5])).unwrap();
+    let b = g.add_param("b", f32t(&[5])).unwrap();
+    let e = un(&mut g, UnaryOp::Exp, x);
+    let t = un(&mut g, UnaryOp::Tanh, x);
+    let t3 = sc(&mut g, BinaryOp::Mul, 3.0, t);
+    let xb = bin(&mut g, BinaryOp::Add, x, b);
+    let s = reduce(&mut g, ReduceOp::Sum, &[1], false, x);
+    let eb = un(&mut g, UnaryOp::Exp, b);
+    g.set_outputs(vec![e, t3, xb, s, eb]).unwrap();
+    let (h, fired) = fuse_checked(&g, Fuse::default());
+    assert_eq!(
+        fired,
+        firings(&[("elementwise_chain", 1), ("horizontal_elementwise", 1)])
+    );
+    assert_eq!(
+        h.to_text(),
+        "\
+%0 = input \"x\" : f32[4,5]
+%1 = param \"b\" : f32[5]
+%2 = fused.elementwise(%0, %1) : f32[4,5]
+    $0 = exp(in0) : f32[4,5]  (output 0)
+    $1 = add(in0, in1) : f32[4,5]  (output 1)
+    $2 = tanh(in0) : f32[4,5]
+    $3 = mul_scalar($2) {scalar=3.0, reverse=false} : f32[4,5]  (output 2)
+%3 = fused_output(%2) {index=1} : f32[4,5]
+%4 = fused_output(%2) {index=2} : f32[4,5]
+%5 = sum(%0) {axes=[1], keepdims=false} : f32[4]
+%6 = exp(%1) : f32[5]
+return %2, %4, %3, %5, %6
+"
+    );
+    assert_eq!(fused_kinds(&h), vec![FusedKind::Elementwise]);
+}
+
+#[test]
+fn sibling_reductions_over_one_space_share_a_kernel() {
+    // The dense layer's bias gradient sum(dy, 0), the batch-norm-style sum(dy * x, 0), and
+    // sum(dy, 1) over other axes (not a sibling of the first two).
+    let mut g = Graph::new();
+    let dy = g.add_input("dy", f32t(&[6, 3])).unwrap();
+    let x = g.add_input("x", f32t(&[6, 3])).unwrap();
+    let db = reduce(&mut g, ReduceOp::Sum, &[0], false, dy);
+    let p = bin(&mut g, BinaryOp::Mul, dy, x);
+    let dg = reduce(&mut g, ReduceOp::Sum, &[-2], false, p);
+    let r = reduce(&mut g, ReduceOp::Sum, &[1], false, dy);
+    g.set_outputs(vec![db, dg, r]).unwrap();
+    let (h, fired) = fuse_checked(&g, Fuse::default());
+    assert_eq!(
+        fired,
+        firings(&[("reduction_prologue", 1), ("horizontal_reduction", 1)])
+    );
+    assert_eq!(
+        h.to_text(),
+        "\
+%0 = input \"dy\" : f32[6,3]
+%1 = input \"x\" : f32[6,3]
+%2 = fused.reduction(%0, %1) : f32[3]
+    $0 = sum(in0) {axes=[0], keepdims=false} : f32[3]  (output 0)
+    $1 = mul(in0, in1) : f32[6,3]
+    $2 = sum($1) {axes=[-2], keepdims=false} : f32[3]  (output 1)
+%3 = fused_output(%2) {index=1} : f32[3]
+%4 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+return %2, %3, %4
+"
+    );
+    assert_eq!(fused_kinds(&h), vec![FusedKind::Reduction]);
+}
+
+#[test]
+fn a_sibling_that_depends_on_another_is_not_merged() {
+    // b reads x and, through a reshape round trip (never fused), a = exp(x): merging a and b
+    // would make the merged node its own ancestor.
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t(&[2, 3])).unwrap();
+    let a = un(&mut g, UnaryOp::Exp, x);
+    let r = g.add_op(Op::Reshape { shape: vec![6] }, &[a]).unwrap();
+    let r2 = g.add_op(Op::Reshape { shape: vec![2, 3] }, &[r]).unwrap();
+    let b = bin(&mut g, BinaryOp::Add, x, r2);
+    g.set_outputs(vec![b]).unwrap();
+    let (h, fired) = fuse_checked(&g, Fuse::default());
+    assert!(fired.is_empty(), "{fired:?}");
+    assert_eq!(h.to_text(), g.to_text());
+}
+
+#[test]
+fn the_input_cap_keeps_siblings_apart() {
+    // Three siblings over x, the chains x * y_i + z_i, each with two inputs of its own:
+    // 7 distinct inputs in all; with a cap of 5 the third stays apart.
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t(&[4])).unwrap();
+    let mut outs = Vec::new();
+    for i in 0..3 {
+        let y = g.add_input(format!("y{i}"), f32t(&[4])).unwrap();
+        let z = g.add_input(format!("z{i}"), f32t(&[4])).unwrap();
+        let m = bin(&mut g, BinaryOp::Mul, x, y);
+        outs.push(bin(&mut g, BinaryOp::Add, m, z));
+    }
+    g.set_outputs(outs).unwrap();
+    let (h, fired) = fuse_checked(&g, Fuse::with_max_inputs(5));
+    assert_eq!(
+        fired,
+        firings(&[
+            ("elementwise_chain", 3),
+            ("horizontal_elementwise", 1),
+            ("input_cap", 1)
+        ])
+    );
+    assert_eq!(
+        h.to_text(),
+        "\
+%0 = input \"x\" : f32[4]
+%1 = input \"y0\" : f32[4]
+%2 = input \"z0\" : f32[4]
+%3 = input \"y1\" : f32[4]
+%4 = input \"z1\" : f32[4]
+%5 = input \"y2\" : f32[4]
+%6 = input \"z2\" : f32[4]
+%7 = fused.elementwise(%0, %1, %2, %3, %4) : f32[4]
+    $0 = mul(in0, in1) : f32[4]
+    $1 = add($0, in2) : f32[4]  (output 0)
+    $2 = mul(in0, in3) : f32[4]
+    $3 = add($2, in4) : f32[4]  (output 1)
+%8 = fused_output(%7) {index=1} : f32[4]
+%9 = fused.elementwise(%0, %5, %6) : f32[4]
+    $0 = mul(in0, in1) : f32[4]
+    $1 = add($0, in2) : f32[4]
+return %7, %8, %9
+"
+    );
+    let (_, fired) = fuse_checked(&g, Fuse::default());
+    assert_eq!(
+        fired,
+        firings(&[("elementwise_chain", 3), ("horizontal_elementwise", 1)])
+    );
+}
+
+#[test]
+fn multi_output_kernels_refuse_single_value_paths_and_autodiff() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", f32t(&[3])).unwrap();
+    let e = un(&mut g, UnaryOp::Exp, x);
+    let t = un(&mut g, UnaryOp::Tanh, x);
+    g.set_outputs(vec![e, t]).unwrap();
+    let mut h = g.clone();
+    Fuse::default().run(&mut h).unwrap();
+    let fused = h
+        .node_ids()
+        .into_iter()
+        .find(|&id| matches!(h.op(id).unwrap(), Some(Op::Fused { .. })))
+        .unwrap();
+    let Some(Op::Fused { kernel }) = h.op(fused).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(kernel.num_outputs(), 2);
+    let xv = Tensor::from_vec(vec![0.5f32, -1.0, 2.0], [3]).unwrap();
+    // One op evaluated alone cannot stand for two values.
+    let op = Op::Fused {
+        kernel: kernel.clone(),
+    };
+    let err = kiln_ir::interp::eval(&op, &[xv.view()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("returns 2 values"), "{err}");
+    let err = CpuBackend
+        .execute(&op, &[xv.view()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("eval_all"), "{err}");
+    // The JIT declines it (not lowered yet) and runs its single-output slices instead.
+    let jit = JitBackend::global();
+    assert!(!jit.compiles(kernel, &[xv.view()]));
+    let want = CpuBackend.execute_fused(kernel, &[xv.view()]).unwrap();
+    let got = jit.execute_fused(kernel, &[xv.view()]).unwrap();
+    assert_eq!(got.len(), 2);
+    for (a, b) in got.iter().zip(&want) {
+        for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            assert!((p - q).abs() <= 1e-6 * q.abs().max(1.0), "{p} vs {q}");
+        }
+    }
+    // Differentiating a fused graph is refused with a clear message.
+    let Err(e) = kiln_passes::autodiff::differentiate(&h, &["x"]) else {
+        panic!("a fused graph has no gradient");
+    };
+    let err = e.to_string();
+    assert!(err.contains("no VJP"), "{err}");
+}
 #[test]
 fn graph_outputs_and_smaller_computed_values_stay_nodes() {
     let mut g = Graph::new();
@@ -434,8 +635,41 @@ fn config() -> proptest::test_runner::Config {
 const TRAIN: GenOptions = GenOptions::TRAINING;
 const INFER: GenOptions = GenOptions::INFERENCE;
 
-/// Fusion alone on `g`: the verifier accepts the result, results are equal bit for bit, and
-/// a fused node never reads more than the cap.
+/// Runs `g` on `kernels` as an executor does: every fused node through
+/// [`Kernels::execute_fused`], `fused_output` nodes from its further outputs.
+fn run_on(g: &Graph, feed: &[(String, Tensor)], kernels: &dyn Kernels) -> Vec<Tensor> {
+    let mut values: HashMap<NodeId, Tensor> = HashMap::new();
+    let mut extras: HashMap<NodeId, Vec<Tensor>> = HashMap::new();
+    for id in g.topo_order() {
+        let value = match &g.node(id).unwrap().kind {
+            NodeKind::Input { name } | NodeKind::Param { name } => {
+                feed.iter().find(|(n, _)| n == name).unwrap().1.clone()
+            }
+            NodeKind::Const(t) => t.clone(),
+            NodeKind::Op(op) => {
+                let args = g.inputs_of(id).unwrap();
+                let views: Vec<_> = args.iter().map(|a| values[a].view()).collect();
+                match op {
+                    Op::FusedOutput { index, .. } => extras[&args[0]][index - 1].clone(),
+                    Op::Fused { kernel } => {
+                        let mut all = kernels.execute_fused(kernel, &views).unwrap();
+                        assert_eq!(all.len(), kernel.num_outputs());
+                        let first = all.remove(0);
+                        extras.insert(id, all);
+                        first
+                    }
+                    _ => kernels.execute(op, &views).unwrap(),
+                }
+            }
+        };
+        values.insert(id, value);
+    }
+    g.outputs().iter().map(|o| values[o].clone()).collect()
+}
+
+/// Fusion alone on `g`: the verifier accepts the result, results are equal bit for bit (on
+/// the interpreter, and on the CPU backend and the interpreter backend through
+/// `Kernels::execute_fused`), and a fused node never reads more than the cap.
 fn check_fuse_alone(g: &Graph, seed: u64, cap: usize) {
     let f = feed(g, seed);
     let before = run(g, &f);
@@ -447,6 +681,17 @@ fn check_fuse_alone(g: &Graph, seed: u64, cap: usize) {
         bits(&before),
         bits(&run(&h, &f)),
         "results changed:\n{g}\n{h}"
+    );
+    let cpu_before = run_on(g, &f, &CpuBackend);
+    assert_eq!(
+        bits(&cpu_before),
+        bits(&run_on(&h, &f, &CpuBackend)),
+        "CPU results changed:\n{g}\n{h}"
+    );
+    assert_eq!(
+        bits(&before),
+        bits(&run_on(&h, &f, &Interpreter)),
+        "interpreter-backend results changed:\n{g}\n{h}"
     );
     for id in h.node_ids() {
         if let Some(Op::Fused { kernel }) = h.op(id).unwrap() {
@@ -516,6 +761,7 @@ fn generated_graphs_exercise_fusion() {
         "reduction_prologue",
         "reduction_epilogue",
         "reduction_prologue_epilogue",
+        "horizontal_elementwise",
     ] {
         assert!(
             totals.get(name).copied().unwrap_or(0) > 0,

@@ -27,7 +27,7 @@ pub mod reduce;
 pub mod softmax;
 
 use crate::Kernels;
-use kiln_ir::{DataRef, Element, Op, Result, Tensor, TensorView};
+use kiln_ir::{DataRef, Element, FusedKernel, Op, Result, Tensor, TensorView};
 
 /// Tuned CPU kernels (multithreaded on rayon's global pool), falling back to the reference
 /// interpreter for the ops and layouts they do not cover.
@@ -92,6 +92,16 @@ impl Kernels for CpuBackend {
             Some(t) => Ok(t),
             None => kiln_ir::interp::eval(op, inputs),
         }
+    }
+
+    /// Every output of a fused kernel, its body run once op by op on these kernels (bitwise
+    /// the unfused graph's values, as for [`Kernels::execute`]).
+    fn execute_fused(
+        &self,
+        kernel: &FusedKernel,
+        inputs: &[TensorView<'_>],
+    ) -> Result<Vec<Tensor>> {
+        kernel.eval_all(inputs, &mut |op, xs| self.execute(op, xs))
     }
 
     /// The fast paths that build their result in one output vector (elementwise unary,

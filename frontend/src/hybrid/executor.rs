@@ -505,6 +505,7 @@ impl Executor {
         if self.reuse {
             pool.resize_with(self.buffers, Vec::new);
         }
+        let mut extras = multi_output::Extras::default();
         for (s, step) in self.steps.iter().enumerate() {
             let seeded;
             let op = match step.seed_slot {
@@ -563,23 +564,28 @@ impl Executor {
                         .iter()
                         .map(|a| self.view(*a, bindings, &values, step))
                         .collect::<Result<Vec<_>>>()?;
-                    let prep = self.prepared(s, step, kernels, &views);
-                    let recycled = if step.is_output {
-                        None
+                    if is_multi_output_step(op) {
+                        let later = &self.steps[s + 1..];
+                        multi_output::run_step(kernels, op, &views, s, step, later, &mut extras)
                     } else {
-                        pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
-                            let n = st.len();
-                            Tensor::new([n], st).ok()
-                        })
-                    };
-                    if recycled.is_some() {
-                        stats.buffers_recycled += 1;
-                    }
-                    match (prep, recycled) {
-                        (Some(k), Some(buf)) => k.run_into(&views, buf),
-                        (Some(k), None) => k.run(&views),
-                        (None, Some(buf)) => kernels.execute_into(op, &views, buf),
-                        (None, None) => kernels.execute(op, &views),
+                        let prep = self.prepared(s, step, kernels, &views);
+                        let recycled = if step.is_output {
+                            None
+                        } else {
+                            pool.get_mut(step.buffer).and_then(Vec::pop).and_then(|st| {
+                                let n = st.len();
+                                Tensor::new([n], st).ok()
+                            })
+                        };
+                        if recycled.is_some() {
+                            stats.buffers_recycled += 1;
+                        }
+                        match (prep, recycled) {
+                            (Some(k), Some(buf)) => k.run_into(&views, buf),
+                            (Some(k), None) => k.run(&views),
+                            (None, Some(buf)) => kernels.execute_into(op, &views, buf),
+                            (None, None) => kernels.execute(op, &views),
+                        }
                     }
                 }
             }
@@ -665,6 +671,72 @@ impl Executor {
                 .and_then(Option::as_ref)
                 .map(Tensor::view)
                 .ok_or_else(missing),
+        }
+    }
+}
+
+/// Whether `op` is a multi-output fused node or one of its `fused_output` nodes.
+fn is_multi_output_step(op: &Op) -> bool {
+    match op {
+        Op::Fused { kernel } => kernel.is_multi_output(),
+        Op::FusedOutput { .. } => true,
+        _ => false,
+    }
+}
+
+/// Multi-output fused kernels: the fused step runs [`Kernels::execute_fused`] and keeps its
+/// further outputs until the `fused_output` steps (which read the fused step) take them.
+mod multi_output {
+    use super::{Source, Step};
+    use kiln_backends::Kernels;
+    use kiln_ir::{Error, Op, Result, Tensor, TensorView};
+    use std::collections::HashMap;
+
+    /// Further outputs by fused step, until their `fused_output` steps take them.
+    #[derive(Default)]
+    pub(super) struct Extras(HashMap<usize, Vec<Option<Tensor>>>);
+
+    /// Runs step `s` (a multi-output fused node or a `fused_output` node); `later` are the
+    /// steps after it.
+    pub(super) fn run_step(
+        kernels: &dyn Kernels,
+        op: &Op,
+        views: &[TensorView<'_>],
+        s: usize,
+        step: &Step,
+        later: &[Step],
+        extras: &mut Extras,
+    ) -> Result<Tensor> {
+        match op {
+            Op::Fused { kernel } => {
+                let mut all = kernels.execute_fused(kernel, views)?.into_iter();
+                let first = all
+                    .next()
+                    .ok_or_else(|| Error::Graph("run: a fused kernel returned nothing".into()))?;
+                extras.0.insert(s, all.map(Some).collect());
+                Ok(first)
+            }
+            Op::FusedOutput { index, .. } => {
+                let slot = match step.args.first() {
+                    Some(Source::Step(p)) => extras
+                        .0
+                        .get_mut(p)
+                        .and_then(|v| v.get_mut(index.wrapping_sub(1))),
+                    _ => None,
+                };
+                // The last fused_output step reading this output takes it; an earlier
+                // duplicate (graphs normally hold one per output) gets a copy.
+                let duplicate = later.iter().any(|t| {
+                    matches!(&t.op, Op::FusedOutput { index: i, .. } if i == index)
+                        && matches!((t.args.first(), step.args.first()),
+                            (Some(Source::Step(a)), Some(Source::Step(b))) if a == b)
+                });
+                let value = slot.and_then(|v| if duplicate { v.clone() } else { v.take() });
+                value.ok_or_else(|| {
+                    Error::Graph(format!("run: {} finds no fused output {index}", step.label))
+                })
+            }
+            _ => kernels.execute(op, views),
         }
     }
 }

@@ -172,11 +172,39 @@ impl Graph {
             types.push(node.ty.clone());
         }
         let ty = infer(&op, &types)?;
+        if let Op::FusedOutput { index, ty } = &op {
+            self.check_fused_output(*index, ty, inputs[0])?;
+        }
         let id = self.insert(NodeKind::Op(op), ty)?;
         for (pos, &src) in inputs.iter().enumerate() {
             self.g.add_edge(src, id, pos);
         }
         Ok(id)
+    }
+
+    /// A `fused_output` node must read a fused node whose kernel has output `index` of type
+    /// `ty` (inference sees only types, so the graph checks the producer itself).
+    fn check_fused_output(&self, index: usize, ty: &TensorType, src: NodeId) -> Result<()> {
+        let node = self.node(src)?;
+        let Some(Op::Fused { kernel }) = node.kind.op() else {
+            return Err(Error::Graph(format!(
+                "fused_output: input is node {} ({}), not a fused node",
+                src.index(),
+                node.kind.describe()
+            )));
+        };
+        match kernel.output_type_of(index) {
+            Some(t) if t == ty => Ok(()),
+            Some(t) => Err(Error::Graph(format!(
+                "fused_output: output {index} of node {} has type {t}, not {ty}",
+                src.index()
+            ))),
+            None => Err(Error::Graph(format!(
+                "fused_output: node {} has {} output(s), no output {index}",
+                src.index(),
+                kernel.num_outputs()
+            ))),
+        }
     }
 
     /// Sets the graph's outputs, in order (a node may appear more than once).
@@ -417,6 +445,10 @@ impl Graph {
     /// keeping input positions. `new` itself keeps using `old` if it does (so `x` can be
     /// replaced by `f(x)`). Errors if the types differ or if the rewrite would create a cycle
     /// (a user of `old` that `new` depends on).
+    ///
+    /// The `fused_output` nodes of a multi-output fused node read its kernel's other
+    /// outputs, not its value: they move to `new` only when `new` is a fused node with the
+    /// same kernel, and otherwise stay on `old` (which then keeps computing them).
     pub fn replace_all_uses(&mut self, old: NodeId, new: NodeId) -> Result<()> {
         let (old_ty, new_ty) = (self.ty(old)?, self.ty(new)?);
         if old_ty != new_ty {
@@ -430,10 +462,21 @@ impl Graph {
             return Ok(());
         }
         let ancestors = self.ancestors(new);
+        let same_kernel = match (self.op(old)?, self.op(new)?) {
+            (Some(Op::Fused { kernel: a }), Some(Op::Fused { kernel: b })) => a == b,
+            _ => false,
+        };
+        let is_projection = |n: NodeId| {
+            matches!(
+                self.g.node_weight(n).map(|w| &w.kind),
+                Some(NodeKind::Op(Op::FusedOutput { .. }))
+            )
+        };
         let uses: Vec<(petgraph::stable_graph::EdgeIndex<u32>, NodeId, usize)> = self
             .g
             .edges_directed(old, Direction::Outgoing)
             .filter(|e| e.target() != new)
+            .filter(|e| same_kernel || !is_projection(e.target()))
             .map(|e| (e.id(), e.target(), *e.weight()))
             .collect();
         if let Some(&(_, user, _)) = uses.iter().find(|(_, user, _)| ancestors[user.index()]) {

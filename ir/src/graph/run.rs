@@ -118,6 +118,10 @@ impl Graph {
 
         let (order, number) = numbering(self);
         let mut held = 0usize;
+        // The further outputs of multi-output fused nodes, by node index, until their
+        // fused_output nodes take them.
+        let mut extras: Vec<Option<Vec<Option<Tensor>>>> = (0..bound).map(|_| None).collect();
+        let mut done = vec![false; bound];
         for id in order.into_iter().filter(|id| live[id.index()]) {
             let node = self.node(id)?;
             let value = match &node.kind {
@@ -139,8 +143,44 @@ impl Graph {
                                 })
                             })
                             .collect::<Result<Vec<_>>>()?;
-                        exec(op, &views)?
+                        match op {
+                            // Every output at once; the body's ops go through `exec`.
+                            Op::Fused { kernel } if kernel.is_multi_output() => {
+                                let mut all = kernel.eval_all(&views, exec)?.into_iter();
+                                let first = all.next().ok_or_else(|| {
+                                    Error::Graph("run: a fused kernel returned nothing".into())
+                                })?;
+                                extras[id.index()] = Some(all.map(Some).collect());
+                                first
+                            }
+                            Op::FusedOutput { index, .. } => {
+                                let src = args[0];
+                                // The last fused_output reading this output takes it.
+                                let later = self
+                                    .g
+                                    .neighbors_directed(src, Direction::Outgoing)
+                                    .filter(|&u| u != id && live[u.index()] && !done[u.index()])
+                                    .any(|u| self.node(u).is_ok_and(|n| n.kind.op() == Some(op)));
+                                let slot = extras[src.index()]
+                                    .as_mut()
+                                    .and_then(|v| v.get_mut(index - 1));
+                                let value = match slot {
+                                    Some(v) if later => v.clone(),
+                                    Some(v) => v.take(),
+                                    None => None,
+                                };
+                                value.ok_or_else(|| {
+                                    Error::Graph(format!(
+                                        "run: %{} (fused_output) finds no output {index} of %{}",
+                                        number[id.index()],
+                                        number[src.index()]
+                                    ))
+                                })?
+                            }
+                            _ => exec(op, &views)?,
+                        }
                     };
+                    done[id.index()] = true;
                     // Inputs are still held while the output is produced.
                     *peak = (*peak).max(held + 1);
                     if out.ty() != node.ty {

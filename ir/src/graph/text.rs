@@ -16,6 +16,16 @@
 //!     $0 = add(in0, in1) : f32[64,256]
 //!     $1 = relu($0) : f32[64,256]
 //! ```
+//!
+//! A multi-output kernel marks each output in its body, and each output after the first is
+//! read by a `fused_output` node:
+//!
+//! ```text
+//! %2 = fused.elementwise(%0) : f32[4]
+//!     $0 = exp(in0) : f32[4]  (output 0)
+//!     $1 = tanh(in0) : f32[4]  (output 1)
+//! %3 = fused_output(%2) {index=1} : f32[4]
+//! ```
 
 use super::{numbering, Graph, NodeKind};
 use crate::op::Op;
@@ -102,9 +112,11 @@ pub(crate) fn attrs(op: &Op) -> Vec<(String, String)> {
         return Vec::new();
     };
     match serde_json::from_str::<OrderedFields>(&text) {
+        // A fused_output's type is printed after the colon already.
         Ok(OrderedFields(fields)) => fields
             .into_iter()
             .filter(|(k, _)| k != "op" && k != "f")
+            .filter(|(k, _)| !(k == "ty" && matches!(op, Op::FusedOutput { .. })))
             .map(|(k, v)| (k, v.to_string()))
             .collect(),
         Err(_) => Vec::new(),

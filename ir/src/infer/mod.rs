@@ -38,7 +38,8 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType> {
         Family::Creation => creation::infer(op, inputs),
         Family::Fused => match op {
             Op::Fused { kernel } => crate::fused::infer_fused(kernel, inputs),
-            _ => unreachable!("only Op::Fused is in the fused family"),
+            Op::FusedOutput { index, ty } => crate::fused::infer_fused_output(*index, ty, inputs),
+            _ => unreachable!("only Op::Fused and Op::FusedOutput are in the fused family"),
         },
     }
 }

@@ -51,7 +51,15 @@ pub fn eval_typed(op: &Op, inputs: &[TensorView<'_>], out: &TensorType) -> Resul
         Family::Creation => creation::eval(op, inputs, out),
         Family::Fused => match op {
             Op::Fused { kernel } => kernel.eval(inputs, &mut |op, xs| eval(op, xs)),
-            _ => unreachable!("only Op::Fused is in the fused family"),
+            Op::FusedOutput { index, .. } => Err(crate::error::Error::invalid(
+                "fused_output",
+                format!(
+                    "output {index} of a fused kernel is not computed from the fused node's \
+                     value: the graph runner fills it from the kernel's outputs \
+                     (FusedKernel::eval_all)"
+                ),
+            )),
+            _ => unreachable!("only Op::Fused and Op::FusedOutput are in the fused family"),
         },
     }
 }

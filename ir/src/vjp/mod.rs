@@ -337,7 +337,7 @@ pub fn vjp_wanted<B: VjpBuilder>(
             expect_inputs(op, inputs, 1)?;
             vec![None]
         }
-        Op::Fused { .. } => {
+        Op::Fused { .. } | Op::FusedOutput { .. } => {
             return Err(Error::invalid(
                 op.name(),
                 "fused kernels are formed after differentiation and have no VJP: \

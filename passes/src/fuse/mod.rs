@@ -39,14 +39,23 @@
 //! views), indexing, pooling, normalization layers and `fused` nodes themselves, so running
 //! the pass twice changes nothing the second time.
 //!
-//! **Horizontal fusion** (siblings reading one input, like `exp(x)` and `tanh(x)` feeding two
-//! different consumers) is not expressible: a kiln node has exactly one output, so a kernel
-//! computing two values consumed apart would need multi-output nodes. The pass fuses
-//! siblings only when one consumer group absorbs both (the diamond `exp(x) + tanh(x)` is
-//! one kernel reading `x` once).
+//! 4. **horizontal fusion** (after the groups above are fused): *siblings* — kernels that
+//!    read one same value — with the same iteration space become one **multi-output**
+//!    kernel that reads the shared value once ([`FusedKernel::extra_outputs`]; the first
+//!    sibling's value is the fused node's, each further output is read through an
+//!    [`Op::FusedOutput`] node). Siblings are elementwise ops or kernels with one output
+//!    shape (`exp(x)`, `tanh(x)`, `x * y` of one shape), or `reduce`s and reduction kernels
+//!    over the same input shape, axes and `keepdims` (the bias gradient `sum(dy, 0)` and the
+//!    batch-norm gradient terms `sum(dy * xhat, 0)`). A sibling joins only when no path leads
+//!    from it to another member or back (that path would run through the merged node and
+//!    make it its own ancestor), when the merged kernel stays within the input cap (else
+//!    `input_cap` counts it), and when the merged kernel is of a kind a code generator
+//!    knows. Nothing is recomputed: each sibling's body appears once. The merge repeats
+//!    until no siblings are left, so a second run of the pass changes nothing.
 //!
 //! Each kernel is counted by kind in the report: `elementwise_chain`, `reduction_prologue`,
-//! `reduction_epilogue`, `reduction_prologue_epilogue`, `epilogue`. The fused body runs the
+//! `reduction_epilogue`, `reduction_prologue_epilogue`, `epilogue`, and each horizontal
+//! merge as `horizontal_elementwise` or `horizontal_reduction`. The fused body runs the
 //! same ops in the same order on the same values, so results are equal bit for bit on the
 //! interpreter.
 //!
@@ -102,7 +111,53 @@
 //! ]);
 //! # Ok::<(), kiln_ir::Error>(())
 //! ```
+//!
+//! Horizontal fusion: a dense layer's bias gradient `sum(dy, 0)` and a batch-norm-style
+//! `sum(dy * x, 0)` reduce over the same space and both read `dy`, so they become one
+//! kernel with two outputs; `sum(dy, 1)` reduces other axes and stays apart.
+//!
+//! ```
+//! use kiln_ir::{BinaryOp, DType, Graph, Op, ReduceOp, TensorType};
+//! use kiln_passes::{Fuse, Pass};
+//!
+//! let sum = |axes: Vec<isize>| Op::Reduce { f: ReduceOp::Sum, axes: Some(axes), keepdims: false };
+//! let mut g = Graph::new();
+//! let dy = g.add_input("dy", TensorType::new([6, 3], DType::F32))?;
+//! let x = g.add_input("x", TensorType::new([6, 3], DType::F32))?;
+//! let db = g.add_op(sum(vec![0]), &[dy])?;
+//! let p = g.add_op(Op::Binary { f: BinaryOp::Mul }, &[dy, x])?;
+//! let dg = g.add_op(sum(vec![0]), &[p])?;
+//! let r = g.add_op(sum(vec![1]), &[dy])?;
+//! g.set_outputs(vec![db, dg, r])?;
+//! assert_eq!(g.to_text(), "\
+//! %0 = input \"dy\" : f32[6,3]
+//! %1 = input \"x\" : f32[6,3]
+//! %2 = sum(%0) {axes=[0], keepdims=false} : f32[3]
+//! %3 = mul(%0, %1) : f32[6,3]
+//! %4 = sum(%3) {axes=[0], keepdims=false} : f32[3]
+//! %5 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+//! return %2, %4, %5
+//! ");
+//! let report = Fuse::default().run(&mut g)?;
+//! assert_eq!(g.to_text(), "\
+//! %0 = input \"dy\" : f32[6,3]
+//! %1 = input \"x\" : f32[6,3]
+//! %2 = fused.reduction(%0, %1) : f32[3]
+//!     $0 = sum(in0) {axes=[0], keepdims=false} : f32[3]  (output 0)
+//!     $1 = mul(in0, in1) : f32[6,3]
+//!     $2 = sum($1) {axes=[0], keepdims=false} : f32[3]  (output 1)
+//! %3 = fused_output(%2) {index=1} : f32[3]
+//! %4 = sum(%0) {axes=[1], keepdims=false} : f32[6]
+//! return %2, %3, %4
+//! ");
+//! assert_eq!(report.firings, vec![
+//!     ("reduction_prologue".to_string(), 1),
+//!     ("horizontal_reduction".to_string(), 1),
+//! ]);
+//! # Ok::<(), kiln_ir::Error>(())
+//! ```
 
+mod horizontal;
 mod plan;
 
 use crate::util::remove_if_dead;
@@ -147,7 +202,7 @@ impl Pass for Fuse {
     }
 
     fn description(&self) -> &'static str {
-        "groups elementwise chains, reductions with their prologue/epilogue, and GEMM/conv epilogues into fused kernels"
+        "groups elementwise chains, reductions with their prologue/epilogue, and GEMM/conv epilogues into fused kernels; merges sibling kernels reading one value into multi-output kernels"
     }
 
     fn run(&self, graph: &mut Graph) -> Result<PassReport> {
@@ -170,6 +225,7 @@ impl Pass for Fuse {
                 firings.bump(name);
             }
         }
+        horizontal::fuse_siblings(graph, self.max_inputs, &mut firings)?;
         Ok(PassReport::new(before, graph.len(), firings.into_vec()))
     }
 }

@@ -10,7 +10,12 @@
 //!   that op and has the same element count and element size writes into the input's buffer
 //!   (*in place*);
 //! - graph inputs, parameters and constants are never written, and a graph output's buffer is
-//!   never reused (the caller receives it).
+//!   never reused (the caller receives it);
+//! - a multi-output fused kernel (horizontal fusion) writes all its outputs when it runs:
+//!   each `fused_output` value gets a buffer of its own at the fused node's step (listed
+//!   `written by` the fused node) and lives to its own last use. A `fused_output` node does
+//!   not read the fused node's value, so that value (output 0) may die at once, and such a
+//!   kernel never runs in place (its other outputs still read the input).
 //!
 //! The buffer an op writes is chosen while its inputs are still being read, so only the
 //! in-place case lets an output share memory with an input.

@@ -29,6 +29,10 @@ pub struct MemoryPlan {
     /// `(node, input)`: `node` writes its result into `input`'s buffer (`input` is used for
     /// the last time by `node`, which is elementwise).
     pub in_place: Vec<(NodeId, NodeId)>,
+    /// `(fused_output node, fused node)`: values a multi-output fused node writes besides
+    /// its own. Each has its own buffer, taken when the fused node runs (listed right after
+    /// it in `assignment`) and free after the value's own last use.
+    pub fused_outputs: Vec<(NodeId, NodeId)>,
     /// Bytes of all buffers together: the memory the plan needs for op values.
     pub peak_bytes: usize,
     /// Bytes with one buffer per op value (no reuse).
@@ -89,6 +93,15 @@ impl fmt::Display for MemoryPlan {
             writeln!(f, "buf{i}: {} bytes", b.bytes)?;
         }
         for &(id, b) in &self.assignment {
+            if let Some(&(_, fused)) = self.fused_outputs.iter().find(|(n, _)| *n == id) {
+                writeln!(
+                    f,
+                    "{} -> buf{b} (written by {})",
+                    self.number(id),
+                    self.number(fused)
+                )?;
+                continue;
+            }
             match self.in_place_of(id) {
                 Some(input) => writeln!(
                     f,
@@ -114,10 +127,14 @@ impl fmt::Display for MemoryPlan {
 
 /// True when `op` computes each output element from the same-position elements of its
 /// inputs, so its output may overwrite an input of the same size as it goes: elementwise
-/// ops and fused kernels of the elementwise kind.
+/// ops and single-output fused kernels of the elementwise kind (a multi-output kernel's
+/// other outputs may still read the input after its first output is written).
 pub fn writes_elementwise(op: &Op) -> bool {
     match op {
-        Op::Fused { kernel } => kernel.kind() == FusedKind::Elementwise,
+        Op::Fused { kernel } => {
+            !kernel.is_multi_output() && kernel.kind() == FusedKind::Elementwise
+        }
+        Op::FusedOutput { .. } => false,
         _ => op.is_elementwise(),
     }
 }
@@ -148,6 +165,10 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
         if !live[id.index()] {
             continue;
         }
+        // A fused_output node reads its fused node's other outputs, not its value.
+        if matches!(graph.op(id)?, Some(Op::FusedOutput { .. })) {
+            continue;
+        }
         for a in graph.inputs_of(id)? {
             let l = &mut last_use[a.index()];
             *l = Some(l.map_or(pos[id.index()], |u| u.max(pos[id.index()])));
@@ -159,13 +180,15 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
     let mut buffer_of = vec![None::<BufferId>; bound];
     let mut assignment = Vec::new();
     let mut in_place = Vec::new();
+    let mut fused_outputs = Vec::new();
     let (mut naive, mut live_now, mut live_max) = (0usize, 0usize, 0usize);
     for &id in &order {
         let node = graph.node(id)?;
         let NodeKind::Op(op) = &node.kind else {
             continue;
         };
-        if !live[id.index()] {
+        if !live[id.index()] || matches!(op, Op::FusedOutput { .. }) {
+            // A fused_output's buffer was taken when its fused node ran.
             continue;
         }
         let here = pos[id.index()];
@@ -197,23 +220,9 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
                 }
                 b
             }
-            None => {
-                // Best fit among the buffers free before this op runs (its inputs are still
-                // being read): the smallest one large enough, else a new buffer.
-                let best = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| buffers[b].bytes >= size)
-                    .min_by_key(|(_, &b)| (buffers[b].bytes, b))
-                    .map(|(i, _)| i);
-                match best {
-                    Some(i) => free.swap_remove(i),
-                    None => {
-                        buffers.push(BufferInfo { bytes: size });
-                        buffers.len() - 1
-                    }
-                }
-            }
+            // Best fit among the buffers free before this op runs (its inputs are still
+            // being read).
+            None => take_best_fit(&mut buffers, &mut free, size),
         };
         buffer_of[id.index()] = Some(buf);
         assignment.push((id, buf));
@@ -221,6 +230,19 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
             live_now -= graph.ty(a).map(bytes).unwrap_or(0);
         }
         live_now = live_now.saturating_add(size);
+        // A multi-output fused node writes its other outputs now too, each into a buffer
+        // of its own (best fit among those free before the node runs).
+        let mut written = vec![(id, size)];
+        for fo in projections(graph, id, &live)? {
+            let fo_size = bytes(graph.ty(fo)?);
+            naive = naive.saturating_add(fo_size);
+            let b = take_best_fit(&mut buffers, &mut free, fo_size);
+            buffer_of[fo.index()] = Some(b);
+            assignment.push((fo, b));
+            fused_outputs.push((fo, id));
+            live_now = live_now.saturating_add(fo_size);
+            written.push((fo, fo_size));
+        }
         live_max = live_max.max(live_now);
         // Inputs used for the last time here give their buffers back (the in-place one
         // handed its buffer over instead). A value used twice by this op is freed once.
@@ -235,11 +257,15 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
                 free.push(b);
             }
         }
-        // A live op nobody uses is an output; one that is not (impossible for live nodes)
-        // would free its buffer right away.
-        if last_use[id.index()].is_none() && !is_output[id.index()] {
-            free.push(buf);
-            live_now -= size;
+        // A live value nobody uses is an output, or the value of a multi-output fused node
+        // whose other outputs alone are used: its buffer is free right away.
+        for (v, v_size) in written {
+            if last_use[v.index()].is_none() && !is_output[v.index()] {
+                if let Some(b) = buffer_of[v.index()] {
+                    free.push(b);
+                }
+                live_now -= v_size;
+            }
         }
     }
     let numbers = order.iter().enumerate().map(|(k, &id)| (id, k)).collect();
@@ -248,8 +274,44 @@ pub fn plan(graph: &Graph) -> Result<MemoryPlan> {
         buffers,
         assignment,
         in_place,
+        fused_outputs,
         naive_bytes: naive,
         live_bytes: live_max,
         numbers,
     })
+}
+
+/// The smallest free buffer of at least `size` bytes (taken off `free`), else a new one.
+fn take_best_fit(buffers: &mut Vec<BufferInfo>, free: &mut Vec<BufferId>, size: usize) -> BufferId {
+    let best = free
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| buffers[b].bytes >= size)
+        .min_by_key(|(_, &b)| (buffers[b].bytes, b))
+        .map(|(i, _)| i);
+    match best {
+        Some(i) => free.swap_remove(i),
+        None => {
+            buffers.push(BufferInfo { bytes: size });
+            buffers.len() - 1
+        }
+    }
+}
+
+/// The live `fused_output` nodes reading node `id`, by output index (empty unless `id` is a
+/// multi-output fused node).
+fn projections(graph: &Graph, id: NodeId, live: &[bool]) -> Result<Vec<NodeId>> {
+    if !matches!(graph.op(id)?, Some(Op::Fused { kernel }) if kernel.is_multi_output()) {
+        return Ok(Vec::new());
+    }
+    let mut fos: Vec<(usize, NodeId)> = Vec::new();
+    for u in graph.users(id)? {
+        if let Some(Op::FusedOutput { index, .. }) = graph.op(u)? {
+            if live[u.index()] {
+                fos.push((*index, u));
+            }
+        }
+    }
+    fos.sort_unstable();
+    Ok(fos.into_iter().map(|(_, u)| u).collect())
 }
