@@ -350,8 +350,10 @@ fn executor_frees_values_after_their_last_use() -> Result<()> {
         (0..16).map(|i| i as f64).collect::<Vec<_>>()
     );
     assert_eq!(stats.ops_run, 20);
-    // Each step holds only its input while producing its output.
-    assert_eq!(stats.peak_values, 2);
+    // The first step reads the caller's array; every later step overwrites its input in
+    // place (each value's only reader), so one value is live at a time.
+    assert_eq!(stats.in_place, 19);
+    assert_eq!(stats.peak_values, 1);
     Ok(())
 }
 
@@ -692,15 +694,36 @@ fn batchnorm_running_stats_are_written_as_eager_and_gradients_match() -> Result<
         sum_all(&out[0].square()?)
     })?;
     assert_eq!(bits(&y2), bits(&y));
+    // The running statistics are means over the batch: the compiled reduction sums in its own
+    // documented order (vector accumulators), so they may differ from eager mode's in the last
+    // bit, never more.
     for (p, want) in [bn.running_mean(), bn.running_var()]
         .iter()
         .zip(&want_state)
     {
-        assert_eq!(bits(&p.data()?), bits(want), "{}", p.name());
+        assert_close(&p.data()?, want, 1e-6, &p.name());
     }
     y2.backward()?;
     assert_close(&bn.gamma().grad()?, &want_grads[0], 1e-5, "gamma");
-    assert_close(&bn.beta().grad()?, &want_grads[1], 1e-5, "beta");
+    // beta's gradient is 2·sum(y) with y normalized to mean zero: mathematically zero, so what
+    // both modes compute is rounding noise (order 1e-7), which a reordered sum changes
+    // entirely. It is compared at the scale of gamma's gradient, the layer's real signal.
+    let gamma_scale = want_grads[0]
+        .to_vec_f64()
+        .iter()
+        .fold(0f64, |m, x| m.max(x.abs()));
+    for (a, b) in bn
+        .beta()
+        .grad()?
+        .to_vec_f64()
+        .iter()
+        .zip(want_grads[1].to_vec_f64())
+    {
+        assert!(
+            (a - b).abs() <= 1e-5 * gamma_scale,
+            "beta: got {a}, want {b} (1e-5 of gamma's gradient scale {gamma_scale})"
+        );
+    }
     // Running statistics have grad_req null: never differentiated.
     assert!(bn.running_mean().grad().is_err());
     Ok(())
