@@ -49,8 +49,17 @@ fn assert_png(path: &std::path::Path) {
     assert!(png.len() > 5_000, "{} bytes", png.len());
 }
 
+/// The examples seed and draw from kiln's process-wide random generator; tests that run them
+/// hold this lock so that another test's draws never interleave with theirs (the test harness
+/// runs tests on several threads).
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn dropout_scratch_learns_mnist() {
+    let _rng = rng_lock();
     use ch03_mlp_dropout_scratch as ex;
     let mut out = Vec::new();
     let s = ex::run(&ex::common::Options::quick(), &mut out).unwrap();
@@ -71,6 +80,7 @@ fn dropout_scratch_learns_mnist() {
 
 #[test]
 fn hand_written_dropout_keeps_the_mean() {
+    let _rng = rng_lock();
     use ch03_mlp_dropout_scratch as ex;
     let x = kiln::nd::ones([200, 100]).unwrap();
     let d = ex::dropout(&x, 0.3).unwrap().to_vec::<f32>().unwrap();
@@ -84,6 +94,7 @@ fn hand_written_dropout_keeps_the_mean() {
 
 #[test]
 fn dropout_gluon_modes_and_training() {
+    let _rng = rng_lock();
     use ch03_mlp_dropout_gluon as ex;
     let opts = quick_opts!(ex);
     let mut out = Vec::new();
@@ -104,6 +115,7 @@ fn dropout_gluon_modes_and_training() {
 
 #[test]
 fn plumbing_shows_deferred_shapes_and_names() {
+    let _rng = rng_lock();
     use ch03_plumbing as ex;
     let mut out = Vec::new();
     let s = ex::run(&ex::common::Options::quick(), &mut out).unwrap();
@@ -141,6 +153,7 @@ fn plumbing_shows_deferred_shapes_and_names() {
 
 #[test]
 fn custom_layers_build_and_train() {
+    let _rng = rng_lock();
     use ch03_custom_layer as ex;
     let mut out = Vec::new();
     let s = ex::run(&ex::common::Options::quick(), &mut out).unwrap();
@@ -175,6 +188,7 @@ fn custom_layers_build_and_train() {
 
 #[test]
 fn serialization_round_trips() {
+    let _rng = rng_lock();
     use ch03_serialization as ex;
     let opts = quick_opts!(ex);
     let mut out = Vec::new();
@@ -203,6 +217,7 @@ fn serialization_round_trips() {
 
 #[test]
 fn kaggle_kfold_reproduces_the_book() {
+    let _rng = rng_lock();
     use ch03_kaggle_kfold as ex;
     let opts = quick_opts!(ex);
     let mut out = Vec::new();
@@ -381,6 +396,7 @@ mod csv {
 
 #[test]
 fn kaggle_kfold_reports_missing_data() {
+    let _rng = rng_lock();
     use ch03_kaggle_kfold as ex;
     let empty = tempfile::tempdir().unwrap();
     let opts = ex::common::Options {
