@@ -350,10 +350,21 @@ fn executor_frees_values_after_their_last_use() -> Result<()> {
         (0..16).map(|i| i as f64).collect::<Vec<_>>()
     );
     assert_eq!(stats.ops_run, 20);
-    // The first step reads the caller's array; every later step overwrites its input in
-    // place (each value's only reader), so one value is live at a time.
-    assert_eq!(stats.in_place, 19);
-    assert_eq!(stats.peak_values, 1);
+    // With the memory plan (the default pipeline) the first step reads the caller's array and
+    // every later step overwrites its input in place (each value's only reader), so one value
+    // is live at a time. Without it (`KILN_PASSES=none`) each step holds only its input while
+    // producing its output.
+    let peak = if stats.in_place > 0 {
+        assert_eq!(stats.in_place, 19);
+        1
+    } else {
+        assert!(
+            std::env::var_os("KILN_PASSES").is_some(),
+            "no step ran in place under the default pipeline"
+        );
+        2
+    };
+    assert_eq!(stats.peak_values, peak);
     Ok(())
 }
 
