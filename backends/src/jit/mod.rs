@@ -997,15 +997,7 @@ impl JitBackend {
                 (0.0, (!layout.inner_reduced).then_some(worst))
             }
         };
-        let epilogue = if kernel.output == ri {
-            None
-        } else {
-            let extra = HashMap::from([(ri, kernel.inputs.len())]);
-            let prog = Program::from_kernel(kernel, kernel.output, &extra)?;
-            let mut sh = shapes.to_vec();
-            sh.push(inst.ty.shape.dims());
-            Some(self.map_fn(&prog, out_dims, &sh)?)
-        };
+        let epilogue = self.reduction_epilogue(kernel, ri, shapes, out_dims)?;
         Some(Plan::Fold {
             f,
             layout,
@@ -1088,15 +1080,7 @@ impl JitBackend {
         } else {
             1
         };
-        let epilogue = if kernel.output == ri {
-            None
-        } else {
-            let extra = HashMap::from([(ri, kernel.inputs.len())]);
-            let prog = Program::from_kernel(kernel, kernel.output, &extra)?;
-            let mut sh = shapes.to_vec();
-            sh.push(inst.ty.shape.dims());
-            Some(self.map_fn(&prog, out_dims, &sh)?)
-        };
+        let epilogue = self.reduction_epilogue(kernel, ri, shapes, out_dims)?;
         Some(Plan::Reduce {
             f,
             layout,
@@ -1234,6 +1218,27 @@ impl JitBackend {
                 }
             }
         }
+    }
+
+    /// The compiled elementwise epilogue of a reduction kernel whose reduction is body value
+    /// `ri`: reads the kernel's inputs and the reduction's result (as one extra input after
+    /// them). `Some(None)` when the reduction is the kernel's output; `None` when the
+    /// epilogue does not compile.
+    fn reduction_epilogue(
+        &self,
+        kernel: &FusedKernel,
+        ri: usize,
+        shapes: &[&[usize]],
+        out_dims: &[usize],
+    ) -> Option<Option<(KernelFn, Layout)>> {
+        if kernel.output == ri {
+            return Some(None);
+        }
+        let extra = HashMap::from([(ri, kernel.inputs.len())]);
+        let prog = Program::from_kernel(kernel, kernel.output, &extra)?;
+        let mut sh = shapes.to_vec();
+        sh.push(kernel.body[ri].ty.shape.dims());
+        Some(Some(self.map_fn(&prog, out_dims, &sh)?))
     }
 
     /// Runs an elementwise function into a fresh output of `n` elements.
